@@ -1,0 +1,69 @@
+//! Fuzz target `decode`: arbitrary bytes into both decoders and into a node.
+//!
+//! Invariants checked: decoding never panics; whatever `decode_datagram` accepts holds
+//! only datagram kinds that pass `Message::validate`; whatever `decode_stream` accepts may
+//! travel on a stream and validates; a `Node` fed the bytes as a datagram or a stream
+//! never panics, whatever it makes of them. Each input is also tried behind a valid
+//! header, so the fuzzer reaches the message parser without first having to guess the
+//! cluster id.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use muster::proto::{Node, NodeOptions, SwimConfig, Time};
+use muster::wire::{self, ClusterId, Profile, Tags};
+
+const CLUSTER: &str = "fuzz";
+
+fn node() -> Node {
+    let profile = Profile {
+        name: "fuzzed".into(),
+        addr: "10.0.0.1:7946".parse().expect("a literal address"),
+        region: "eu".into(),
+        zone: "eu-1".into(),
+        tags: Tags::new(),
+    };
+    let options = NodeOptions {
+        config: SwimConfig::lan(),
+        profile,
+        cluster: CLUSTER.into(),
+        incarnation: 0,
+        seed: 1,
+    };
+    Node::new(options, Time::ZERO).expect("the lan preset is valid")
+}
+
+fn check_decoders(bytes: &[u8], cluster: ClusterId) {
+    if let Ok(messages) = wire::decode_datagram(bytes, cluster) {
+        assert!(!messages.is_empty());
+        for (m, len) in &messages {
+            assert!(!m.kind().is_stream(), "{:?} accepted in a datagram", m.kind());
+            assert_eq!(m.validate(), Ok(()));
+            assert!(*len > 0);
+        }
+    }
+    if let Ok(m) = wire::decode_stream(bytes, cluster) {
+        assert!(m.kind().allowed_on_stream(), "{:?} accepted on a stream", m.kind());
+        assert_eq!(m.validate(), Ok(()));
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let cluster = ClusterId::from_name(CLUSTER);
+    let mut framed = Vec::with_capacity(wire::HEADER_LEN + data.len());
+    framed.push(wire::PROTOCOL_VERSION);
+    framed.extend_from_slice(&cluster.0.to_le_bytes());
+    framed.extend_from_slice(data);
+
+    check_decoders(data, cluster);
+    check_decoders(&framed, cluster);
+
+    let mut node = node();
+    let from = "10.0.0.2:7946".parse().expect("a literal address");
+    let at = Time::from_nanos(1_000_000);
+    node.handle_datagram(at, from, data);
+    node.handle_datagram(at, from, &framed);
+    node.handle_stream(at, from, &framed);
+    while node.poll_transmit().is_some() {}
+    while node.poll_event().is_some() {}
+});

@@ -1,0 +1,43 @@
+//! Muster: a gossip-based peer-to-peer membership mesh.
+//!
+//! Every host runs one agent; agents find each other through seeds, watch each other
+//! with SWIM + Lifeguard failure detection, and agree on who is in the cluster without a
+//! central monitor. This crate holds the protocol as a sans-IO state machine, usable by
+//! any driver: the tokio/QUIC agent, or the deterministic simulator in `simulations/`.
+//!
+//! # Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`proto`] | the sans-IO core: [`proto::Node`], member table, probing, suspicion, gossip, anti-entropy |
+//! | [`wire`] | protocol messages and their codec: versioned, size-bounded, panic-free |
+//! | [`stable_hash`] | the platform-independent hash behind cluster ids and digests |
+//!
+//! # Driving a node
+//!
+//! ```
+//! use muster::proto::{Node, NodeOptions, SwimConfig, Time};
+//! use muster::wire::{Profile, Tags};
+//!
+//! let profile = Profile {
+//!     name: "a".into(),
+//!     addr: "127.0.0.1:7946".parse().unwrap(),
+//!     region: "eu".into(),
+//!     zone: "eu-1".into(),
+//!     tags: Tags::new(),
+//! };
+//! let options = NodeOptions { config: SwimConfig::lan(), profile, cluster: "demo".into(), incarnation: 0, seed: 1 };
+//! let mut node = Node::new(options, Time::ZERO).unwrap();
+//! // The driver loop: feed input, run timers, send what the node wants sent.
+//! while let Some(at) = node.poll_timeout() {
+//!     if at > Time::from_nanos(5_000_000_000) { break; }
+//!     node.handle_timeout(at);
+//!     while let Some(_transmit) = node.poll_transmit() { /* send it */ }
+//!     while let Some(_event) = node.poll_event() { /* report it */ }
+//! }
+//! assert_eq!(node.members().live_count(), 1);
+//! ```
+
+pub mod proto;
+pub mod stable_hash;
+pub mod wire;

@@ -1,0 +1,105 @@
+//! What flows in and out of the core besides raw bytes: commands from the local user,
+//! events about the membership, and transmissions for the driver to send.
+
+use std::net::SocketAddr;
+
+use crate::proto::member::MemberInfo;
+use crate::wire::{Name, Tags, TagsError};
+
+/// The channel a transmission must travel on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Unreliable datagram (probes and gossip); may be lost.
+    Datagram,
+    /// Reliable, ordered stream (join and push-pull); the driver frames the bytes.
+    Stream,
+}
+
+/// Bytes the driver must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub to: SocketAddr,
+    /// Encoded datagram or stream message, header included.
+    pub payload: Vec<u8>,
+    /// How to send it.
+    pub channel: Channel,
+}
+
+/// A membership change or a result of a command, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A member was seen for the first time (or came back after leaving).
+    MemberJoined(MemberInfo),
+    /// A live member changed its address, region, zone or tags.
+    MemberUpdated(MemberInfo),
+    /// A member became suspect.
+    MemberSuspected(MemberInfo),
+    /// A suspect or failed member is alive again (refuted, or recovered after a failure).
+    MemberAlive(MemberInfo),
+    /// A member was declared failed.
+    MemberFailed(MemberInfo),
+    /// A member left gracefully (or was force-left).
+    MemberLeft(MemberInfo),
+    /// A failed or departed member was forgotten after its retention time.
+    MemberReaped(MemberInfo),
+    /// A join attempt got its first answer from a seed.
+    Joined {
+        /// The seed that answered.
+        via: SocketAddr,
+        /// Live members known after merging its state.
+        members: usize,
+    },
+    /// No seed of a join attempt answered within `join_timeout`.
+    JoinFailed {
+        /// The seeds tried.
+        seeds: Vec<SocketAddr>,
+    },
+    /// A graceful leave finished spreading (or reached `leave_timeout`); the node is now
+    /// inert and the driver can shut down.
+    LeaveCompleted,
+}
+
+/// Something the local user asks the node to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Push-pull with every seed; the first answer completes the join.
+    Join {
+        /// Seed addresses.
+        seeds: Vec<SocketAddr>,
+    },
+    /// Leave gracefully: others will see this node as left, not failed.
+    Leave,
+    /// Replace this node's tags; the change spreads with a higher incarnation.
+    SetTags(Tags),
+    /// Mark a failed member as left, so it stops being re-contacted (Serf's force-leave).
+    ForceLeave {
+        /// The failed member.
+        name: Name,
+    },
+}
+
+/// Why a command was refused. In every case the node's state is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// `Join` with no seed other than this node's own address.
+    #[error("no seed addresses to join through")]
+    NoSeeds,
+    /// The node has left or is leaving; it takes no more commands.
+    #[error("the node has left the cluster")]
+    Left,
+    /// `ForceLeave` of a name not in the member table.
+    #[error("no member named {0:?}")]
+    UnknownMember(Name),
+    /// `ForceLeave` of a member that is not failed.
+    #[error("member {name:?} is {state}, not failed")]
+    NotFailed {
+        /// The member.
+        name: Name,
+        /// Its current state.
+        state: &'static str,
+    },
+    /// `SetTags` with tags over the size bound.
+    #[error("invalid tags: {0}")]
+    Tags(#[from] TagsError),
+}

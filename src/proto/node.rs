@@ -1,0 +1,568 @@
+//! [`Node`]: one member's protocol state machine, and its sans-IO interface.
+//!
+//! Inputs are `handle_datagram`, `handle_stream`, `handle_timeout` and `handle_command`,
+//! each given the current time; outputs are drained with `poll_transmit`, `poll_event` and
+//! `poll_timeout`. The behaviour is split by concern across sibling files, each an
+//! `impl Node` block: `probe` (failure detection), `update` (applying alive, suspect, dead
+//! and leave), `sync` (join, push-pull, reconnect, reaping, leave) and `gossip`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::proto::awareness::Awareness;
+use crate::proto::broadcast::BroadcastQueue;
+use crate::proto::config::{ConfigError, SwimConfig};
+use crate::proto::event::{Channel, Command, CommandError, Event, Transmit};
+use crate::proto::member::{MemberInfo, MemberTable};
+use crate::proto::rng::{self, NodeRng};
+use crate::proto::stats::Stats;
+use crate::proto::suspicion::Suspicion;
+use crate::proto::time::Time;
+use crate::proto::timer::{Timer, TimerQueue};
+use crate::wire::{
+    self, ClusterId, DatagramBuilder, DecodeError, MemberState, Message, Name, Profile,
+};
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Protocol timing.
+    pub config: SwimConfig,
+    /// This node's name, address, region, zone and tags.
+    pub profile: Profile,
+    /// Cluster name; nodes of different clusters drop each other's traffic.
+    pub cluster: String,
+    /// Incarnation to start from: the last one used plus one after a restart with a data
+    /// directory, else 0 (a stale record of this node is refuted when seen anyway).
+    pub incarnation: u32,
+    /// Seed for the node's random generator.
+    pub seed: u64,
+}
+
+/// The probe in flight.
+#[derive(Debug, Clone)]
+pub(super) struct Probe {
+    pub(super) seq: u32,
+    pub(super) target: Name,
+    pub(super) addr: SocketAddr,
+    /// When the probe's outcome is due; the next probe does not start before.
+    pub(super) deadline: Time,
+    pub(super) indirect: bool,
+    pub(super) expected_nacks: u32,
+    pub(super) nacks: u32,
+}
+
+/// A ping sent on behalf of another member's ping-req.
+#[derive(Debug, Clone)]
+pub(super) struct Relay {
+    pub(super) requester: SocketAddr,
+    pub(super) seq: u32,
+}
+
+/// A confirmation check: a ping to a member someone else suspects.
+#[derive(Debug, Clone)]
+pub(super) struct Check {
+    pub(super) target: Name,
+    pub(super) addr: SocketAddr,
+    pub(super) incarnation: u32,
+}
+
+/// Where the node is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Running,
+    Leaving,
+    Left,
+}
+
+/// A pending join.
+#[derive(Debug, Clone)]
+pub(super) struct JoinAttempt {
+    pub(super) attempt: u32,
+    pub(super) seeds: Vec<SocketAddr>,
+}
+
+/// One member's SWIM/Lifeguard state machine. See the module docs for the interface.
+#[derive(Debug)]
+pub struct Node {
+    pub(super) config: SwimConfig,
+    pub(super) cluster: ClusterId,
+    pub(super) me: Name,
+    pub(super) rng: NodeRng,
+    pub(super) members: MemberTable,
+    pub(super) suspicions: BTreeMap<Name, Suspicion>,
+    pub(super) broadcasts: BroadcastQueue,
+    pub(super) awareness: Awareness,
+    pub(super) timers: TimerQueue,
+    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) events: VecDeque<Event>,
+    pub(super) stats: Stats,
+    pub(super) probe: Option<Probe>,
+    pub(super) probe_cursor: usize,
+    pub(super) probe_generation: u64,
+    pub(super) next_seq: u32,
+    pub(super) relays: BTreeMap<u32, Relay>,
+    /// Recent direct pings (probes and checks): (seq, address, target, sent at). An ack
+    /// from that address is an RTT sample even when it comes too late to count.
+    pub(super) recent_pings: VecDeque<(u32, SocketAddr, Name, Time)>,
+    pub(super) checks: BTreeMap<u32, Check>,
+    pub(super) phase: Phase,
+    pub(super) join: Option<JoinAttempt>,
+    pub(super) join_attempts: u32,
+    /// While merging a seed's answer to our own join, news about others is not
+    /// re-gossiped: the cluster already knows it, and a newcomer re-announcing a whole
+    /// table would flood every queue.
+    pub(super) gossip_muted: bool,
+}
+
+impl Node {
+    /// Creates a node that knows only itself, with its periodic timers set from `now`.
+    pub fn new(options: NodeOptions, now: Time) -> Result<Node, ConfigError> {
+        let NodeOptions {
+            config,
+            profile,
+            cluster,
+            incarnation,
+            seed,
+        } = options;
+        config.validate()?;
+        validate_profile(&profile)?;
+        let mut rng = rng::node_rng(seed);
+        let mut members = MemberTable::new();
+        let me = profile.name.clone();
+        members.insert(profile, incarnation, MemberState::Alive, now, &mut rng);
+        let mut node = Node {
+            awareness: Awareness::new(config.awareness_max),
+            broadcasts: BroadcastQueue::new(config.max_queued_updates),
+            cluster: ClusterId::from_name(&cluster),
+            config,
+            me,
+            rng,
+            members,
+            suspicions: BTreeMap::new(),
+            timers: TimerQueue::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            probe: None,
+            probe_cursor: 0,
+            probe_generation: 0,
+            next_seq: 0,
+            relays: BTreeMap::new(),
+            recent_pings: VecDeque::new(),
+            checks: BTreeMap::new(),
+            phase: Phase::Running,
+            join: None,
+            join_attempts: 0,
+            gossip_muted: false,
+        };
+        // Random first deadlines spread nodes started together across the interval.
+        let probe_at = now + node.jitter(node.config.probe_interval);
+        node.timers
+            .schedule(probe_at, Timer::Probe { generation: 0 });
+        let gossip_at = now + node.jitter(node.config.gossip_interval);
+        node.timers.schedule(gossip_at, Timer::Gossip);
+        let push_pull_at = now + node.jitter(node.config.push_pull_interval);
+        node.timers.schedule(push_pull_at, Timer::PushPull);
+        let reconnect_at = now + node.jitter(node.config.reconnect_interval);
+        node.timers.schedule(reconnect_at, Timer::Reconnect);
+        let reap_at = now + node.reap_interval();
+        node.timers.schedule(reap_at, Timer::Reap);
+        Ok(node)
+    }
+
+    // ----- inputs -------------------------------------------------------------------
+
+    /// Feeds a datagram received from `from`. Bad input is counted and dropped; it
+    /// never changes state.
+    pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        if self.phase == Phase::Left {
+            return;
+        }
+        self.stats.datagrams_in += 1;
+        self.stats.datagram_bytes_in += bytes.len() as u64;
+        let messages = match wire::decode_datagram(bytes, self.cluster) {
+            Ok(m) => m,
+            Err(e) => return self.count_bad_input(from, &e),
+        };
+        for (m, len) in &messages {
+            self.stats.received.add(m.kind(), *len);
+        }
+        // Updates first, so a reply built below already carries any refutation they
+        // caused (a suspect pinged by its buddy answers with its new incarnation).
+        let (updates, control): (Vec<_>, Vec<_>) =
+            messages.into_iter().map(|(m, _)| m).partition(is_update);
+        for m in updates {
+            self.apply_message(now, from, m);
+        }
+        for m in control {
+            self.apply_message(now, from, m);
+        }
+    }
+
+    /// Feeds a whole stream message received from `from` (the driver reassembles it).
+    pub fn handle_stream(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        if self.phase == Phase::Left {
+            return;
+        }
+        self.stats.streams_in += 1;
+        self.stats.stream_bytes_in += bytes.len() as u64;
+        match wire::decode_stream(bytes, self.cluster) {
+            Ok(m) => {
+                self.stats
+                    .received
+                    .add(m.kind(), bytes.len().saturating_sub(wire::HEADER_LEN));
+                match m {
+                    Message::Ping { seq, target } => {
+                        self.on_ping(now, from, seq, target, Channel::Stream)
+                    }
+                    m => self.apply_message(now, from, m),
+                }
+            }
+            Err(e) => self.count_bad_input(from, &e),
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            if self.phase == Phase::Left {
+                return;
+            }
+            self.fire(now, timer);
+        }
+    }
+
+    /// Carries out a local command. On error nothing changed.
+    pub fn handle_command(&mut self, now: Time, command: Command) -> Result<(), CommandError> {
+        if self.phase != Phase::Running {
+            return Err(CommandError::Left);
+        }
+        match command {
+            Command::Join { seeds } => self.start_join(now, seeds),
+            Command::Leave => {
+                self.start_leave(now);
+                Ok(())
+            }
+            Command::SetTags(tags) => self.set_tags(now, tags),
+            Command::ForceLeave { name } => self.force_leave(now, &name),
+        }
+    }
+
+    // ----- outputs ------------------------------------------------------------------
+
+    /// The next datagram or stream message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next membership event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` next wants to run; `None` once the node has left.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.phase == Phase::Left {
+            None
+        } else {
+            self.timers.next_deadline()
+        }
+    }
+
+    // ----- read access --------------------------------------------------------------
+
+    /// This node's name.
+    pub fn name(&self) -> &Name {
+        &self.me
+    }
+
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> u32 {
+        self.members.get(&self.me).map_or(0, |m| m.incarnation())
+    }
+
+    /// The member table (this node included).
+    pub fn members(&self) -> &MemberTable {
+        &self.members
+    }
+
+    /// A snapshot of one member.
+    pub fn member(&self, name: &str) -> Option<MemberInfo> {
+        self.members.get(name).map(|m| self.members.info(m))
+    }
+
+    /// The membership digest (see [`MemberTable::digest`]).
+    pub fn digest(&self) -> u64 {
+        self.members.digest()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The Lifeguard local health score (0 is healthy).
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// Whether a graceful leave has completed.
+    pub fn has_left(&self) -> bool {
+        self.phase == Phase::Left
+    }
+
+    /// The protocol configuration in force.
+    pub fn config(&self) -> &SwimConfig {
+        &self.config
+    }
+
+    /// Updates waiting to be gossiped.
+    pub fn queued_updates(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    // ----- dispatch -----------------------------------------------------------------
+
+    fn apply_message(&mut self, now: Time, from: SocketAddr, msg: Message) {
+        match msg {
+            Message::Ping { seq, target } => {
+                self.on_ping(now, from, seq, target, Channel::Datagram)
+            }
+            Message::Ack { seq } => self.on_ack(now, from, seq),
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => self.on_ping_req(now, from, seq, target, target_addr),
+            Message::Nack { seq } => self.on_nack(seq),
+            Message::Alive {
+                profile,
+                incarnation,
+            } => self.apply_alive(now, profile, incarnation),
+            Message::Suspect {
+                name,
+                incarnation,
+                from: by,
+            } => self.apply_suspect(now, &name, incarnation, &by),
+            Message::Dead {
+                name,
+                incarnation,
+                from: by,
+            } => self.apply_dead(now, &name, incarnation, &by, MemberState::Dead),
+            Message::Leave { name, incarnation } => {
+                let by = name.clone();
+                self.apply_dead(now, &name, incarnation, &by, MemberState::Left)
+            }
+            Message::Join { members } => self.on_join(now, from, members),
+            Message::PushPull {
+                phase,
+                digest,
+                members,
+            } => self.on_push_pull(now, from, phase, digest, members),
+        }
+    }
+
+    fn fire(&mut self, now: Time, timer: Timer) {
+        match timer {
+            Timer::Probe { generation } => self.on_probe_timer(now, generation),
+            Timer::ProbeTimeout { seq } => self.on_probe_timeout(now, seq),
+            Timer::ProbeDeadline { seq } => self.on_probe_deadline(now, seq),
+            Timer::RelayTimeout { seq } => self.on_relay_timeout(now, seq),
+            Timer::CheckRetry { seq } => self.on_check_retry(now, seq),
+            Timer::CheckTimeout { seq } => self.on_check_timeout(now, seq),
+            Timer::Suspicion { name } => self.on_suspicion_timer(now, &name),
+            Timer::Gossip => self.on_gossip_timer(now),
+            Timer::PushPull => self.on_push_pull_timer(now),
+            Timer::Reap => self.on_reap_timer(now),
+            Timer::Reconnect => self.on_reconnect_timer(now),
+            Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
+            Timer::JoinSync { remaining } => self.on_join_sync(now, remaining),
+            Timer::LeaveDeadline => self.finish_leave(),
+        }
+    }
+
+    fn count_bad_input(&mut self, from: SocketAddr, e: &DecodeError) {
+        match e {
+            DecodeError::ForeignCluster { .. } | DecodeError::UnknownVersion { .. } => {
+                self.stats.foreign_dropped += 1
+            }
+            _ => self.stats.malformed_dropped += 1,
+        }
+        tracing::debug!(%from, error = %e, "dropped input");
+    }
+
+    // ----- helpers shared by the behaviour files ------------------------------------
+
+    /// A fresh sequence number.
+    pub(super) fn next_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    /// A uniformly random duration in `[0, d)`.
+    pub(super) fn jitter(&mut self, d: Duration) -> Duration {
+        d.mul_f64(rng::unit(&mut self.rng))
+    }
+
+    /// Live members, this node included: the `N` of every formula.
+    pub(super) fn cluster_size(&self) -> usize {
+        self.members.live_count()
+    }
+
+    /// How often tombstones are swept: a quarter of the shorter retention, at least one
+    /// probe interval.
+    pub(super) fn reap_interval(&self) -> Duration {
+        (self.config.dead_retention.min(self.config.left_retention) / 4)
+            .max(self.config.probe_interval)
+    }
+
+    /// Sends `first` messages to `to` in one datagram, then fills the rest of the budget
+    /// with queued updates.
+    pub(super) fn send_datagram(&mut self, to: SocketAddr, first: &[Message]) {
+        let mut d = DatagramBuilder::new(self.cluster, self.config.datagram_budget);
+        for m in first {
+            let before = d.remaining();
+            match d.push(m) {
+                Ok(true) => self.stats.sent.add(m.kind(), before - d.remaining()),
+                Ok(false) => tracing::debug!(kind = ?m.kind(), "message over the datagram budget"),
+                Err(e) => tracing::warn!(error = %e, "message failed to encode"),
+            }
+        }
+        let limit = self.config.retransmit_limit(self.cluster_size());
+        let sent = &mut self.stats.sent;
+        self.broadcasts
+            .fill(&mut d, limit, |kind, len| sent.add(kind, len));
+        if d.is_empty() {
+            return;
+        }
+        let payload = d.finish();
+        self.stats.datagrams_out += 1;
+        self.stats.datagram_bytes_out += payload.len() as u64;
+        self.transmits.push_back(Transmit {
+            to,
+            payload,
+            channel: Channel::Datagram,
+        });
+    }
+
+    /// Sends one stream message to `to`.
+    pub(super) fn send_stream(&mut self, to: SocketAddr, msg: &Message) {
+        match wire::encode_stream(msg, self.cluster) {
+            Ok(payload) => {
+                self.stats
+                    .sent
+                    .add(msg.kind(), payload.len() - wire::HEADER_LEN);
+                self.stats.streams_out += 1;
+                self.stats.stream_bytes_out += payload.len() as u64;
+                self.transmits.push_back(Transmit {
+                    to,
+                    payload,
+                    channel: Channel::Stream,
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "stream message failed to encode"),
+        }
+    }
+
+    /// Queues an update about `subject` for gossip, replacing older news about it.
+    pub(super) fn enqueue(&mut self, subject: Name, msg: &Message) {
+        if self.gossip_muted && subject != self.me {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(32);
+        match wire::encode_message(msg, &mut bytes) {
+            Ok(_) => self.broadcasts.push(subject, msg.kind(), bytes),
+            Err(e) => tracing::warn!(error = %e, "update failed to encode"),
+        }
+    }
+
+    /// Emits an event about the member at position `i`.
+    pub(super) fn emit(&mut self, i: usize, make: fn(MemberInfo) -> Event) {
+        let info = self.members.info(self.members.at(i));
+        self.events.push_back(make(info));
+    }
+
+    /// Up to `k` distinct random live members other than this node and `exclude`,
+    /// found by rejection sampling (cheap when most members are live).
+    pub(super) fn random_live_members(&mut self, k: usize, exclude: Option<&str>) -> Vec<usize> {
+        let n = self.members.len();
+        let mut picked: Vec<usize> = Vec::with_capacity(k);
+        if n <= 1 || k == 0 {
+            return picked;
+        }
+        // Count only the live members that can be picked: this node is not live once it
+        // is leaving, and `exclude` may be this node or not live at all.
+        let is_live = |name: &str| self.members.get(name).is_some_and(|m| m.state().is_live());
+        let excluded = usize::from(exclude.is_some_and(|e| e != self.me.as_str() && is_live(e)));
+        let candidates = self
+            .members
+            .live_count()
+            .saturating_sub(usize::from(is_live(&self.me)) + excluded);
+        let want = k.min(candidates);
+        let mut tries = 0;
+        while picked.len() < want && tries < 8 * k + 32 {
+            tries += 1;
+            let i = rng::below(&mut self.rng, n);
+            let m = self.members.at(i);
+            if !m.state().is_live()
+                || *m.name() == self.me
+                || exclude == Some(m.name().as_str())
+                || picked.contains(&i)
+            {
+                continue;
+            }
+            picked.push(i);
+        }
+        if picked.len() < want {
+            // Sparse live set (after a region outage): fall back to a full scan.
+            let mut pool: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    let m = self.members.at(i);
+                    m.state().is_live()
+                        && *m.name() != self.me
+                        && exclude != Some(m.name().as_str())
+                        && !picked.contains(&i)
+                })
+                .collect();
+            rng::shuffle(&mut self.rng, &mut pool);
+            picked.extend(pool.into_iter().take(want - picked.len()));
+        }
+        picked
+    }
+}
+
+fn is_update(m: &Message) -> bool {
+    matches!(
+        m,
+        Message::Alive { .. }
+            | Message::Suspect { .. }
+            | Message::Dead { .. }
+            | Message::Leave { .. }
+    )
+}
+
+/// Checks a profile the node will announce for itself.
+pub(super) fn validate_profile(p: &Profile) -> Result<(), ConfigError> {
+    let field_err = |field, reason: String| Err(ConfigError { field, reason });
+    if p.name.is_empty() {
+        return field_err("name", "must not be empty".into());
+    }
+    for (field, value) in [("name", &p.name), ("region", &p.region), ("zone", &p.zone)] {
+        if value.len() > wire::MAX_NAME_LEN {
+            return field_err(
+                field,
+                format!(
+                    "is {} bytes, over the limit of {}",
+                    value.len(),
+                    wire::MAX_NAME_LEN
+                ),
+            );
+        }
+    }
+    if let Err(e) = p.tags.validate() {
+        return field_err("tags", e.to_string());
+    }
+    Ok(())
+}

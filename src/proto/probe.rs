@@ -1,0 +1,378 @@
+//! Failure detection: the probe round, indirect probes through intermediaries (with
+//! Lifeguard nacks), and confirmation checks of suspicions raised elsewhere.
+//!
+//! One probe is in flight at a time. A probe pings its target directly; with no ack by
+//! the target's timeout it asks `indirect_checks` random members to ping it too; with no
+//! ack by the deadline the target becomes suspect. Missing nacks raise this node's
+//! health score, a success lowers it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::proto::event::Channel;
+use crate::proto::node::{Check, Node, Phase, Probe, Relay};
+use crate::proto::rng;
+use crate::proto::time::Time;
+use crate::proto::timer::Timer;
+use crate::wire::{MemberState, Message, Name};
+
+/// Share of its own probe timeout after which an intermediary gives up and nacks, so the
+/// nack reaches the requester before the requester's deadline (memberlist uses 80%).
+const NACK_AT: f64 = 0.8;
+
+/// Direct pings remembered for late RTT samples.
+const RECENT_PINGS: usize = 32;
+
+/// Upper bound of an RTT-derived probe timeout, in probe intervals: a peer answering
+/// slower than this is treated as failing, however consistently slow it is.
+const MAX_RTT_TIMEOUT_INTERVALS: u32 = 5;
+
+impl Node {
+    /// Probe timeout toward one member: the configured timeout, or what its measured
+    /// round trips call for if that is longer (`rtt_timeout_mult` × smoothed RTT, or
+    /// `srtt + 4 × rttvar` for a peer whose answers turned slow), never more than
+    /// [`MAX_RTT_TIMEOUT_INTERVALS`] probe intervals; then stretched by the local health
+    /// score.
+    pub(super) fn probe_timeout_for(&self, name: &str) -> Duration {
+        let base = self.config.probe_timeout;
+        let rtt_based = self.members.get(name).map_or(Duration::ZERO, |m| {
+            let by_mult = m
+                .rtt()
+                .map_or(Duration::ZERO, |rtt| rtt * self.config.rtt_timeout_mult);
+            by_mult.max(m.rtt_timeout().unwrap_or_default())
+        });
+        let cap = self.config.probe_interval * MAX_RTT_TIMEOUT_INTERVALS;
+        self.awareness.scale(base.max(rtt_based.min(cap)))
+    }
+
+    /// Remembers a direct ping so its ack, however late, becomes an RTT sample.
+    fn remember_ping(&mut self, seq: u32, addr: SocketAddr, target: &Name, now: Time) {
+        if self.recent_pings.len() >= RECENT_PINGS {
+            self.recent_pings.pop_front();
+        }
+        self.recent_pings
+            .push_back((seq, addr, target.clone(), now));
+    }
+
+    /// Picks the next member in probe order: alive or suspect, not this node. Reshuffles
+    /// at the end of each round so every member is probed once per round.
+    fn next_probe_target(&mut self) -> Option<usize> {
+        let n = self.members.len();
+        for _ in 0..=n {
+            if self.probe_cursor >= n {
+                self.members.shuffle(&mut self.rng);
+                self.probe_cursor = 0;
+            }
+            let i = self.probe_cursor;
+            self.probe_cursor += 1;
+            let m = self.members.at(i);
+            if m.state().is_live() && *m.name() != self.me {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn schedule_next_probe(&mut self, at: Time) {
+        self.probe_generation += 1;
+        self.timers.schedule(
+            at,
+            Timer::Probe {
+                generation: self.probe_generation,
+            },
+        );
+    }
+
+    pub(super) fn on_probe_timer(&mut self, now: Time, generation: u64) {
+        if generation != self.probe_generation {
+            return;
+        }
+        let interval = self.awareness.scale(self.config.probe_interval);
+        if self.phase != Phase::Running {
+            return;
+        }
+        if let Some(p) = &self.probe {
+            // The previous probe's outcome is not in yet (a far or slow target): wait.
+            let at = p.deadline.max(now);
+            return self.schedule_next_probe(at);
+        }
+        self.schedule_next_probe(now + interval);
+        let Some(i) = self.next_probe_target() else {
+            return;
+        };
+        let (target, addr, state, incarnation) = {
+            let m = self.members.at(i);
+            (m.name().clone(), m.addr(), m.state(), m.incarnation())
+        };
+        let timeout = self.probe_timeout_for(&target);
+        let seq = self.next_seq();
+        let mut msgs = Vec::with_capacity(2);
+        if state == MemberState::Suspect {
+            // Buddy system: tell the suspect directly so it can refute at once.
+            let from = self.suspicion_origin(&target);
+            msgs.push(Message::Suspect {
+                name: target.clone(),
+                incarnation,
+                from,
+            });
+        }
+        msgs.push(Message::Ping {
+            seq,
+            target: target.clone(),
+        });
+        self.send_datagram(addr, &msgs);
+        self.remember_ping(seq, addr, &target, now);
+        self.stats.probes += 1;
+        // Direct timeout, then as long again for the indirect path (two RTTs plus the
+        // intermediaries' own timeout, which nack at 80% of theirs).
+        let deadline = now + timeout * 3;
+        self.probe = Some(Probe {
+            seq,
+            target,
+            addr,
+            deadline,
+            indirect: false,
+            expected_nacks: 0,
+            nacks: 0,
+        });
+        self.timers
+            .schedule(now + timeout, Timer::ProbeTimeout { seq });
+        self.timers.schedule(deadline, Timer::ProbeDeadline { seq });
+    }
+
+    pub(super) fn on_probe_timeout(&mut self, _now: Time, seq: u32) {
+        let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) else {
+            return;
+        };
+        p.indirect = true;
+        let (target, addr) = (p.target.clone(), p.addr);
+        // Reliable fallback, as memberlist's TCP ping: a stream retransmits through loss,
+        // so a lossy path alone does not make the target suspect.
+        let ping = Message::Ping {
+            seq,
+            target: target.clone(),
+        };
+        self.send_stream(addr, &ping);
+        let k = self.config.indirect_checks as usize;
+        let helpers = self.random_live_members(k, Some(&target));
+        let requests: Vec<SocketAddr> =
+            helpers.iter().map(|&i| self.members.at(i).addr()).collect();
+        if let Some(p) = self.probe.as_mut() {
+            p.expected_nacks = requests.len() as u32;
+        }
+        for to in requests {
+            let msg = Message::PingReq {
+                seq,
+                target: target.clone(),
+                target_addr: addr,
+            };
+            self.send_datagram(to, &[msg]);
+            self.stats.indirect_probes += 1;
+        }
+    }
+
+    pub(super) fn on_probe_deadline(&mut self, now: Time, seq: u32) {
+        let Some(p) = self.probe.take_if(|p| p.seq == seq) else {
+            return;
+        };
+        self.stats.probes_failed += 1;
+        // Lifeguard: silence from every intermediary suggests we are the slow one, and
+        // costs as many points as nacks were missing (memberlist's rule). But one nack
+        // shows our own path works: the missing ones are likelier dead helpers (a region
+        // outage), which must not slow the survivors' probing, so it costs nothing.
+        if p.nacks == 0 {
+            self.awareness.apply(p.expected_nacks.max(1) as i32);
+        }
+        let Some(m) = self.members.get(&p.target) else {
+            return;
+        };
+        if m.state() != MemberState::Alive {
+            // Already suspect: our failed probe is one more confirmation.
+            let (name, inc) = (m.name().clone(), m.incarnation());
+            let me = self.me.clone();
+            self.apply_suspect(now, &name, inc, &me);
+            return;
+        }
+        let (name, inc) = (m.name().clone(), m.incarnation());
+        self.stats.suspicions_raised += 1;
+        let me = self.me.clone();
+        tracing::debug!(member = %name, "probe failed; suspecting");
+        self.apply_suspect(now, &name, inc, &me);
+    }
+
+    /// Answers a ping on the channel it came on.
+    pub(super) fn on_ping(
+        &mut self,
+        _now: Time,
+        from: SocketAddr,
+        seq: u32,
+        target: Name,
+        channel: Channel,
+    ) {
+        if target != self.me {
+            self.stats.misdirected_pings += 1;
+            return;
+        }
+        match channel {
+            Channel::Datagram => self.send_datagram(from, &[Message::Ack { seq }]),
+            Channel::Stream => self.send_stream(from, &Message::Ack { seq }),
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, now: Time, from: SocketAddr, seq: u32) {
+        if let Some(k) = self
+            .recent_pings
+            .iter()
+            .position(|(s, a, _, _)| *s == seq && *a == from)
+        {
+            let (_, _, name, sent) = self.recent_pings.remove(k).expect("position is in range");
+            if let Some(i) = self.members.position(&name) {
+                self.members.record_rtt(i, now - sent);
+            }
+        }
+        if self.probe.take_if(|p| p.seq == seq).is_some() {
+            self.awareness.apply(-1);
+            return;
+        }
+        if let Some(r) = self.relays.remove(&seq) {
+            self.send_datagram(r.requester, &[Message::Ack { seq: r.seq }]);
+            return;
+        }
+        self.checks.remove(&seq);
+    }
+
+    pub(super) fn on_nack(&mut self, seq: u32) {
+        if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
+            p.nacks += 1;
+            self.stats.nacks_received += 1;
+        }
+    }
+
+    pub(super) fn on_ping_req(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        seq: u32,
+        target: Name,
+        addr: SocketAddr,
+    ) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let timeout = self.probe_timeout_for(&target);
+        let our_seq = self.next_seq();
+        self.send_datagram(
+            addr,
+            &[Message::Ping {
+                seq: our_seq,
+                target,
+            }],
+        );
+        self.stats.relayed_probes += 1;
+        self.relays.insert(
+            our_seq,
+            Relay {
+                requester: from,
+                seq,
+            },
+        );
+        self.timers.schedule(
+            now + timeout.mul_f64(NACK_AT),
+            Timer::RelayTimeout { seq: our_seq },
+        );
+    }
+
+    pub(super) fn on_relay_timeout(&mut self, _now: Time, seq: u32) {
+        if let Some(r) = self.relays.remove(&seq) {
+            self.send_datagram(r.requester, &[Message::Nack { seq: r.seq }]);
+            self.stats.nacks_sent += 1;
+        }
+    }
+
+    /// On first hearing someone else's suspicion of `name`, ping it ourselves with
+    /// probability `confirm_probes / N`: a failed check confirms the suspicion (Lifeguard
+    /// needs independent confirmations), a successful one delivers it to the suspect.
+    pub(super) fn maybe_start_check(&mut self, now: Time, name: &Name, incarnation: u32) {
+        let n = self.cluster_size().saturating_sub(2).max(1);
+        let p = self.config.confirm_probes / n as f64;
+        if self.phase != Phase::Running || p <= 0.0 || rng::unit(&mut self.rng) >= p {
+            return;
+        }
+        self.start_check(now, name, incarnation);
+    }
+
+    /// Pings `name` (twice, carrying the suspicion) and suspects it in this node's own
+    /// name if neither ping is answered: used to confirm someone else's suspicion, and to
+    /// verify a stale "dead" from a merged table before believing it.
+    pub(super) fn start_check(&mut self, now: Time, name: &Name, incarnation: u32) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let Some(addr) = self.members.get(name).map(|m| m.addr()) else {
+            return;
+        };
+        let seq = self.next_seq();
+        self.checks.insert(
+            seq,
+            Check {
+                target: name.clone(),
+                addr,
+                incarnation,
+            },
+        );
+        self.stats.confirmation_checks += 1;
+        self.send_check_ping(seq);
+        self.remember_ping(seq, addr, name, now);
+        let timeout = self.probe_timeout_for(name);
+        self.timers
+            .schedule(now + timeout, Timer::CheckRetry { seq });
+        self.timers
+            .schedule(now + timeout * 2, Timer::CheckTimeout { seq });
+    }
+
+    fn send_check_ping(&mut self, seq: u32) {
+        let Some(c) = self.checks.get(&seq).cloned() else {
+            return;
+        };
+        let from = self.suspicion_origin(&c.target);
+        let msgs = [
+            Message::Suspect {
+                name: c.target.clone(),
+                incarnation: c.incarnation,
+                from,
+            },
+            Message::Ping {
+                seq,
+                target: c.target,
+            },
+        ];
+        self.send_datagram(c.addr, &msgs);
+    }
+
+    pub(super) fn on_check_retry(&mut self, _now: Time, seq: u32) {
+        // One resend: a single lost packet must not turn into a false confirmation.
+        self.send_check_ping(seq);
+    }
+
+    pub(super) fn on_check_timeout(&mut self, now: Time, seq: u32) {
+        let Some(c) = self.checks.remove(&seq) else {
+            return;
+        };
+        let still = self
+            .members
+            .get(&c.target)
+            .is_some_and(|m| m.state().is_live() && m.incarnation() == c.incarnation);
+        if still {
+            self.stats.suspicions_confirmed += 1;
+            let me = self.me.clone();
+            self.apply_suspect(now, &c.target, c.incarnation, &me);
+        }
+    }
+
+    /// Who to name as the suspector when re-sending a suspicion: its originator if known.
+    pub(super) fn suspicion_origin(&self, name: &str) -> Name {
+        self.suspicions
+            .get(name)
+            .map_or_else(|| self.me.clone(), |s| s.origin().clone())
+    }
+}

@@ -1,0 +1,90 @@
+//! Counters the core keeps about its own work, for metrics and for the simulator.
+//! Plain integers, updated in place; a driver copies them out with `Node::stats`.
+
+use crate::wire::MessageKind;
+
+const KINDS: usize = MessageKind::ALL.len();
+
+/// Per-message-kind counts and bytes, one direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindCounters {
+    /// Messages by kind (indexed by `MessageKind::index`).
+    pub messages: [u64; KINDS],
+    /// Encoded bytes by kind, headers excluded.
+    pub bytes: [u64; KINDS],
+}
+
+impl KindCounters {
+    /// Counts one message.
+    pub fn add(&mut self, kind: MessageKind, len: usize) {
+        self.messages[kind.index()] += 1;
+        self.bytes[kind.index()] += len as u64;
+    }
+
+    /// Messages of one kind.
+    pub fn messages_of(&self, kind: MessageKind) -> u64 {
+        self.messages[kind.index()]
+    }
+
+    /// Bytes of one kind.
+    pub fn bytes_of(&self, kind: MessageKind) -> u64 {
+        self.bytes[kind.index()]
+    }
+}
+
+/// Everything the core counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Probes started (direct pings of the probe round).
+    pub probes: u64,
+    /// Probes that ended with no ack, direct or indirect.
+    pub probes_failed: u64,
+    /// Ping-reqs sent to intermediaries.
+    pub indirect_probes: u64,
+    /// Pings sent on behalf of another member's ping-req.
+    pub relayed_probes: u64,
+    /// Nacks sent as an intermediary.
+    pub nacks_sent: u64,
+    /// Nacks received for our own probes.
+    pub nacks_received: u64,
+    /// Suspicions this node raised from its own failed probes.
+    pub suspicions_raised: u64,
+    /// Suspicions this node confirmed with a failed confirmation check.
+    pub suspicions_confirmed: u64,
+    /// Confirmation checks started on hearing a suspicion.
+    pub confirmation_checks: u64,
+    /// Times this node refuted a suspicion or death notice about itself.
+    pub refutations: u64,
+    /// Members this node declared dead when their suspicion ran out.
+    pub deaths_declared: u64,
+    /// Failed members contacted again to heal partitions.
+    pub reconnect_attempts: u64,
+    /// Push-pull offers answered with "in sync" (nothing sent back).
+    pub push_pull_in_sync: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagram bytes received, headers included.
+    pub datagram_bytes_in: u64,
+    /// Datagram bytes sent, headers included.
+    pub datagram_bytes_out: u64,
+    /// Stream messages received.
+    pub streams_in: u64,
+    /// Stream messages sent.
+    pub streams_out: u64,
+    /// Stream bytes received, headers included.
+    pub stream_bytes_in: u64,
+    /// Stream bytes sent, headers included.
+    pub stream_bytes_out: u64,
+    /// Messages received, by kind.
+    pub received: KindCounters,
+    /// Messages sent, by kind.
+    pub sent: KindCounters,
+    /// Input dropped because it did not decode (truncated, garbage, invalid).
+    pub malformed_dropped: u64,
+    /// Input dropped because it belongs to another cluster or protocol version.
+    pub foreign_dropped: u64,
+    /// Pings addressed to another node name (a reused address).
+    pub misdirected_pings: u64,
+}

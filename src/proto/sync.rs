@@ -1,0 +1,333 @@
+//! Anti-entropy and the membership lifecycle: join, periodic push-pull, reconnecting
+//! failed members, reaping tombstones, gossip rounds and graceful leave.
+//!
+//! Push-pull is digest-first: the opener sends only its digest (`Offer`); a peer whose
+//! digest differs answers with its table (`Reply`), and the opener sends its own
+//! (`Final`) only if the digests still differ after merging. In a converged cluster an
+//! exchange is one small message instead of two whole tables.
+
+use std::net::SocketAddr;
+
+use crate::proto::event::{CommandError, Event};
+use crate::proto::node::{JoinAttempt, Node, Phase};
+use crate::proto::rng;
+use crate::proto::time::Time;
+use crate::proto::timer::Timer;
+use crate::wire::{MemberRecord, MemberState, Message, SyncPhase};
+
+/// Gossip rounds after a successful join before the first follow-up push-pull: enough for
+/// the news of this node to reach everyone (about log_fanout(N) rounds, with margin).
+const JOIN_SYNC_ROUNDS: u32 = 10;
+
+/// Follow-up push-pulls after a join, each twice as far apart as the last. In a join
+/// storm the first may meet a peer as incomplete as we are; an in-sync exchange costs
+/// one digest.
+const JOIN_SYNCS: u8 = 3;
+
+impl Node {
+    /// This node's whole table, its own record first.
+    fn full_state(&self) -> Vec<MemberRecord> {
+        let mut out = Vec::with_capacity(self.members.len());
+        if let Some(me) = self.members.get(&self.me) {
+            out.push(self.members.record(me));
+        }
+        out.extend(
+            self.members
+                .iter()
+                .filter(|m| *m.name() != self.me)
+                .map(|m| self.members.record(m)),
+        );
+        out
+    }
+
+    /// Merges a remote table. A remote "suspect" or "dead" about a member this node has
+    /// alive is not believed outright: this node checks it with two direct pings carrying
+    /// the suspicion, and suspects it in its own name only if neither is answered. memberlist
+    /// turns such records straight into suspicions; after a partition heals, every table
+    /// from the far side says "dead" about members that are alive, and those suspicions
+    /// confirm each other into false failures faster than the members can refute.
+    fn merge(&mut self, now: Time, records: Vec<MemberRecord>) {
+        let me = self.me.clone();
+        for r in records {
+            let name = r.profile.name.clone();
+            match r.state {
+                MemberState::Alive => self.apply_alive(now, r.profile, r.incarnation),
+                MemberState::Suspect | MemberState::Dead if name == me => {
+                    self.apply_suspect(now, &name, r.incarnation, &me);
+                }
+                MemberState::Dead if self.members.get(&name).is_none() => {
+                    // A failure we never knew the member of: nothing to learn.
+                }
+                MemberState::Suspect | MemberState::Dead => {
+                    // Learn of the member (or its newer incarnation) first.
+                    self.apply_alive(now, r.profile, r.incarnation);
+                    let verify = self.members.get(&name).is_some_and(|m| {
+                        m.state() == MemberState::Alive && m.incarnation() == r.incarnation
+                    });
+                    if verify {
+                        self.start_check(now, &name, r.incarnation);
+                    }
+                }
+                MemberState::Left => {
+                    self.apply_dead(now, &name, r.incarnation, &me, MemberState::Left)
+                }
+            }
+        }
+    }
+
+    pub(super) fn start_join(
+        &mut self,
+        now: Time,
+        seeds: Vec<std::net::SocketAddr>,
+    ) -> Result<(), CommandError> {
+        let own = self.members.get(&self.me).map(|m| m.addr());
+        // Each distinct seed once, in the order given (`dedup` alone only drops neighbours).
+        let mut targets: Vec<SocketAddr> = Vec::with_capacity(seeds.len());
+        for seed in seeds {
+            if Some(seed) != own && !targets.contains(&seed) {
+                targets.push(seed);
+            }
+        }
+        if targets.is_empty() {
+            return Err(CommandError::NoSeeds);
+        }
+        self.join_attempts += 1;
+        let attempt = self.join_attempts;
+        let msg = Message::Join {
+            members: self.full_state(),
+        };
+        for seed in &targets {
+            self.send_stream(*seed, &msg);
+        }
+        self.join = Some(JoinAttempt {
+            attempt,
+            seeds: targets,
+        });
+        self.timers.schedule(
+            now + self.config.join_timeout,
+            Timer::JoinTimeout { attempt },
+        );
+        Ok(())
+    }
+
+    pub(super) fn on_join_timeout(&mut self, attempt: u32) {
+        if let Some(j) = self.join.take_if(|j| j.attempt == attempt) {
+            self.events.push_back(Event::JoinFailed { seeds: j.seeds });
+        }
+    }
+
+    pub(super) fn on_join(&mut self, now: Time, from: SocketAddr, members: Vec<MemberRecord>) {
+        self.merge(now, members);
+        if self.phase == Phase::Left {
+            return;
+        }
+        let reply = Message::PushPull {
+            phase: SyncPhase::JoinReply,
+            digest: self.digest(),
+            members: self.full_state(),
+        };
+        self.send_stream(from, &reply);
+    }
+
+    pub(super) fn on_push_pull(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        phase: SyncPhase,
+        digest: u64,
+        members: Vec<MemberRecord>,
+    ) {
+        match phase {
+            SyncPhase::Offer => {
+                if digest == self.digest() {
+                    self.stats.push_pull_in_sync += 1;
+                } else {
+                    let reply = Message::PushPull {
+                        phase: SyncPhase::Reply,
+                        digest: self.digest(),
+                        members: self.full_state(),
+                    };
+                    self.send_stream(from, &reply);
+                }
+            }
+            SyncPhase::Reply => {
+                self.merge(now, members);
+                if self.digest() != digest {
+                    let fin = Message::PushPull {
+                        phase: SyncPhase::Final,
+                        digest: self.digest(),
+                        members: self.full_state(),
+                    };
+                    self.send_stream(from, &fin);
+                }
+            }
+            SyncPhase::Final => self.merge(now, members),
+            SyncPhase::JoinReply => {
+                self.gossip_muted = true;
+                self.merge(now, members);
+                self.gossip_muted = false;
+                if self.join.take().is_some() {
+                    let members = self.cluster_size();
+                    self.events.push_back(Event::Joined { via: from, members });
+                    // Updates gossiped while nobody knew us yet never reached us; one
+                    // follow-up exchange after the join news has spread repairs that
+                    // (memberlist leaves it to the next periodic push-pull, minutes away).
+                    let at = now + self.config.gossip_interval * JOIN_SYNC_ROUNDS;
+                    self.timers.schedule(
+                        at,
+                        Timer::JoinSync {
+                            remaining: JOIN_SYNCS - 1,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_push_pull_timer(&mut self, now: Time) {
+        let interval = self.config.push_pull_interval_for(self.cluster_size());
+        // ±10% jitter keeps nodes from falling into step.
+        let next = interval.mul_f64(0.9 + 0.2 * rng::unit(&mut self.rng));
+        self.timers.schedule(now + next, Timer::PushPull);
+        self.push_pull_with_random_member();
+    }
+
+    pub(super) fn on_join_sync(&mut self, now: Time, remaining: u8) {
+        self.push_pull_with_random_member();
+        if remaining > 0 {
+            let done = u32::from(JOIN_SYNCS - remaining);
+            let at = now + self.config.gossip_interval * (JOIN_SYNC_ROUNDS << done);
+            self.timers.schedule(
+                at,
+                Timer::JoinSync {
+                    remaining: remaining - 1,
+                },
+            );
+        }
+    }
+
+    /// Offers a digest-first push-pull to one random live member.
+    pub(super) fn push_pull_with_random_member(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        if let Some(&i) = self.random_live_members(1, None).first() {
+            let to = self.members.at(i).addr();
+            let offer = Message::PushPull {
+                phase: SyncPhase::Offer,
+                digest: self.digest(),
+                members: Vec::new(),
+            };
+            self.send_stream(to, &offer);
+        }
+    }
+
+    /// Offers a push-pull to one random failed member: if it is in fact alive on the far
+    /// side of a healed partition, the digests differ, tables are exchanged, each side
+    /// sees the other's stale view of it and refutes, and the two halves merge.
+    pub(super) fn on_reconnect_timer(&mut self, now: Time) {
+        let next = self
+            .config
+            .reconnect_interval
+            .mul_f64(0.9 + 0.2 * rng::unit(&mut self.rng));
+        self.timers.schedule(now + next, Timer::Reconnect);
+        if self.phase != Phase::Running || self.members.count(MemberState::Dead) == 0 {
+            return;
+        }
+        let dead: Vec<SocketAddr> = self
+            .members
+            .iter()
+            .filter(|m| m.state() == MemberState::Dead)
+            .map(|m| m.addr())
+            .collect();
+        let to = dead[rng::below(&mut self.rng, dead.len())];
+        self.stats.reconnect_attempts += 1;
+        let offer = Message::PushPull {
+            phase: SyncPhase::Offer,
+            digest: self.digest(),
+            members: Vec::new(),
+        };
+        self.send_stream(to, &offer);
+    }
+
+    pub(super) fn on_reap_timer(&mut self, now: Time) {
+        self.timers
+            .schedule(now + self.reap_interval(), Timer::Reap);
+        let (dead_for, left_for) = (self.config.dead_retention, self.config.left_retention);
+        // Never this node: it is `Left` while leaving, and stays in its own table.
+        let expired: Vec<_> = self
+            .members
+            .iter()
+            .filter(|m| *m.name() != self.me)
+            .filter(|m| match m.state() {
+                MemberState::Dead => now.saturating_since(m.state_changed()) >= dead_for,
+                MemberState::Left => now.saturating_since(m.state_changed()) >= left_for,
+                _ => false,
+            })
+            .map(|m| m.name().clone())
+            .collect();
+        for name in expired {
+            if let Some(i) = self.members.position(&name) {
+                let info = self.members.info(self.members.at(i));
+                self.members.remove(i);
+                self.events.push_back(Event::MemberReaped(info));
+            }
+        }
+    }
+
+    pub(super) fn on_gossip_timer(&mut self, now: Time) {
+        self.timers
+            .schedule(now + self.config.gossip_interval, Timer::Gossip);
+        if self.phase == Phase::Leaving && !self.broadcasts.contains(&self.me) {
+            return self.finish_leave();
+        }
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let targets = self.random_live_members(self.config.gossip_fanout as usize, None);
+        for i in targets {
+            if self.broadcasts.is_empty() {
+                break;
+            }
+            let to = self.members.at(i).addr();
+            self.send_datagram(to, &[]);
+        }
+    }
+
+    pub(super) fn start_leave(&mut self, now: Time) {
+        let i = self
+            .members
+            .position(&self.me)
+            .expect("the local node is always in its table");
+        let incarnation = self.members.at(i).incarnation().saturating_add(1);
+        self.members
+            .set_liveness(i, incarnation, MemberState::Left, now);
+        let msg = Message::Leave {
+            name: self.me.clone(),
+            incarnation,
+        };
+        self.enqueue(self.me.clone(), &msg);
+        self.phase = Phase::Leaving;
+        self.probe = None;
+        self.timers
+            .schedule(now + self.config.leave_timeout, Timer::LeaveDeadline);
+        // Do not wait for the next gossip round to start spreading the news.
+        self.on_gossip_now();
+    }
+
+    fn on_gossip_now(&mut self) {
+        let targets = self.random_live_members(self.config.gossip_fanout as usize, None);
+        for i in targets {
+            let to = self.members.at(i).addr();
+            self.send_datagram(to, &[]);
+        }
+    }
+
+    pub(super) fn finish_leave(&mut self) {
+        if self.phase == Phase::Leaving {
+            self.phase = Phase::Left;
+            self.timers.clear();
+            self.events.push_back(Event::LeaveCompleted);
+        }
+    }
+}

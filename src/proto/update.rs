@@ -1,0 +1,264 @@
+//! Applying membership updates: alive, suspect, dead and leave, from gossip, piggyback
+//! or push-pull, and refuting news about this node.
+//!
+//! Precedence: a higher incarnation wins; at equal incarnation `Alive < Suspect < Dead`,
+//! and a failed member may still be marked `Left` (a force-leave or late leave notice).
+//! Only a member itself raises its incarnation, which is how it refutes. Every accepted
+//! update is queued again for gossip, so news spreads epidemically.
+
+use crate::proto::event::{CommandError, Event};
+use crate::proto::node::{Node, Phase};
+use crate::proto::suspicion::Suspicion;
+use crate::proto::time::Time;
+use crate::proto::timer::Timer;
+use crate::wire::{MemberState, Message, Name, Profile, Tags};
+
+impl Node {
+    /// An alive announcement.
+    pub(super) fn apply_alive(&mut self, now: Time, profile: Profile, incarnation: u32) {
+        if profile.name == self.me {
+            // A record of us from our past life (or an impostor): out-bid it.
+            if incarnation > self.incarnation() && self.phase == Phase::Running {
+                self.refute(now, incarnation);
+            }
+            return;
+        }
+        let Some(i) = self.members.position(&profile.name) else {
+            let name = profile.name.clone();
+            let msg = Message::Alive {
+                profile: profile.clone(),
+                incarnation,
+            };
+            let i =
+                self.members
+                    .insert(profile, incarnation, MemberState::Alive, now, &mut self.rng);
+            self.enqueue(name, &msg);
+            self.emit(i, Event::MemberJoined);
+            return;
+        };
+        let m = self.members.at(i);
+        if incarnation <= m.incarnation() {
+            return;
+        }
+        let old = m.state();
+        let msg = Message::Alive {
+            profile: profile.clone(),
+            incarnation,
+        };
+        let changed = self.members.set_profile(i, &profile);
+        self.members
+            .set_liveness(i, incarnation, MemberState::Alive, now);
+        self.suspicions.remove(&profile.name);
+        self.enqueue(profile.name, &msg);
+        match old {
+            MemberState::Suspect | MemberState::Dead => self.emit(i, Event::MemberAlive),
+            MemberState::Left => self.emit(i, Event::MemberJoined),
+            MemberState::Alive if changed => self.emit(i, Event::MemberUpdated),
+            MemberState::Alive => {}
+        }
+    }
+
+    /// A suspicion raised or confirmed by `from`.
+    pub(super) fn apply_suspect(&mut self, now: Time, name: &Name, incarnation: u32, from: &Name) {
+        if *name == self.me {
+            if incarnation >= self.incarnation() && self.phase == Phase::Running {
+                self.refute(now, incarnation);
+            }
+            return;
+        }
+        let Some(i) = self.members.position(name) else {
+            return;
+        };
+        let m = self.members.at(i);
+        if incarnation < m.incarnation() {
+            return;
+        }
+        match m.state() {
+            MemberState::Dead | MemberState::Left => {}
+            MemberState::Suspect
+                if incarnation == m.incarnation() && self.suspicions.contains_key(name) =>
+            {
+                let Some(s) = self.suspicions.get_mut(name) else {
+                    return;
+                };
+                if s.confirm(from) {
+                    let deadline = s.deadline();
+                    self.timers
+                        .schedule(deadline, Timer::Suspicion { name: name.clone() });
+                    self.enqueue(
+                        name.clone(),
+                        &Message::Suspect {
+                            name: name.clone(),
+                            incarnation,
+                            from: from.clone(),
+                        },
+                    );
+                }
+            }
+            MemberState::Suspect | MemberState::Alive => {
+                let n = self.cluster_size();
+                // No one can confirm in a cluster of two or three; start at the minimum.
+                let expected = self
+                    .config
+                    .expected_confirmations
+                    .min(n.saturating_sub(2) as u32);
+                let s = Suspicion::new(
+                    incarnation,
+                    now,
+                    self.config.suspicion_min(n),
+                    self.config.suspicion_max(n),
+                    expected,
+                    from.clone(),
+                );
+                let deadline = s.deadline();
+                self.suspicions.insert(name.clone(), s);
+                self.members
+                    .set_liveness(i, incarnation, MemberState::Suspect, now);
+                self.timers
+                    .schedule(deadline, Timer::Suspicion { name: name.clone() });
+                self.enqueue(
+                    name.clone(),
+                    &Message::Suspect {
+                        name: name.clone(),
+                        incarnation,
+                        from: from.clone(),
+                    },
+                );
+                self.emit(i, Event::MemberSuspected);
+                if *from != self.me {
+                    self.maybe_start_check(now, name, incarnation);
+                }
+            }
+        }
+    }
+
+    /// A death (`state == Dead`) or departure (`state == Left`) notice.
+    pub(super) fn apply_dead(
+        &mut self,
+        now: Time,
+        name: &Name,
+        incarnation: u32,
+        from: &Name,
+        state: MemberState,
+    ) {
+        if *name == self.me {
+            if incarnation >= self.incarnation() && self.phase == Phase::Running {
+                self.refute(now, incarnation);
+            }
+            return;
+        }
+        let Some(i) = self.members.position(name) else {
+            return;
+        };
+        let m = self.members.at(i);
+        if incarnation < m.incarnation() {
+            return;
+        }
+        let upgrade_to_left = m.state() == MemberState::Dead && state == MemberState::Left;
+        if !m.state().is_live() && !upgrade_to_left {
+            return;
+        }
+        self.members.set_liveness(i, incarnation, state, now);
+        self.suspicions.remove(name);
+        let msg = match state {
+            MemberState::Left => Message::Leave {
+                name: name.clone(),
+                incarnation,
+            },
+            _ => Message::Dead {
+                name: name.clone(),
+                incarnation,
+                from: from.clone(),
+            },
+        };
+        self.enqueue(name.clone(), &msg);
+        match state {
+            MemberState::Left => self.emit(i, Event::MemberLeft),
+            _ => self.emit(i, Event::MemberFailed),
+        }
+    }
+
+    /// Out-bids a suspicion or death notice about this node with a higher incarnation.
+    fn refute(&mut self, now: Time, seen: u32) {
+        let Some(i) = self.members.position(&self.me) else {
+            return;
+        };
+        let incarnation = seen.max(self.members.at(i).incarnation()).saturating_add(1);
+        self.members
+            .set_liveness(i, incarnation, MemberState::Alive, now);
+        self.announce_self();
+        self.stats.refutations += 1;
+        // Lifeguard: having to refute hints that we are the slow one.
+        self.awareness.apply(1);
+    }
+
+    /// Queues an alive announcement of this node at its current incarnation.
+    pub(super) fn announce_self(&mut self) {
+        let Some(m) = self.members.get(&self.me) else {
+            return;
+        };
+        let msg = Message::Alive {
+            profile: self.members.profile(m),
+            incarnation: m.incarnation(),
+        };
+        self.enqueue(self.me.clone(), &msg);
+    }
+
+    pub(super) fn on_suspicion_timer(&mut self, now: Time, name: &Name) {
+        let Some(s) = self.suspicions.get(name) else {
+            return;
+        };
+        if now < s.deadline() {
+            return; // a later timer from before a confirmation moved the deadline, or early
+        }
+        let incarnation = s.incarnation;
+        let current = self
+            .members
+            .get(name)
+            .is_some_and(|m| m.state() == MemberState::Suspect && m.incarnation() == incarnation);
+        if !current {
+            self.suspicions.remove(name);
+            return;
+        }
+        self.stats.deaths_declared += 1;
+        tracing::debug!(member = %name, "suspicion timed out; declaring failed");
+        let me = self.me.clone();
+        self.apply_dead(now, name, incarnation, &me, MemberState::Dead);
+    }
+
+    pub(super) fn set_tags(&mut self, now: Time, tags: Tags) -> Result<(), CommandError> {
+        tags.validate()?;
+        let i = self
+            .members
+            .position(&self.me)
+            .expect("the local node is always in its table");
+        let mut profile = self.members.profile(self.members.at(i));
+        if profile.tags == tags {
+            return Ok(());
+        }
+        profile.tags = tags;
+        self.members.set_profile(i, &profile);
+        let incarnation = self.members.at(i).incarnation().saturating_add(1);
+        self.members
+            .set_liveness(i, incarnation, MemberState::Alive, now);
+        self.announce_self();
+        Ok(())
+    }
+
+    pub(super) fn force_leave(&mut self, now: Time, name: &Name) -> Result<(), CommandError> {
+        let m = self
+            .members
+            .get(name)
+            .ok_or_else(|| CommandError::UnknownMember(name.clone()))?;
+        if m.state() != MemberState::Dead {
+            return Err(CommandError::NotFailed {
+                name: name.clone(),
+                state: m.state().as_str(),
+            });
+        }
+        let incarnation = m.incarnation();
+        let me = self.me.clone();
+        self.apply_dead(now, name, incarnation, &me, MemberState::Left);
+        Ok(())
+    }
+}

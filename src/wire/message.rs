@@ -1,0 +1,399 @@
+//! Protocol messages and the member records they carry.
+//!
+//! One enum, [`Message`], lists everything two nodes ever say to each other. Datagram
+//! messages (probes and membership updates) are small and fit a QUIC datagram; stream
+//! messages (join and push-pull) carry whole member tables. Sizes of names and tags are
+//! bounded so any single update fits in one datagram together with its header.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+/// A node name, region or zone: short strings are stored inline without a heap allocation.
+pub type Name = CompactString;
+
+/// Longest node, region or zone name in bytes. Long enough for a FQDN label set, short
+/// enough that an alive update with tags always fits one datagram.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Largest total size of a member's tags (sum of key and value lengths). 512 bytes keeps
+/// an alive update under ~900 bytes, below the 1,150-byte datagram budget.
+pub const MAX_TAGS_LEN: usize = 512;
+
+/// Liveness of a member as one node sees it. Order of precedence at equal incarnation:
+/// `Alive < Suspect < Dead`, and `Left` behaves like `Dead` but says the member went away
+/// on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Failed a probe; will be declared dead unless it refutes in time.
+    Suspect,
+    /// Declared failed after its suspicion timed out.
+    Dead,
+    /// Left the cluster gracefully.
+    Left,
+}
+
+impl MemberState {
+    /// Lowercase name used in logs and documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Dead => "dead",
+            MemberState::Left => "left",
+        }
+    }
+
+    /// Whether the member still takes part (alive or suspect).
+    pub fn is_live(self) -> bool {
+        matches!(self, MemberState::Alive | MemberState::Suspect)
+    }
+}
+
+/// Why a set of tags was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagsError {
+    /// The sum of key and value lengths is over [`MAX_TAGS_LEN`].
+    #[error("tags take {len} bytes, more than the limit of {max}")]
+    TooLarge {
+        /// Bytes the tags would take.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A tag key was empty.
+    #[error("a tag key is empty")]
+    EmptyKey,
+}
+
+/// A member's tags: a small, bounded, ordered key/value map.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tags(BTreeMap<String, String>);
+
+impl Tags {
+    /// An empty tag set.
+    pub fn new() -> Self {
+        Tags(BTreeMap::new())
+    }
+
+    /// Builds tags from pairs, checking the size bound.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, TagsError> {
+        let tags = Tags(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        tags.validate()?;
+        Ok(tags)
+    }
+
+    /// Sets one tag, refusing (and leaving the set unchanged) if the result is over-size.
+    pub fn insert(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), TagsError> {
+        let mut next = self.clone();
+        next.0.insert(key.into(), value.into());
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    /// Removes one tag, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.0.remove(key)
+    }
+
+    /// Looks one tag up.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Iterates in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of tags.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no tags.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes of keys and values together.
+    pub fn byte_len(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
+    /// Checks the size bound and that no key is empty.
+    pub fn validate(&self) -> Result<(), TagsError> {
+        if self.0.keys().any(String::is_empty) {
+            return Err(TagsError::EmptyKey);
+        }
+        let len = self.byte_len();
+        if len > MAX_TAGS_LEN {
+            return Err(TagsError::TooLarge {
+                len,
+                max: MAX_TAGS_LEN,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a member says about itself: everything but its liveness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Unique node name.
+    pub name: Name,
+    /// Address its QUIC endpoint listens on.
+    pub addr: SocketAddr,
+    /// Region, e.g. `eu-west`.
+    pub region: Name,
+    /// Zone inside the region, e.g. `eu-west-1a`.
+    pub zone: Name,
+    /// Operator-defined labels.
+    pub tags: Tags,
+}
+
+/// One member as carried in push-pull and join messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// Who the member is.
+    pub profile: Profile,
+    /// Its incarnation: only the member itself raises it.
+    pub incarnation: u32,
+    /// Its liveness as the sender sees it.
+    pub state: MemberState,
+}
+
+/// Which leg of a push-pull exchange a [`Message::PushPull`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncPhase {
+    /// Periodic anti-entropy opener: only the sender's digest, no members. The receiver
+    /// answers with `Reply` when its digest differs, and says nothing when it matches.
+    Offer,
+    /// The receiver's full state, sent because digests differed.
+    Reply,
+    /// The opener's full state, sent after merging a `Reply` that still left digests apart.
+    Final,
+    /// Answer to a [`Message::Join`]: the seed's full state.
+    JoinReply,
+}
+
+/// Every message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Direct probe: "are you `target`?". Answered by `Ack` with the same `seq`, on the
+    /// channel it came on (a datagram, or a stream for the fallback probe).
+    Ping {
+        /// Sender-chosen sequence number echoed by the ack.
+        seq: u32,
+        /// Name the sender expects at this address, so a reused address never answers
+        /// for a departed node.
+        target: Name,
+    },
+    /// Answer to `Ping`, or an intermediary relaying the target's answer to a `PingReq`.
+    Ack {
+        /// The sequence number of the ping or ping-req being answered.
+        seq: u32,
+    },
+    /// Indirect probe: "please ping `target` for me and relay its ack".
+    PingReq {
+        /// The requester's sequence number, echoed by the relayed `Ack` or the `Nack`.
+        seq: u32,
+        /// Member to probe.
+        target: Name,
+        /// Its address as the requester knows it.
+        target_addr: SocketAddr,
+    },
+    /// Lifeguard: the intermediary is alive but its own ping to the target timed out.
+    Nack {
+        /// The requester's sequence number.
+        seq: u32,
+    },
+    /// A member is alive at this incarnation, with this profile.
+    Alive {
+        /// The member's profile.
+        profile: Profile,
+        /// Its incarnation.
+        incarnation: u32,
+    },
+    /// `from` suspects `name` at this incarnation.
+    Suspect {
+        /// Suspected member.
+        name: Name,
+        /// Incarnation the suspicion is about.
+        incarnation: u32,
+        /// Who raised it (distinct senders confirm a suspicion).
+        from: Name,
+    },
+    /// `from` declared `name` dead at this incarnation.
+    Dead {
+        /// Dead member.
+        name: Name,
+        /// Incarnation the declaration is about.
+        incarnation: u32,
+        /// Who declared it.
+        from: Name,
+    },
+    /// `name` left gracefully at this incarnation.
+    Leave {
+        /// Departing member.
+        name: Name,
+        /// Its incarnation, raised for the leave so it overrides any older state.
+        incarnation: u32,
+    },
+    /// Stream: a joining (or reconnecting) node's full state; answered by a
+    /// `PushPull { phase: JoinReply }`.
+    Join {
+        /// The sender's member table, itself included.
+        members: Vec<MemberRecord>,
+    },
+    /// Stream: anti-entropy exchange of member tables.
+    PushPull {
+        /// Which leg of the exchange this is.
+        phase: SyncPhase,
+        /// The sender's membership digest.
+        digest: u64,
+        /// The sender's member table (empty for `Offer`).
+        members: Vec<MemberRecord>,
+    },
+}
+
+/// The kind of a message, for statistics and for checking the channel it came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageKind {
+    /// [`Message::Ping`]
+    Ping,
+    /// [`Message::Ack`]
+    Ack,
+    /// [`Message::PingReq`]
+    PingReq,
+    /// [`Message::Nack`]
+    Nack,
+    /// [`Message::Alive`]
+    Alive,
+    /// [`Message::Suspect`]
+    Suspect,
+    /// [`Message::Dead`]
+    Dead,
+    /// [`Message::Leave`]
+    Leave,
+    /// [`Message::Join`]
+    Join,
+    /// [`Message::PushPull`]
+    PushPull,
+}
+
+impl MessageKind {
+    /// Every kind, in declaration order (the index used by per-kind counters).
+    pub const ALL: [MessageKind; 10] = [
+        MessageKind::Ping,
+        MessageKind::Ack,
+        MessageKind::PingReq,
+        MessageKind::Nack,
+        MessageKind::Alive,
+        MessageKind::Suspect,
+        MessageKind::Dead,
+        MessageKind::Leave,
+        MessageKind::Join,
+        MessageKind::PushPull,
+    ];
+
+    /// Position in [`MessageKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Lowercase name for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Ping => "ping",
+            MessageKind::Ack => "ack",
+            MessageKind::PingReq => "ping-req",
+            MessageKind::Nack => "nack",
+            MessageKind::Alive => "alive",
+            MessageKind::Suspect => "suspect",
+            MessageKind::Dead => "dead",
+            MessageKind::Leave => "leave",
+            MessageKind::Join => "join",
+            MessageKind::PushPull => "push-pull",
+        }
+    }
+
+    /// Whether this kind only travels on a stream (whole member tables).
+    pub fn is_stream(self) -> bool {
+        matches!(self, MessageKind::Join | MessageKind::PushPull)
+    }
+
+    /// Whether this kind may arrive on a stream: the stream-only kinds, plus `Ping` and
+    /// `Ack` for the reliable fallback probe.
+    pub fn allowed_on_stream(self) -> bool {
+        self.is_stream() || matches!(self, MessageKind::Ping | MessageKind::Ack)
+    }
+}
+
+impl Message {
+    /// This message's kind.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::Ping { .. } => MessageKind::Ping,
+            Message::Ack { .. } => MessageKind::Ack,
+            Message::PingReq { .. } => MessageKind::PingReq,
+            Message::Nack { .. } => MessageKind::Nack,
+            Message::Alive { .. } => MessageKind::Alive,
+            Message::Suspect { .. } => MessageKind::Suspect,
+            Message::Dead { .. } => MessageKind::Dead,
+            Message::Leave { .. } => MessageKind::Leave,
+            Message::Join { .. } => MessageKind::Join,
+            Message::PushPull { .. } => MessageKind::PushPull,
+        }
+    }
+
+    /// Checks the bounds serde cannot express: name and tag sizes. Called by the decoder,
+    /// so the core only ever sees messages that pass.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        fn name(n: &Name) -> Result<(), &'static str> {
+            if n.len() > MAX_NAME_LEN {
+                Err("name longer than 128 bytes")
+            } else {
+                Ok(())
+            }
+        }
+        fn profile(p: &Profile) -> Result<(), &'static str> {
+            if p.name.is_empty() {
+                return Err("empty member name");
+            }
+            name(&p.name)?;
+            name(&p.region)?;
+            name(&p.zone)?;
+            p.tags.validate().map_err(|_| "tags over the size limit")
+        }
+        match self {
+            Message::Ping { target, .. } | Message::PingReq { target, .. } => name(target),
+            Message::Ack { .. } | Message::Nack { .. } => Ok(()),
+            Message::Alive { profile: p, .. } => profile(p),
+            Message::Suspect { name: n, from, .. } | Message::Dead { name: n, from, .. } => {
+                name(n)?;
+                name(from)
+            }
+            Message::Leave { name: n, .. } => name(n),
+            Message::Join { members } | Message::PushPull { members, .. } => {
+                members.iter().try_for_each(|m| profile(&m.profile))
+            }
+        }
+    }
+}

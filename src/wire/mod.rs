@@ -1,0 +1,22 @@
+//! The wire format: every protocol message and the codec that turns them into bytes.
+//!
+//! - [`message`] holds the closed set of messages ([`Message`]) and the records they carry.
+//! - [`codec`] owns the byte layout: a datagram header (protocol version and cluster id),
+//!   messages packed back to back up to a byte budget, and bounded, panic-free decoding.
+//!
+//! Nothing outside `codec` knows that the encoding is bincode, so the format can change in
+//! one place. Invariant: decoding any input either yields well-formed, size-checked messages
+//! or a [`DecodeError`]; it never panics.
+
+pub mod codec;
+pub mod message;
+
+pub use codec::{
+    ClusterId, DatagramBuilder, DecodeError, EncodeError, HEADER_LEN, MAX_DATAGRAM_LEN,
+    MAX_STREAM_LEN, PROTOCOL_VERSION, decode_datagram, decode_stream, encode_message,
+    encode_stream,
+};
+pub use message::{
+    MAX_NAME_LEN, MAX_TAGS_LEN, MemberRecord, MemberState, Message, MessageKind, Name, Profile,
+    SyncPhase, Tags, TagsError,
+};

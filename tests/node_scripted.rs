@@ -1,0 +1,1794 @@
+//! Scripted single-node tests: one [`Node`] driven by hand through its public API.
+//!
+//! The test plays every other member. It encodes their datagrams and stream messages with
+//! `muster::wire`, feeds them in, moves virtual time from one `poll_timeout` deadline to
+//! the next, and decodes whatever the node transmits. Each test checks one protocol rule
+//! and is named as a sentence about it.
+//!
+//! The harness, [`Script`], records every transmission (decoded) and every event with the
+//! virtual time it happened at. When `answer` is on, the hand-made peers behave like
+//! healthy members: they ack pings addressed to them and answer ping-reqs with an ack (or
+//! a nack when the target is silent), unless they are themselves marked silent.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use muster::proto::{Channel, Command, CommandError, Event, Node, NodeOptions, SwimConfig, Time};
+use muster::wire::{
+    self, ClusterId, DatagramBuilder, MemberRecord, MemberState, Message, Name, Profile, SyncPhase,
+    Tags,
+};
+
+// ----- harness ----------------------------------------------------------------------
+
+const CLUSTER: &str = "scripted";
+const ME: &str = "me";
+const SEED: u64 = 7;
+
+fn cluster() -> ClusterId {
+    ClusterId::from_name(CLUSTER)
+}
+
+/// Address of host `i` on a made-up LAN; the node under test is host 1.
+fn host(i: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i], 7946))
+}
+
+fn my_addr() -> SocketAddr {
+    host(1)
+}
+
+fn profile(name: &str, addr: SocketAddr) -> Profile {
+    Profile {
+        name: name.into(),
+        addr,
+        region: "eu".into(),
+        zone: "eu-1".into(),
+        tags: Tags::new(),
+    }
+}
+
+fn record(name: &str, addr: SocketAddr, incarnation: u32, state: MemberState) -> MemberRecord {
+    MemberRecord {
+        profile: profile(name, addr),
+        incarnation,
+        state,
+    }
+}
+
+/// LAN timing with confirmation checks off: a check is a random extra ping on hearing a
+/// suspicion, and would make what the node sends depend on a coin flip. Tests that need
+/// other numbers tweak a copy.
+fn config() -> SwimConfig {
+    SwimConfig {
+        confirm_probes: 0.0,
+        ..SwimConfig::lan()
+    }
+}
+
+/// One datagram from a hand-made peer.
+fn datagram(msgs: &[Message]) -> Vec<u8> {
+    let mut d = DatagramBuilder::new(cluster(), wire::MAX_DATAGRAM_LEN);
+    for m in msgs {
+        assert!(
+            d.push(m).expect("test messages encode"),
+            "test datagram over budget"
+        );
+    }
+    d.finish()
+}
+
+/// A short label for an event, e.g. `"suspected c"`, so assertions read like the rule.
+fn tag(e: &Event) -> String {
+    match e {
+        Event::MemberJoined(m) => format!("joined {}", m.name),
+        Event::MemberUpdated(m) => format!("updated {}", m.name),
+        Event::MemberSuspected(m) => format!("suspected {}", m.name),
+        Event::MemberAlive(m) => format!("alive {}", m.name),
+        Event::MemberFailed(m) => format!("failed {}", m.name),
+        Event::MemberLeft(m) => format!("left {}", m.name),
+        Event::MemberReaped(m) => format!("reaped {}", m.name),
+        Event::Joined { .. } => "join succeeded".into(),
+        Event::JoinFailed { .. } => "join failed".into(),
+        Event::LeaveCompleted => "leave completed".into(),
+    }
+}
+
+/// One transmission of the node, decoded.
+#[derive(Debug, Clone)]
+struct Sent {
+    at: Time,
+    to: SocketAddr,
+    channel: Channel,
+    msgs: Vec<Message>,
+}
+
+impl Sent {
+    fn has(&self, pred: impl Fn(&Message) -> bool) -> bool {
+        self.msgs.iter().any(pred)
+    }
+}
+
+/// A ping the node sent as part of its probe round.
+#[derive(Debug, Clone)]
+struct ProbePing {
+    at: Time,
+    seq: u32,
+    target: Name,
+}
+
+/// A hand-made member.
+#[derive(Debug, Clone)]
+struct Peer {
+    name: Name,
+    addr: SocketAddr,
+    /// Answers nothing (crashed or cut off).
+    silent: bool,
+}
+
+/// One node under test, the peers it talks to, and logs of what came out.
+struct Script {
+    node: Node,
+    now: Time,
+    peers: Vec<Peer>,
+    /// Whether non-silent peers answer pings and ping-reqs by themselves.
+    answer: bool,
+    /// Transmissions since the last `take_sent`.
+    sent: Vec<Sent>,
+    /// Events since the last `take_events`, with when they were polled.
+    events: Vec<(Time, Event)>,
+}
+
+impl Script {
+    /// A node named [`ME`] that knows only itself, at time zero.
+    fn new(config: SwimConfig) -> Script {
+        let options = NodeOptions {
+            config,
+            profile: profile(ME, my_addr()),
+            cluster: CLUSTER.into(),
+            incarnation: 0,
+            seed: SEED,
+        };
+        let node = Node::new(options, Time::ZERO).expect("test config is valid");
+        Script {
+            node,
+            now: Time::ZERO,
+            peers: Vec::new(),
+            answer: false,
+            sent: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// A node that has heard an alive announcement from each named peer; logs cleared.
+    fn with_peers(config: SwimConfig, names: &[&str]) -> Script {
+        let mut s = Script::new(config);
+        for name in names {
+            s.add_peer(name);
+        }
+        let joined: Vec<String> = s.take_events().iter().map(tag).collect();
+        for name in names {
+            assert!(
+                joined.contains(&format!("joined {name}")),
+                "{name} did not join: {joined:?}"
+            );
+        }
+        s.take_sent();
+        s
+    }
+
+    /// Adds a peer at the next host address and announces it to the node.
+    fn add_peer(&mut self, name: &str) -> SocketAddr {
+        let addr = host(2 + self.peers.len() as u8);
+        self.peers.push(Peer {
+            name: name.into(),
+            addr,
+            silent: false,
+        });
+        self.deliver(
+            addr,
+            &[Message::Alive {
+                profile: profile(name, addr),
+                incarnation: 0,
+            }],
+        );
+        addr
+    }
+
+    fn addr(&self, name: &str) -> SocketAddr {
+        self.peers
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no peer {name}"))
+            .addr
+    }
+
+    fn set_silent(&mut self, name: &str, silent: bool) {
+        for p in self.peers.iter_mut().filter(|p| p.name == name) {
+            p.silent = silent;
+        }
+    }
+
+    fn live_members(&self) -> usize {
+        self.node.members().live_count()
+    }
+
+    // --- inputs ---
+
+    fn deliver(&mut self, from: SocketAddr, msgs: &[Message]) {
+        self.deliver_bytes(from, &datagram(msgs));
+    }
+
+    fn deliver_bytes(&mut self, from: SocketAddr, bytes: &[u8]) {
+        self.node.handle_datagram(self.now, from, bytes);
+        self.pump();
+    }
+
+    fn deliver_stream(&mut self, from: SocketAddr, msg: &Message) {
+        let bytes = wire::encode_stream(msg, cluster()).expect("test stream encodes");
+        self.node.handle_stream(self.now, from, &bytes);
+        self.pump();
+    }
+
+    fn command(&mut self, command: Command) -> Result<(), CommandError> {
+        let r = self.node.handle_command(self.now, command);
+        self.pump();
+        r
+    }
+
+    // --- time ---
+
+    /// Runs the timers of the next deadline; `false` when there is none.
+    fn step(&mut self) -> bool {
+        let Some(at) = self.node.poll_timeout() else {
+            return false;
+        };
+        assert!(
+            at >= self.now,
+            "deadline {at:?} is in the past (now {:?})",
+            self.now
+        );
+        self.now = at;
+        self.node.handle_timeout(at);
+        self.pump();
+        true
+    }
+
+    /// Runs the timers of the next deadline if it is at or before `limit`; otherwise sets
+    /// the clock to `limit` and returns `false`.
+    fn step_before(&mut self, limit: Time) -> bool {
+        if self.node.poll_timeout().is_some_and(|at| at <= limit) {
+            self.step()
+        } else {
+            self.now = self.now.max(limit);
+            false
+        }
+    }
+
+    /// Runs every timer due up to `t`, then sets the clock to `t`.
+    fn advance_to(&mut self, t: Time) {
+        while self.step_before(t) {}
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.advance_to(self.now + d);
+    }
+
+    /// Steps until an event tagged `what` is in the log (looking at the log first), for at
+    /// most `within`; returns when it happened.
+    fn wait_for(&mut self, what: &str, within: Duration) -> Option<Time> {
+        let limit = self.now + within;
+        loop {
+            if let Some((at, _)) = self.events.iter().find(|(_, e)| tag(e) == what) {
+                return Some(*at);
+            }
+            if !self.step_before(limit) {
+                return None;
+            }
+        }
+    }
+
+    /// Steps until a transmission matching `pred` is in the log (looking at the log
+    /// first), for at most `within`.
+    fn wait_for_sent(&mut self, within: Duration, pred: impl Fn(&Sent) -> bool) -> Option<Sent> {
+        let limit = self.now + within;
+        loop {
+            if let Some(s) = self.sent.iter().find(|s| pred(s)) {
+                return Some(s.clone());
+            }
+            if !self.step_before(limit) {
+                return None;
+            }
+        }
+    }
+
+    /// Steps until the node pings one of the peers in its probe round (by datagram: a
+    /// stream ping is the fallback of a probe already started).
+    fn next_probe(&mut self, within: Duration) -> ProbePing {
+        self.take_sent();
+        let peers = self.peers.clone();
+        let is_probe = |s: &Sent| {
+            s.channel == Channel::Datagram
+                && s.msgs.iter().any(|m| {
+                    matches!(m, Message::Ping { target, .. }
+                    if peers.iter().any(|p| p.name == *target && p.addr == s.to))
+                })
+        };
+        let sent = self
+            .wait_for_sent(within, is_probe)
+            .expect("the node probes a peer");
+        let (seq, target) = sent
+            .msgs
+            .iter()
+            .find_map(|m| match m {
+                Message::Ping { seq, target } => Some((*seq, target.clone())),
+                _ => None,
+            })
+            .expect("matched above");
+        ProbePing {
+            at: sent.at,
+            seq,
+            target,
+        }
+    }
+
+    // --- outputs ---
+
+    /// Decodes and logs everything the node wants sent and every event; lets the peers
+    /// answer, repeating until the node is quiet.
+    fn pump(&mut self) {
+        loop {
+            let mut replies = Vec::new();
+            while let Some(t) = self.node.poll_transmit() {
+                let msgs = match t.channel {
+                    Channel::Datagram => wire::decode_datagram(&t.payload, cluster())
+                        .expect("the node's datagrams decode")
+                        .into_iter()
+                        .map(|(m, _)| m)
+                        .collect(),
+                    Channel::Stream => {
+                        vec![
+                            wire::decode_stream(&t.payload, cluster())
+                                .expect("the node's streams decode"),
+                        ]
+                    }
+                };
+                assert!(
+                    t.channel == Channel::Stream
+                        || t.payload.len() <= self.node.config().datagram_budget,
+                    "datagram of {} bytes is over the budget",
+                    t.payload.len()
+                );
+                let sent = Sent {
+                    at: self.now,
+                    to: t.to,
+                    channel: t.channel,
+                    msgs,
+                };
+                if self.answer {
+                    replies.extend(self.answers(&sent));
+                }
+                self.sent.push(sent);
+            }
+            while let Some(e) = self.node.poll_event() {
+                self.events.push((self.now, e));
+            }
+            if replies.is_empty() {
+                return;
+            }
+            for (from, channel, msg) in replies {
+                match channel {
+                    Channel::Datagram => {
+                        self.node.handle_datagram(self.now, from, &datagram(&[msg]))
+                    }
+                    Channel::Stream => {
+                        let bytes =
+                            wire::encode_stream(&msg, cluster()).expect("test stream encodes");
+                        self.node.handle_stream(self.now, from, &bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a healthy peer at `sent.to` answers, and on which channel: pings on the
+    /// channel they came on, ping-reqs with an ack (or a nack for a silent target).
+    fn answers(&self, sent: &Sent) -> Vec<(SocketAddr, Channel, Message)> {
+        let Some(peer) = self.peers.iter().find(|p| p.addr == sent.to && !p.silent) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in &sent.msgs {
+            match m {
+                Message::Ping { seq, target } if *target == peer.name => {
+                    out.push((peer.addr, sent.channel, Message::Ack { seq: *seq }));
+                }
+                Message::PingReq { seq, target, .. } => {
+                    let reachable = self.peers.iter().any(|p| p.name == *target && !p.silent);
+                    let answer = if reachable {
+                        Message::Ack { seq: *seq }
+                    } else {
+                        Message::Nack { seq: *seq }
+                    };
+                    out.push((peer.addr, Channel::Datagram, answer));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn take_sent(&mut self) -> Vec<Sent> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    /// Tags of the events since the last take, without taking them.
+    fn event_tags(&self) -> Vec<String> {
+        self.events.iter().map(|(_, e)| tag(e)).collect()
+    }
+}
+
+fn is_suspect_of(m: &Message, who: &str) -> bool {
+    matches!(m, Message::Suspect { name, .. } if name == who)
+}
+
+fn is_alive_of(m: &Message, who: &str, min_incarnation: u32) -> bool {
+    matches!(m, Message::Alive { profile, incarnation } if profile.name == who && *incarnation >= min_incarnation)
+}
+
+// ----- direct probes ----------------------------------------------------------------
+
+#[test]
+fn ping_is_answered_by_an_ack_with_the_same_seq() {
+    let mut s = Script::new(config());
+    let from = host(9);
+    s.deliver(
+        from,
+        &[Message::Ping {
+            seq: 77,
+            target: ME.into(),
+        }],
+    );
+    let sent = s.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to, from);
+    assert_eq!(sent[0].channel, Channel::Datagram);
+    assert!(sent[0].msgs.contains(&Message::Ack { seq: 77 }), "{sent:?}");
+    assert_eq!(s.node.stats().misdirected_pings, 0);
+}
+
+#[test]
+fn ping_for_another_name_is_not_answered_and_is_counted() {
+    let mut s = Script::new(config());
+    s.deliver(
+        host(9),
+        &[Message::Ping {
+            seq: 77,
+            target: "someone-else".into(),
+        }],
+    );
+    assert!(s.take_sent().is_empty());
+    assert_eq!(s.node.stats().misdirected_pings, 1);
+}
+
+#[test]
+fn acked_probe_records_the_round_trip_and_raises_no_suspicion() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    s.advance(Duration::from_secs(10));
+    assert!(
+        s.node.stats().probes >= 8,
+        "probed {} times",
+        s.node.stats().probes
+    );
+    assert_eq!(s.node.stats().probes_failed, 0);
+    assert!(
+        !s.event_tags().iter().any(|t| t.starts_with("suspected")),
+        "{:?}",
+        s.event_tags()
+    );
+    assert_eq!(s.node.health_score(), 0);
+    for name in ["a", "b", "c", "d"] {
+        let m = s.node.member(name).expect("member known");
+        assert_eq!(m.state, MemberState::Alive);
+        // Acks arrive at the instant of the ping, so the smoothed RTT is the 1µs floor.
+        assert!(m.rtt.is_some(), "{name} has no RTT sample");
+    }
+}
+
+// ----- indirect probes --------------------------------------------------------------
+
+/// Lets the node probe one of its peers without an answer, up to its direct timeout;
+/// returns the probe and the ping-reqs it then sent.
+fn probe_goes_indirect(s: &mut Script) -> (ProbePing, Vec<Sent>) {
+    let p = s.next_probe(Duration::from_secs(2));
+    let timeout = s.node.config().probe_timeout;
+    s.take_sent();
+    s.advance_to(p.at + (timeout - Duration::from_millis(1)));
+    let early = s.take_sent();
+    assert!(
+        !early
+            .iter()
+            .any(|t| t.has(|m| matches!(m, Message::PingReq { .. }))),
+        "ping-req before the timeout: {early:?}"
+    );
+    s.advance_to(p.at + timeout);
+    let reqs = s
+        .take_sent()
+        .into_iter()
+        .filter(|t| t.has(|m| matches!(m, Message::PingReq { .. })))
+        .collect();
+    (p, reqs)
+}
+
+#[test]
+fn missed_direct_ack_sends_ping_reqs_to_indirect_checks_other_members() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d", "e", "f"]);
+    let (p, reqs) = probe_goes_indirect(&mut s);
+    let k = s.node.config().indirect_checks as usize;
+    assert_eq!(k, 3);
+    assert_eq!(reqs.len(), k, "{reqs:?}");
+    let target_addr = s.addr(&p.target);
+    let helpers: BTreeSet<SocketAddr> = reqs.iter().map(|t| t.to).collect();
+    assert_eq!(helpers.len(), k, "ping-reqs go to distinct members");
+    for r in &reqs {
+        assert_ne!(r.to, target_addr, "the target is not its own intermediary");
+        assert_ne!(r.to, my_addr());
+        assert!(
+            s.peers.iter().any(|peer| peer.addr == r.to),
+            "ping-req to a non-member {}",
+            r.to
+        );
+        let want = Message::PingReq {
+            seq: p.seq,
+            target: p.target.clone(),
+            target_addr,
+        };
+        assert!(r.msgs.contains(&want), "{r:?}");
+    }
+    assert_eq!(s.node.stats().indirect_probes, k as u64);
+}
+
+#[test]
+fn ack_relayed_for_the_ping_req_seq_ends_the_probe_without_suspicion() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d", "e", "f"]);
+    let (p, reqs) = probe_goes_indirect(&mut s);
+    s.deliver(reqs[0].to, &[Message::Ack { seq: p.seq }]);
+    // Past the probe's deadline (3 × timeout) but before the next probe starts.
+    s.advance_to(p.at + Duration::from_millis(950));
+    assert_eq!(s.node.stats().probes_failed, 0);
+    assert!(
+        !s.event_tags().iter().any(|t| t.starts_with("suspected")),
+        "{:?}",
+        s.event_tags()
+    );
+    assert_eq!(s.node.member(&p.target).unwrap().state, MemberState::Alive);
+    assert_eq!(s.node.health_score(), 0);
+    assert!(
+        !s.take_sent()
+            .iter()
+            .any(|t| t.has(|m| is_suspect_of(m, &p.target)))
+    );
+}
+
+#[test]
+fn missed_direct_ack_also_pings_the_target_over_a_stream_and_its_ack_ends_the_probe() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    let p = s.next_probe(Duration::from_secs(2));
+    s.take_sent();
+    s.advance_to(p.at + s.node.config().probe_timeout);
+    let target_addr = s.addr(&p.target);
+    let fallback = s
+        .take_sent()
+        .into_iter()
+        .find(|t| t.channel == Channel::Stream)
+        .expect("a stream ping");
+    assert_eq!(fallback.to, target_addr);
+    assert_eq!(
+        fallback.msgs,
+        [Message::Ping {
+            seq: p.seq,
+            target: p.target.clone()
+        }]
+    );
+    s.deliver_stream(target_addr, &Message::Ack { seq: p.seq });
+    s.advance_to(p.at + Duration::from_millis(950));
+    assert_eq!(s.node.stats().probes_failed, 0);
+    assert!(
+        !s.event_tags().iter().any(|t| t.starts_with("suspected")),
+        "{:?}",
+        s.event_tags()
+    );
+}
+
+#[test]
+fn ping_over_a_stream_is_answered_over_the_stream() {
+    let mut s = Script::new(config());
+    s.deliver_stream(
+        host(9),
+        &Message::Ping {
+            seq: 5,
+            target: ME.into(),
+        },
+    );
+    let sent = s.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0].to, sent[0].channel), (host(9), Channel::Stream));
+    assert_eq!(sent[0].msgs, [Message::Ack { seq: 5 }]);
+}
+
+// ----- acting as intermediary -------------------------------------------------------
+
+#[test]
+fn ping_req_makes_the_node_ping_the_target_and_relay_its_ack() {
+    let mut s = Script::new(config());
+    let (requester, target_addr) = (host(20), host(21));
+    s.deliver(
+        requester,
+        &[Message::PingReq {
+            seq: 9,
+            target: "t".into(),
+            target_addr,
+        }],
+    );
+    let sent = s.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to, target_addr);
+    let our_seq = sent[0]
+        .msgs
+        .iter()
+        .find_map(|m| match m {
+            Message::Ping { seq, target } if target == "t" => Some(*seq),
+            _ => None,
+        })
+        .expect("a ping to the target");
+    s.deliver(target_addr, &[Message::Ack { seq: our_seq }]);
+    let sent = s.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to, requester);
+    assert!(sent[0].msgs.contains(&Message::Ack { seq: 9 }), "{sent:?}");
+    // No nack once the target answered.
+    s.advance(Duration::from_secs(2));
+    assert!(
+        !s.take_sent()
+            .iter()
+            .any(|t| t.has(|m| matches!(m, Message::Nack { .. })))
+    );
+    assert_eq!(s.node.stats().relayed_probes, 1);
+    assert_eq!(s.node.stats().nacks_sent, 0);
+}
+
+#[test]
+fn ping_req_for_a_silent_target_is_answered_by_a_nack_before_the_requesters_timeout() {
+    let mut s = Script::new(config());
+    let (requester, target_addr) = (host(20), host(21));
+    let start = s.now;
+    s.deliver(
+        requester,
+        &[Message::PingReq {
+            seq: 9,
+            target: "t".into(),
+            target_addr,
+        }],
+    );
+    s.take_sent();
+    let nack = s
+        .wait_for_sent(Duration::from_secs(2), |t| {
+            t.msgs.contains(&Message::Nack { seq: 9 })
+        })
+        .expect("a nack for the requester's seq");
+    assert_eq!(nack.to, requester);
+    let waited = nack.at - start;
+    assert!(
+        !waited.is_zero() && waited < s.node.config().probe_timeout,
+        "nack after {waited:?}"
+    );
+    assert_eq!(s.node.stats().nacks_sent, 1);
+    assert!(
+        !s.take_sent()
+            .iter()
+            .any(|t| t.has(|m| matches!(m, Message::Ack { .. })))
+    );
+}
+
+// ----- suspicion and failure --------------------------------------------------------
+
+#[test]
+fn unanswered_probes_make_the_target_suspect_and_then_failed() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    s.set_silent("c", true);
+    let suspected = s
+        .wait_for("suspected c", Duration::from_secs(10))
+        .expect("c is suspected");
+    let gossip = s
+        .wait_for_sent(Duration::from_secs(1), |t| {
+            t.has(|m| {
+                *m == Message::Suspect {
+                    name: "c".into(),
+                    incarnation: 0,
+                    from: ME.into(),
+                }
+            })
+        })
+        .expect("the suspicion is gossiped");
+    assert_eq!(gossip.channel, Channel::Datagram);
+    assert_eq!(s.node.member("c").unwrap().state, MemberState::Suspect);
+    assert_eq!(s.node.stats().suspicions_raised, 1);
+    // The intermediaries nacked: a failed probe with all nacks in does not hurt our health.
+    assert_eq!(s.node.health_score(), 0);
+
+    let failed = s
+        .wait_for("failed c", Duration::from_secs(30))
+        .expect("c is declared failed");
+    let n = 5; // live members when the suspicion started, this node included
+    let waited = failed - suspected;
+    let max = s.node.config().suspicion_max(n);
+    assert!(
+        waited.abs_diff(max) < Duration::from_millis(1),
+        "failed after {waited:?}, want {max:?}"
+    );
+    assert_eq!(s.node.member("c").unwrap().state, MemberState::Dead);
+    assert_eq!(s.node.stats().deaths_declared, 1);
+    s.wait_for_sent(Duration::from_secs(1), |t| {
+        t.has(|m| matches!(m, Message::Dead { name, .. } if name == "c"))
+    })
+    .expect("the death is gossiped");
+    let others = s
+        .event_tags()
+        .into_iter()
+        .filter(|t| t.starts_with("suspected") || t.starts_with("failed"));
+    assert_eq!(others.collect::<Vec<_>>(), ["suspected c", "failed c"]);
+}
+
+/// How long after suspecting `c` the node declares it failed, with `confirmers` each
+/// sending a suspicion of `c` right after the node raised its own.
+fn time_to_failure(confirmers: &[&str]) -> Duration {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    s.set_silent("c", true);
+    let suspected = s
+        .wait_for("suspected c", Duration::from_secs(10))
+        .expect("c is suspected");
+    for by in confirmers {
+        // Who confirms is the message's `from`; the datagram's source does not matter.
+        s.deliver(
+            host(50),
+            &[Message::Suspect {
+                name: "c".into(),
+                incarnation: 0,
+                from: (*by).into(),
+            }],
+        );
+    }
+    let failed = s
+        .wait_for("failed c", Duration::from_secs(30))
+        .expect("c is declared failed");
+    failed - suspected
+}
+
+#[test]
+fn confirmations_from_other_members_shorten_the_suspicion_timeout() {
+    let c = config();
+    let (min, max) = (c.suspicion_min(5), c.suspicion_max(5));
+    let near = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_millis(1);
+
+    let unconfirmed = time_to_failure(&[]);
+    let one = time_to_failure(&["a"]);
+    let repeated = time_to_failure(&["a", "a"]);
+    let two = time_to_failure(&["a", "b"]);
+    let by_itself = time_to_failure(&[ME]);
+
+    assert!(
+        near(unconfirmed, max),
+        "unconfirmed: {unconfirmed:?}, want {max:?}"
+    );
+    assert!(min < one && one < max, "one confirmation: {one:?}");
+    assert_eq!(repeated, one, "a repeated confirmer counts once");
+    assert!(near(two, min), "two confirmations: {two:?}, want {min:?}");
+    assert!(
+        near(by_itself, max),
+        "the node does not confirm its own suspicion: {by_itself:?}"
+    );
+}
+
+// ----- refutation -------------------------------------------------------------------
+
+#[test]
+fn suspicion_about_this_node_is_refuted_with_a_higher_incarnation() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c"]);
+    s.answer = true;
+    s.deliver(
+        s.addr("a"),
+        &[Message::Suspect {
+            name: ME.into(),
+            incarnation: 0,
+            from: "a".into(),
+        }],
+    );
+    assert_eq!(s.node.incarnation(), 1);
+    assert_eq!(s.node.stats().refutations, 1);
+    assert_eq!(s.node.member(ME).unwrap().state, MemberState::Alive);
+    s.wait_for_sent(Duration::from_secs(1), |t| t.has(|m| is_alive_of(m, ME, 1)))
+        .expect("the refutation is gossiped");
+    // A suspicion of an older incarnation needs no new refutation.
+    s.deliver(
+        s.addr("b"),
+        &[Message::Suspect {
+            name: ME.into(),
+            incarnation: 0,
+            from: "b".into(),
+        }],
+    );
+    assert_eq!(s.node.incarnation(), 1);
+    assert_eq!(s.node.stats().refutations, 1);
+}
+
+#[test]
+fn death_notice_about_this_node_is_refuted_with_a_higher_incarnation() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c"]);
+    s.answer = true;
+    s.deliver(
+        s.addr("a"),
+        &[Message::Dead {
+            name: ME.into(),
+            incarnation: 3,
+            from: "a".into(),
+        }],
+    );
+    assert_eq!(s.node.incarnation(), 4);
+    assert_eq!(s.node.member(ME).unwrap().state, MemberState::Alive);
+    assert!(!s.node.has_left());
+    s.wait_for_sent(Duration::from_secs(1), |t| t.has(|m| is_alive_of(m, ME, 4)))
+        .expect("the refutation is gossiped");
+}
+
+#[test]
+fn suspect_member_refuting_with_a_higher_incarnation_is_alive_and_never_failed() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    s.deliver(
+        s.addr("a"),
+        &[Message::Suspect {
+            name: "c".into(),
+            incarnation: 0,
+            from: "a".into(),
+        }],
+    );
+    assert_eq!(s.event_tags(), ["suspected c"]);
+    let c = s.addr("c");
+    s.deliver(
+        c,
+        &[Message::Alive {
+            profile: profile("c", c),
+            incarnation: 1,
+        }],
+    );
+    assert_eq!(s.event_tags(), ["suspected c", "alive c"]);
+    let m = s.node.member("c").unwrap();
+    assert_eq!((m.state, m.incarnation), (MemberState::Alive, 1));
+    // Well past the longest suspicion timeout: the suspicion was cancelled.
+    s.advance(s.node.config().suspicion_max(5) * 2);
+    assert_eq!(s.event_tags(), ["suspected c", "alive c"]);
+    assert_eq!(s.node.member("c").unwrap().state, MemberState::Alive);
+}
+
+#[test]
+fn alive_at_the_suspected_incarnation_does_not_refute() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.deliver(
+        s.addr("a"),
+        &[Message::Suspect {
+            name: "c".into(),
+            incarnation: 0,
+            from: "a".into(),
+        }],
+    );
+    let c = s.addr("c");
+    s.deliver(
+        c,
+        &[Message::Alive {
+            profile: profile("c", c),
+            incarnation: 0,
+        }],
+    );
+    assert_eq!(s.event_tags(), ["suspected c"]);
+    assert_eq!(s.node.member("c").unwrap().state, MemberState::Suspect);
+}
+
+// ----- buddy system -----------------------------------------------------------------
+
+#[test]
+fn probe_of_a_suspect_member_carries_the_suspicion_to_it() {
+    // One transmission per update, so the gossip queue is empty by the time the node
+    // probes `c`, and any suspicion in the ping datagram is the buddy's.
+    let mut s = Script::with_peers(
+        SwimConfig {
+            retransmit_mult: 1,
+            ..config()
+        },
+        &["a", "b", "c", "d"],
+    );
+    s.answer = true;
+    s.deliver(
+        s.addr("a"),
+        &[Message::Suspect {
+            name: "c".into(),
+            incarnation: 0,
+            from: "a".into(),
+        }],
+    );
+    s.advance(Duration::from_secs(1));
+    assert_eq!(s.node.queued_updates(), 0, "gossip queue drained");
+    s.take_sent();
+    let c = s.addr("c");
+    let ping = s
+        .wait_for_sent(Duration::from_secs(6), |t| {
+            t.to == c && t.has(|m| matches!(m, Message::Ping { target, .. } if target == "c"))
+        })
+        .expect("the node probes c");
+    assert_eq!(
+        s.node.member("c").unwrap().state,
+        MemberState::Suspect,
+        "still suspect when probed"
+    );
+    let buddy = Message::Suspect {
+        name: "c".into(),
+        incarnation: 0,
+        from: "a".into(),
+    };
+    assert!(
+        ping.msgs.contains(&buddy),
+        "ping datagram without the suspicion: {ping:?}"
+    );
+}
+
+#[test]
+fn probe_of_an_alive_member_carries_no_suspicion_of_it() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    for _ in 0..8 {
+        let p = s.next_probe(Duration::from_secs(2));
+        let sent = s
+            .sent
+            .iter()
+            .find(|t| t.at == p.at && t.has(|m| matches!(m, Message::Ping { .. })))
+            .unwrap();
+        assert!(!sent.has(|m| is_suspect_of(m, &p.target)), "{sent:?}");
+    }
+}
+
+#[test]
+fn suspect_pinged_by_its_buddy_answers_with_its_refutation() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c"]);
+    s.advance(Duration::from_secs(3)); // let the join gossip drain
+    s.take_sent();
+    let a = s.addr("a");
+    s.deliver(
+        a,
+        &[
+            Message::Suspect {
+                name: ME.into(),
+                incarnation: 0,
+                from: "b".into(),
+            },
+            Message::Ping {
+                seq: 41,
+                target: ME.into(),
+            },
+        ],
+    );
+    let sent = s.take_sent();
+    let ack = sent
+        .iter()
+        .find(|t| t.msgs.contains(&Message::Ack { seq: 41 }))
+        .expect("the ping is acked");
+    assert_eq!(ack.to, a);
+    assert!(
+        ack.has(|m| is_alive_of(m, ME, 1)),
+        "the ack does not carry the refutation: {ack:?}"
+    );
+}
+
+#[test]
+fn silent_confirmation_check_confirms_a_suspicion_heard_from_another_member() {
+    // Certain checks: `confirm_probes` far above the three other members.
+    let checking = SwimConfig {
+        confirm_probes: 16.0,
+        ..config()
+    };
+    let run = |c_answers: bool| {
+        let mut s = Script::with_peers(checking.clone(), &["a", "b", "c", "d"]);
+        s.answer = true;
+        s.set_silent("c", !c_answers);
+        s.deliver(
+            s.addr("a"),
+            &[Message::Suspect {
+                name: "c".into(),
+                incarnation: 0,
+                from: "a".into(),
+            }],
+        );
+        let c = s.addr("c");
+        let check = s
+            .take_sent()
+            .into_iter()
+            .find(|t| t.to == c)
+            .expect("a check ping to c");
+        let buddy = Message::Suspect {
+            name: "c".into(),
+            incarnation: 0,
+            from: "a".into(),
+        };
+        assert!(
+            check.msgs.contains(&buddy),
+            "the check carries the suspicion: {check:?}"
+        );
+        assert!(check.has(|m| matches!(m, Message::Ping { target, .. } if target == "c")));
+        let suspected = s.now;
+        let failed = s
+            .wait_for("failed c", Duration::from_secs(30))
+            .expect("c is declared failed");
+        (failed - suspected, s.node.stats().suspicions_confirmed)
+    };
+    let (confirmed, count) = run(false);
+    let (unconfirmed, none) = run(true);
+    assert_eq!((count, none), (1, 0));
+    let max = checking.suspicion_max(5);
+    assert!(
+        unconfirmed.abs_diff(max) < Duration::from_millis(1),
+        "{unconfirmed:?}"
+    );
+    assert!(
+        confirmed < unconfirmed,
+        "confirmed {confirmed:?} vs unconfirmed {unconfirmed:?}"
+    );
+}
+
+// ----- awareness --------------------------------------------------------------------
+
+#[test]
+fn failed_probes_without_nacks_raise_the_health_score_and_acks_lower_it() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    for name in ["a", "b", "c", "d"] {
+        s.set_silent(name, true);
+    }
+    let p = s.next_probe(Duration::from_secs(2));
+    s.advance_to(p.at + s.node.config().probe_timeout * 3);
+    assert_eq!(s.node.stats().probes_failed, 1);
+    let k = s.node.config().indirect_checks;
+    assert_eq!(s.node.health_score(), k, "one point per missing nack");
+
+    for name in ["a", "b", "c", "d"] {
+        s.set_silent(name, false);
+    }
+    let mut scores = vec![s.node.health_score()];
+    for _ in 0..k {
+        let p = s.next_probe(Duration::from_secs(10));
+        s.advance_to(p.at + Duration::from_millis(1));
+        scores.push(s.node.health_score());
+    }
+    let want: Vec<u32> = (0..=k).rev().collect();
+    assert_eq!(scores, want, "each acked probe lowers the score by one");
+}
+
+#[test]
+fn failed_probe_with_a_nack_leaves_the_health_score_alone() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    let (p, reqs) = probe_goes_indirect(&mut s);
+    assert_eq!(reqs.len(), 3);
+    // One intermediary answers that the target is silent; the other two say nothing.
+    s.deliver(reqs[0].to, &[Message::Nack { seq: p.seq }]);
+    s.advance_to(p.at + Duration::from_millis(950));
+    assert_eq!(s.node.stats().probes_failed, 1);
+    assert_eq!(s.node.stats().nacks_received, 1);
+    assert_eq!(
+        s.node.health_score(),
+        0,
+        "a nack shows this node's own path works"
+    );
+}
+
+#[test]
+fn unhealthy_node_probes_less_often() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    for name in ["a", "b", "c", "d"] {
+        s.set_silent(name, true);
+    }
+    let p = s.next_probe(Duration::from_secs(2));
+    s.advance_to(p.at + s.node.config().probe_timeout * 3);
+    let score = s.node.health_score();
+    assert!(score > 0);
+    // The interval was set before the failure; the one after the next probe is stretched.
+    let first = s.next_probe(Duration::from_secs(2));
+    let second = s.next_probe(Duration::from_secs(20));
+    let interval = s.node.config().probe_interval;
+    assert!(
+        second.at - first.at >= interval * 2,
+        "probes {:?} apart with score {score}",
+        second.at - first.at
+    );
+}
+
+// ----- tombstones -------------------------------------------------------------------
+
+fn short_retention() -> SwimConfig {
+    SwimConfig {
+        dead_retention: Duration::from_secs(5),
+        left_retention: Duration::from_secs(4),
+        ..config()
+    }
+}
+
+#[test]
+fn failed_member_is_reaped_after_dead_retention_and_may_join_again() {
+    let mut s = Script::with_peers(short_retention(), &["a", "b", "c"]);
+    s.answer = true;
+    s.deliver(
+        s.addr("a"),
+        &[Message::Dead {
+            name: "c".into(),
+            incarnation: 0,
+            from: "a".into(),
+        }],
+    );
+    assert_eq!(s.event_tags(), ["failed c"]);
+    let failed = s.now;
+    let c = s.addr("c");
+    // While the tombstone lasts, an alive at the dead incarnation is stale.
+    s.deliver(
+        c,
+        &[Message::Alive {
+            profile: profile("c", c),
+            incarnation: 0,
+        }],
+    );
+    assert_eq!(s.event_tags(), ["failed c"]);
+
+    let reaped = s
+        .wait_for("reaped c", Duration::from_secs(20))
+        .expect("c is reaped");
+    let retention = s.node.config().dead_retention;
+    let waited = reaped - failed;
+    assert!(
+        waited >= retention && waited <= retention * 2,
+        "reaped after {waited:?}"
+    );
+    assert!(s.node.member("c").is_none());
+
+    s.take_events();
+    s.deliver(
+        c,
+        &[Message::Alive {
+            profile: profile("c", c),
+            incarnation: 0,
+        }],
+    );
+    assert_eq!(s.event_tags(), ["joined c"]);
+    assert_eq!(s.node.member("c").unwrap().state, MemberState::Alive);
+}
+
+#[test]
+fn departed_member_is_reaped_after_left_retention() {
+    let mut s = Script::with_peers(short_retention(), &["a", "b", "c"]);
+    s.answer = true;
+    s.deliver(
+        s.addr("c"),
+        &[Message::Leave {
+            name: "c".into(),
+            incarnation: 1,
+        }],
+    );
+    let left = s.now;
+    let reaped = s
+        .wait_for("reaped c", Duration::from_secs(20))
+        .expect("c is reaped");
+    let retention = s.node.config().left_retention;
+    assert!(
+        reaped - left >= retention && reaped - left <= retention * 2,
+        "reaped after {:?}",
+        reaped - left
+    );
+    assert_eq!(s.event_tags(), ["left c", "reaped c"]);
+}
+
+#[test]
+fn departed_member_returning_with_a_higher_incarnation_joins_again() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c"]);
+    let c = s.addr("c");
+    s.deliver(
+        c,
+        &[Message::Leave {
+            name: "c".into(),
+            incarnation: 1,
+        }],
+    );
+    s.deliver(
+        c,
+        &[Message::Alive {
+            profile: profile("c", c),
+            incarnation: 1,
+        }],
+    );
+    assert_eq!(
+        s.event_tags(),
+        ["left c"],
+        "the alive it sent before leaving is stale"
+    );
+    s.deliver(
+        c,
+        &[Message::Alive {
+            profile: profile("c", c),
+            incarnation: 2,
+        }],
+    );
+    assert_eq!(s.event_tags(), ["left c", "joined c"]);
+}
+
+#[test]
+fn this_node_is_never_reaped_while_it_is_leaving() {
+    // A leave that outlasts the retention of departed members, on a node with no one to
+    // tell, so it runs to its deadline.
+    let config = SwimConfig {
+        left_retention: Duration::from_secs(1),
+        leave_timeout: Duration::from_secs(5),
+        ..config()
+    };
+    let mut s = Script::new(config);
+    s.command(Command::Leave).expect("leave is accepted");
+    s.wait_for("leave completed", Duration::from_secs(6))
+        .expect("the leave completes");
+    assert_eq!(s.event_tags(), ["leave completed"]);
+    assert_eq!(s.node.member(ME).map(|m| m.state), Some(MemberState::Left));
+}
+
+// ----- leave ------------------------------------------------------------------------
+
+#[test]
+fn leave_gossips_a_leave_with_a_higher_incarnation_and_completes() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    s.command(Command::Leave).expect("leave is accepted");
+    let leave = Message::Leave {
+        name: ME.into(),
+        incarnation: 1,
+    };
+    let at_once = s.take_sent();
+    assert!(
+        at_once.iter().any(|t| t.msgs.contains(&leave)),
+        "leave not sent at once: {at_once:?}"
+    );
+    assert_eq!(
+        s.command(Command::Leave),
+        Err(CommandError::Left),
+        "no commands while leaving"
+    );
+
+    s.wait_for("leave completed", s.node.config().leave_timeout)
+        .expect("the leave completes in time");
+    assert!(s.node.has_left());
+    assert_eq!(s.node.poll_timeout(), None);
+    assert_eq!(s.command(Command::Leave), Err(CommandError::Left));
+    assert_eq!(
+        s.command(Command::Join {
+            seeds: vec![host(2)]
+        }),
+        Err(CommandError::Left)
+    );
+    assert_eq!(
+        s.command(Command::SetTags(Tags::new())),
+        Err(CommandError::Left)
+    );
+    assert_eq!(
+        s.command(Command::ForceLeave { name: "a".into() }),
+        Err(CommandError::Left)
+    );
+    // Inert: input is ignored.
+    s.take_sent();
+    s.deliver(
+        host(2),
+        &[Message::Ping {
+            seq: 1,
+            target: ME.into(),
+        }],
+    );
+    assert!(s.take_sent().is_empty());
+}
+
+#[test]
+fn leave_in_a_two_member_cluster_reaches_the_other_member() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    s.answer = true;
+    s.command(Command::Leave).expect("leave is accepted");
+    let a = s.addr("a");
+    s.wait_for("leave completed", s.node.config().leave_timeout)
+        .expect("the leave completes");
+    let told = s
+        .take_sent()
+        .iter()
+        .any(|t| t.to == a && t.has(|m| matches!(m, Message::Leave { name, .. } if name == ME)));
+    assert!(told, "the only other member never heard of the leave");
+}
+
+#[test]
+fn leave_notice_about_a_member_marks_it_left() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c"]);
+    s.deliver(
+        s.addr("b"),
+        &[Message::Leave {
+            name: "b".into(),
+            incarnation: 1,
+        }],
+    );
+    assert_eq!(s.event_tags(), ["left b"]);
+    let m = s.node.member("b").unwrap();
+    assert_eq!((m.state, m.incarnation), (MemberState::Left, 1));
+    assert_eq!(s.live_members(), 3);
+    s.wait_for_sent(Duration::from_secs(1), |t| {
+        t.has(|m| matches!(m, Message::Leave { name, .. } if name == "b"))
+    })
+    .expect("the leave is gossiped on");
+}
+
+// ----- join and rejoin --------------------------------------------------------------
+
+#[test]
+fn join_sends_a_join_stream_to_each_seed_and_completes_on_the_first_reply() {
+    let mut s = Script::new(config());
+    let (s1, s2) = (host(2), host(3));
+    s.command(Command::Join {
+        seeds: vec![s1, s2],
+    })
+    .expect("join is accepted");
+    let sent = s.take_sent();
+    let joins: Vec<SocketAddr> = sent
+        .iter()
+        .filter(|t| t.channel == Channel::Stream && matches!(t.msgs[..], [Message::Join { .. }]))
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(joins, [s1, s2]);
+    let Message::Join { members } = &sent[0].msgs[0] else {
+        unreachable!()
+    };
+    assert_eq!(members, &[record(ME, my_addr(), 0, MemberState::Alive)]);
+
+    let table = vec![
+        record("seed", s1, 0, MemberState::Alive),
+        record("x", host(4), 2, MemberState::Alive),
+        record(ME, my_addr(), 0, MemberState::Alive),
+    ];
+    s.deliver_stream(
+        s1,
+        &Message::PushPull {
+            phase: SyncPhase::JoinReply,
+            digest: 0,
+            members: table,
+        },
+    );
+    let events = s.take_events();
+    assert!(
+        events.contains(&Event::Joined {
+            via: s1,
+            members: 3
+        }),
+        "{events:?}"
+    );
+    let tags: BTreeSet<String> = events.iter().map(tag).collect();
+    assert!(
+        tags.contains("joined seed") && tags.contains("joined x"),
+        "{tags:?}"
+    );
+    assert_eq!(s.node.member("x").unwrap().incarnation, 2);
+
+    // The second seed's late answer is merged but does not complete the join twice.
+    s.deliver_stream(
+        s2,
+        &Message::PushPull {
+            phase: SyncPhase::JoinReply,
+            digest: 0,
+            members: Vec::new(),
+        },
+    );
+    s.advance(s.node.config().join_timeout * 2);
+    let later: Vec<String> = s.take_events().iter().map(tag).collect();
+    assert!(!later.iter().any(|t| t.starts_with("join")), "{later:?}");
+}
+
+#[test]
+fn join_without_an_answer_fails_after_join_timeout() {
+    let mut s = Script::new(config());
+    let seeds = vec![host(2), host(3)];
+    let start = s.now;
+    s.command(Command::Join {
+        seeds: seeds.clone(),
+    })
+    .expect("join is accepted");
+    let failed = s
+        .wait_for("join failed", Duration::from_secs(60))
+        .expect("the join fails");
+    assert_eq!(failed - start, s.node.config().join_timeout);
+    assert!(s.take_events().contains(&Event::JoinFailed { seeds }));
+}
+
+#[test]
+fn join_with_no_seeds_is_refused_and_sends_nothing() {
+    let mut s = Script::new(config());
+    assert_eq!(
+        s.command(Command::Join { seeds: vec![] }),
+        Err(CommandError::NoSeeds)
+    );
+    assert_eq!(
+        s.command(Command::Join {
+            seeds: vec![my_addr()]
+        }),
+        Err(CommandError::NoSeeds)
+    );
+    assert!(s.take_sent().is_empty());
+    s.advance(s.node.config().join_timeout * 2);
+    assert!(!s.event_tags().iter().any(|t| t.starts_with("join")));
+}
+
+#[test]
+fn each_distinct_seed_gets_one_join() {
+    let mut s = Script::new(config());
+    let (s1, s2) = (host(2), host(3));
+    s.command(Command::Join {
+        seeds: vec![s1, s2, s1, my_addr(), s2],
+    })
+    .expect("join is accepted");
+    let to: Vec<SocketAddr> = s.take_sent().iter().map(|t| t.to).collect();
+    assert_eq!(to, [s1, s2]);
+}
+
+#[test]
+fn join_reply_with_a_stale_record_of_this_node_is_refuted() {
+    for state in [MemberState::Alive, MemberState::Suspect, MemberState::Dead] {
+        let mut s = Script::new(config());
+        let seed = host(2);
+        s.command(Command::Join { seeds: vec![seed] })
+            .expect("join is accepted");
+        s.take_sent();
+        let table = vec![
+            record("seed", seed, 0, MemberState::Alive),
+            record(ME, my_addr(), 5, state),
+        ];
+        s.deliver_stream(
+            seed,
+            &Message::PushPull {
+                phase: SyncPhase::JoinReply,
+                digest: 0,
+                members: table,
+            },
+        );
+        assert!(
+            s.node.incarnation() >= 6,
+            "{state:?} at 5: incarnation {}",
+            s.node.incarnation()
+        );
+        assert_eq!(s.node.member(ME).unwrap().state, MemberState::Alive);
+        s.wait_for_sent(Duration::from_secs(1), |t| {
+            t.to == seed && t.has(|m| is_alive_of(m, ME, 6))
+        })
+        .unwrap_or_else(|| panic!("{state:?} at 5: the refutation is not gossiped"));
+    }
+}
+
+#[test]
+fn join_from_a_newcomer_is_answered_with_the_full_table() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    let newcomer = host(30);
+    let join = Message::Join {
+        members: vec![record("n", newcomer, 0, MemberState::Alive)],
+    };
+    s.deliver_stream(newcomer, &join);
+    assert_eq!(s.event_tags(), ["joined n"]);
+    let sent = s.take_sent();
+    let reply = sent
+        .iter()
+        .find(|t| t.to == newcomer && t.channel == Channel::Stream)
+        .expect("a join reply");
+    let Message::PushPull {
+        phase: SyncPhase::JoinReply,
+        digest,
+        members,
+    } = &reply.msgs[0]
+    else {
+        panic!("not a join reply: {reply:?}")
+    };
+    assert_eq!(*digest, s.node.digest());
+    let names: BTreeSet<&str> = members.iter().map(|r| r.profile.name.as_str()).collect();
+    assert_eq!(names, BTreeSet::from([ME, "a", "b", "n"]));
+}
+
+// ----- push-pull --------------------------------------------------------------------
+
+#[test]
+fn push_pull_offer_with_an_equal_digest_gets_no_answer() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    let offer = Message::PushPull {
+        phase: SyncPhase::Offer,
+        digest: s.node.digest(),
+        members: Vec::new(),
+    };
+    s.deliver_stream(s.addr("a"), &offer);
+    assert!(s.take_sent().is_empty());
+    assert_eq!(s.node.stats().push_pull_in_sync, 1);
+}
+
+#[test]
+fn push_pull_offer_with_a_different_digest_gets_the_full_table() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c"]);
+    let a = s.addr("a");
+    let offer = Message::PushPull {
+        phase: SyncPhase::Offer,
+        digest: s.node.digest() ^ 1,
+        members: Vec::new(),
+    };
+    s.deliver_stream(a, &offer);
+    let sent = s.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0].to, sent[0].channel), (a, Channel::Stream));
+    let Message::PushPull {
+        phase: SyncPhase::Reply,
+        digest,
+        members,
+    } = &sent[0].msgs[0]
+    else {
+        panic!("not a reply: {sent:?}")
+    };
+    assert_eq!(*digest, s.node.digest());
+    assert_eq!(members[0].profile.name, ME, "own record first");
+    let mut want: Vec<MemberRecord> = s
+        .node
+        .members()
+        .iter()
+        .map(|m| s.node.members().record(m))
+        .collect();
+    let mut got = members.clone();
+    want.sort_by(|x, y| x.profile.name.cmp(&y.profile.name));
+    got.sort_by(|x, y| x.profile.name.cmp(&y.profile.name));
+    assert_eq!(got, want);
+    assert_eq!(s.node.stats().push_pull_in_sync, 0);
+}
+
+// ----- bad input --------------------------------------------------------------------
+
+#[test]
+fn datagram_from_a_foreign_cluster_is_dropped_and_counted() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    let digest = s.node.digest();
+    let mut d = DatagramBuilder::new(ClusterId::from_name("elsewhere"), 1200);
+    let x = host(40);
+    assert!(
+        d.push(&Message::Alive {
+            profile: profile("x", x),
+            incarnation: 0
+        })
+        .unwrap()
+    );
+    assert!(
+        d.push(&Message::Ping {
+            seq: 1,
+            target: ME.into()
+        })
+        .unwrap()
+    );
+    s.deliver_bytes(x, &d.finish());
+    let stream = wire::encode_stream(
+        &Message::Join {
+            members: vec![record("x", x, 0, MemberState::Alive)],
+        },
+        ClusterId::from_name("elsewhere"),
+    )
+    .unwrap();
+    s.node.handle_stream(s.now, x, &stream);
+    s.pump();
+    assert_eq!(s.node.stats().foreign_dropped, 2);
+    assert_eq!(s.node.stats().malformed_dropped, 0);
+    assert_eq!(s.node.digest(), digest);
+    assert!(s.take_events().is_empty());
+    assert!(s.take_sent().is_empty());
+}
+
+#[test]
+fn datagram_of_another_protocol_version_is_dropped_and_counted() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    let digest = s.node.digest();
+    let mut bytes = datagram(&[Message::Alive {
+        profile: profile("x", host(40)),
+        incarnation: 0,
+    }]);
+    bytes[0] = wire::PROTOCOL_VERSION.wrapping_add(1);
+    s.deliver_bytes(host(40), &bytes);
+    assert_eq!(s.node.stats().foreign_dropped, 1);
+    assert_eq!(s.node.digest(), digest);
+    assert!(s.take_events().is_empty());
+}
+
+#[test]
+fn garbage_and_truncated_bytes_are_dropped_and_counted() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    let digest = s.node.digest();
+    let x = host(40);
+    let valid = datagram(&[
+        Message::Alive {
+            profile: profile("x", x),
+            incarnation: 0,
+        },
+        Message::Ping {
+            seq: 1,
+            target: ME.into(),
+        },
+    ]);
+    let mut header_and_garbage = valid[..wire::HEADER_LEN].to_vec();
+    header_and_garbage.extend_from_slice(&[0xff; 40]);
+    let inputs: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        vec![0xde, 0xad, 0xbe, 0xef],
+        valid[..wire::HEADER_LEN].to_vec(),
+        valid[..valid.len() - 1].to_vec(),
+        valid[..wire::HEADER_LEN + 3].to_vec(),
+        header_and_garbage.clone(),
+        vec![0; wire::MAX_DATAGRAM_LEN + 1],
+    ];
+    for bytes in &inputs {
+        s.deliver_bytes(x, bytes);
+    }
+    let stream = wire::encode_stream(
+        &Message::Join {
+            members: vec![record("x", x, 0, MemberState::Alive)],
+        },
+        cluster(),
+    )
+    .unwrap();
+    for bytes in [
+        &stream[..stream.len() - 1],
+        &header_and_garbage[..],
+        &valid[..],
+    ] {
+        s.node.handle_stream(s.now, x, bytes);
+        s.pump();
+    }
+    assert_eq!(s.node.stats().malformed_dropped, inputs.len() as u64 + 3);
+    assert_eq!(s.node.stats().foreign_dropped, 0);
+    assert_eq!(s.node.digest(), digest);
+    assert!(s.node.member("x").is_none());
+    assert!(s.take_events().is_empty());
+    assert!(
+        s.take_sent().is_empty(),
+        "a datagram with a bad tail is not half applied"
+    );
+}
+
+// ----- commands ---------------------------------------------------------------------
+
+#[test]
+fn only_a_failed_member_can_be_force_left() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c"]);
+    let digest = s.node.digest();
+    assert_eq!(
+        s.command(Command::ForceLeave {
+            name: "nobody".into()
+        }),
+        Err(CommandError::UnknownMember("nobody".into()))
+    );
+    assert_eq!(
+        s.command(Command::ForceLeave { name: "c".into() }),
+        Err(CommandError::NotFailed {
+            name: "c".into(),
+            state: "alive"
+        })
+    );
+    s.deliver(
+        s.addr("a"),
+        &[Message::Suspect {
+            name: "b".into(),
+            incarnation: 0,
+            from: "a".into(),
+        }],
+    );
+    assert_eq!(
+        s.command(Command::ForceLeave { name: "b".into() }),
+        Err(CommandError::NotFailed {
+            name: "b".into(),
+            state: "suspect"
+        })
+    );
+    assert_ne!(s.node.digest(), digest, "the suspicion changed the table");
+    let digest = s.node.digest();
+    s.take_events();
+    let before = s.node.stats().clone();
+    assert!(s.command(Command::ForceLeave { name: "c".into() }).is_err());
+    assert_eq!(
+        s.node.digest(),
+        digest,
+        "a refused force-leave changes nothing"
+    );
+    assert_eq!(s.node.stats(), &before);
+
+    s.deliver(
+        s.addr("a"),
+        &[Message::Dead {
+            name: "c".into(),
+            incarnation: 0,
+            from: "a".into(),
+        }],
+    );
+    s.command(Command::ForceLeave { name: "c".into() })
+        .expect("a failed member can be force-left");
+    assert_eq!(s.event_tags(), ["failed c", "left c"]);
+    assert_eq!(s.node.member("c").unwrap().state, MemberState::Left);
+    assert_eq!(
+        s.command(Command::ForceLeave { name: "c".into() }),
+        Err(CommandError::NotFailed {
+            name: "c".into(),
+            state: "left"
+        })
+    );
+}
+
+/// Tags over [`wire::MAX_TAGS_LEN`]: `Tags` refuses to build them, but they can still
+/// arrive through deserialization, so the command must check.
+fn oversized_tags() -> Tags {
+    let map = std::collections::BTreeMap::from([("k".to_string(), "v".repeat(wire::MAX_TAGS_LEN))]);
+    let bytes = bincode::serde::encode_to_vec(&map, bincode::config::standard()).unwrap();
+    let (tags, _): (Tags, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+    assert!(tags.validate().is_err());
+    tags
+}
+
+#[test]
+fn oversized_tags_are_refused_and_change_nothing() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    s.answer = true;
+    s.advance(Duration::from_secs(5)); // let the join gossip drain
+    s.take_sent();
+    let (digest, incarnation, queued) = (
+        s.node.digest(),
+        s.node.incarnation(),
+        s.node.queued_updates(),
+    );
+    let r = s.command(Command::SetTags(oversized_tags()));
+    assert!(
+        matches!(r, Err(CommandError::Tags(wire::TagsError::TooLarge { .. }))),
+        "{r:?}"
+    );
+    assert_eq!(s.node.incarnation(), incarnation);
+    assert_eq!(s.node.digest(), digest);
+    assert_eq!(s.node.queued_updates(), queued);
+    assert!(s.node.member(ME).unwrap().tags.is_empty());
+    assert!(s.take_sent().is_empty());
+}
+
+#[test]
+fn new_tags_raise_the_incarnation_and_are_gossiped() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    s.answer = true;
+    let tags = Tags::from_pairs([("role", "db"), ("rack", "r7")]).unwrap();
+    s.command(Command::SetTags(tags.clone()))
+        .expect("valid tags are accepted");
+    assert_eq!(s.node.incarnation(), 1);
+    assert_eq!(s.node.member(ME).unwrap().tags, tags);
+    let sent = s
+        .wait_for_sent(Duration::from_secs(1), |t| t.has(|m| is_alive_of(m, ME, 1)))
+        .expect("the new tags are gossiped");
+    let carried = sent.msgs.iter().find_map(|m| match m {
+        Message::Alive { profile, .. } if profile.name == ME => Some(profile.tags.clone()),
+        _ => None,
+    });
+    assert_eq!(carried, Some(tags.clone()));
+    // Setting the same tags again changes nothing.
+    s.command(Command::SetTags(tags)).unwrap();
+    assert_eq!(s.node.incarnation(), 1);
+}
