@@ -1,0 +1,791 @@
+//! The simulated world: many `muster::proto::Node`s on a modelled network, driven by a
+//! next-event loop in virtual time.
+//!
+//! The queue holds (time, sequence, action): packet deliveries, node wake-ups at the
+//! deadlines the nodes ask for, scripted faults and periodic checks. Each action calls
+//! one `handle_*` on one node and then drains that node's transmissions (routed through
+//! the network model), events (recorded by the observer) and next deadline. One seed
+//! fixes everything; ties break by insertion order, so a seed replays byte for byte.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use muster::proto::{Channel, Command, Event, Node, NodeOptions, SwimConfig, Time, Transmit};
+use muster::wire::{self, MemberRecord, MemberState, Message, Name, Profile, SyncPhase, Tags};
+use rand_pcg::Pcg64Mcg;
+
+use crate::network::{self, Network};
+use crate::observe::{Observer, Subject};
+use crate::scenario::{FaultAction, FaultSpec, Scenario, Start};
+use crate::sim_rng;
+
+/// Cluster name every simulated node uses.
+const CLUSTER: &str = "muster-sim";
+/// How often convergence is checked once faults are over.
+const CONVERGE_CHECK: Duration = Duration::from_millis(100);
+/// How often bandwidth is sampled for charts.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// A node whose join failed tries again after this long (the agent's retry-join).
+const JOIN_RETRY: Duration = Duration::from_secs(1);
+/// A rolling restart keeps each node down this long unless the scenario says otherwise.
+const DEFAULT_DOWNTIME: Duration = Duration::from_secs(5);
+
+/// Life stage of a simulated node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    /// Not started yet (join start, churn newcomer).
+    Pending,
+    Up,
+    /// Leaving gracefully; still running until its leave completes.
+    Leaving,
+    Crashed,
+    Left,
+}
+
+struct SimNode {
+    node: Option<Node>,
+    name: Name,
+    addr: SocketAddr,
+    place: (u16, u16),
+    life: Life,
+    slow: Duration,
+    wake_at: Option<Time>,
+    restarts: u32,
+    bytes_sent: u64,
+    msgs_sent: u64,
+    up_since: Option<Time>,
+    up_total: Duration,
+}
+
+enum Action {
+    Deliver {
+        to: usize,
+        from: usize,
+        payload: Vec<u8>,
+        stream: bool,
+    },
+    Wake {
+        node: usize,
+        at: Time,
+    },
+    Start {
+        node: usize,
+    },
+    Fault(usize),
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+    ChurnTick {
+        fault: usize,
+    },
+    JoinRetry {
+        node: usize,
+    },
+    Sample,
+    ConvergeCheck,
+}
+
+struct Scheduled {
+    at: Time,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// One bandwidth sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Virtual time.
+    pub at: Time,
+    /// Bytes sent by all nodes since the start.
+    pub bytes: u64,
+    /// Nodes up at the sample.
+    pub up: usize,
+}
+
+/// The simulated world.
+pub struct World {
+    scenario: Scenario,
+    config: SwimConfig,
+    seed: u64,
+    now: Time,
+    end: Time,
+    rng: Pcg64Mcg,
+    nodes: Vec<SimNode>,
+    by_addr: HashMap<SocketAddr, usize>,
+    by_name: HashMap<Name, usize>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    net: Network,
+    obs: Observer,
+    seeds: Vec<usize>,
+    base_nodes: usize,
+    last_fault: Time,
+    converged_at: Option<Time>,
+    joined_at: Option<Time>,
+    samples: Vec<Sample>,
+    steps: u64,
+    /// After a heal, alarms between former sides count as partition effects for this
+    /// long: the longest suspicion timeout of the cluster.
+    heal_grace: Duration,
+}
+
+/// Address of node `i`: inside 127.0.0.0/8, purely an identifier (nothing is sent).
+fn addr_of(i: usize) -> SocketAddr {
+    let ip = Ipv4Addr::new(127, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8);
+    SocketAddr::new(ip.into(), 7946)
+}
+
+impl World {
+    /// Builds the world for a scenario with `nodes` nodes and world seed `seed`.
+    pub fn new(scenario: Scenario, nodes: usize, seed: u64) -> anyhow::Result<World> {
+        let config = scenario.swim_config()?;
+        let heal_grace = config.suspicion_max(nodes);
+        let net = Network::new(scenario.network.clone());
+        let end = Time::from_duration(scenario.duration);
+        let mut w = World {
+            seeds: (0..scenario.seeds.clamp(1, nodes)).collect(),
+            config,
+            seed,
+            now: Time::ZERO,
+            end,
+            rng: sim_rng::derive(seed, u64::MAX),
+            nodes: Vec::with_capacity(nodes),
+            by_addr: HashMap::with_capacity(nodes),
+            by_name: HashMap::with_capacity(nodes),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            net,
+            obs: Observer::default(),
+            base_nodes: nodes,
+            last_fault: Time::ZERO,
+            converged_at: None,
+            joined_at: None,
+            samples: Vec::new(),
+            steps: 0,
+            heal_grace,
+            scenario,
+        };
+        for i in 0..nodes {
+            w.add_node(i);
+        }
+        match w.scenario.start {
+            Start::Converged => w.start_converged()?,
+            Start::Join => {
+                let spread = w.scenario.join_spread.unwrap_or(Duration::ZERO);
+                for i in 0..nodes {
+                    let at = if i == 0 {
+                        Time::ZERO
+                    } else {
+                        Time::ZERO + spread.mul_f64(sim_rng::unit(&mut w.rng))
+                    };
+                    w.schedule(at, Action::Start { node: i });
+                }
+            }
+        }
+        let faults = w.scenario.faults.clone();
+        for (k, f) in faults.iter().enumerate() {
+            w.schedule(Time::from_duration(f.at), Action::Fault(k));
+            let end_of = match f.action {
+                FaultAction::Churn => f.until.unwrap_or(f.at),
+                FaultAction::RollingRestart => {
+                    let count = w.select(f).len() as u32;
+                    f.at + f.interval.unwrap_or(Duration::from_secs(10)) * count
+                        + f.downtime.unwrap_or(DEFAULT_DOWNTIME)
+                }
+                _ => f.at,
+            };
+            w.last_fault = w.last_fault.max(Time::from_duration(end_of));
+        }
+        w.schedule(Time::ZERO, Action::Sample);
+        w.schedule(Time::ZERO + CONVERGE_CHECK, Action::ConvergeCheck);
+        Ok(w)
+    }
+
+    fn add_node(&mut self, i: usize) {
+        let place = self
+            .net
+            .place(i % self.base_nodes.max(1), self.base_nodes.max(1));
+        let name = Name::from(format!("node-{i}"));
+        let addr = addr_of(i);
+        self.by_addr.insert(addr, i);
+        self.by_name.insert(name.clone(), i);
+        self.net.ensure_node(i);
+        self.nodes.push(SimNode {
+            node: None,
+            name,
+            addr,
+            place,
+            life: Life::Pending,
+            slow: Duration::ZERO,
+            wake_at: None,
+            restarts: 0,
+            bytes_sent: 0,
+            msgs_sent: 0,
+            up_since: None,
+            up_total: Duration::ZERO,
+        });
+    }
+
+    fn profile(&self, i: usize) -> Profile {
+        let n = &self.nodes[i];
+        let (region, zone) = self.net.names(n.place.0, n.place.1);
+        Profile {
+            name: n.name.clone(),
+            addr: n.addr,
+            region: region.into(),
+            zone: zone.into(),
+            tags: Tags::new(),
+        }
+    }
+
+    fn boot(&mut self, i: usize) -> anyhow::Result<()> {
+        let options = NodeOptions {
+            config: self.config.clone(),
+            profile: self.profile(i),
+            cluster: CLUSTER.into(),
+            incarnation: 0,
+            seed: sim_rng::node_seed(self.seed, i, self.nodes[i].restarts),
+        };
+        let node = Node::new(options, self.now).with_context(|| format!("starting node {i}"))?;
+        let n = &mut self.nodes[i];
+        n.node = Some(node);
+        n.life = Life::Up;
+        n.wake_at = None;
+        n.up_since = Some(self.now);
+        Ok(())
+    }
+
+    /// Every node starts knowing every other, through one shared join answer.
+    fn start_converged(&mut self) -> anyhow::Result<()> {
+        let members: Vec<MemberRecord> = (0..self.nodes.len())
+            .map(|i| MemberRecord {
+                profile: self.profile(i),
+                incarnation: 0,
+                state: MemberState::Alive,
+            })
+            .collect();
+        let msg = Message::PushPull {
+            phase: SyncPhase::JoinReply,
+            digest: 0,
+            members,
+        };
+        let snapshot = wire::encode_stream(&msg, wire::ClusterId::from_name(CLUSTER))?;
+        let from = self.nodes[0].addr;
+        for i in 0..self.nodes.len() {
+            self.boot(i)?;
+            if let Some(node) = self.nodes[i].node.as_mut() {
+                node.handle_stream(self.now, from, &snapshot);
+            }
+            self.after_step(i, None);
+        }
+        Ok(())
+    }
+
+    fn schedule(&mut self, at: Time, action: Action) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            action,
+        }));
+    }
+
+    fn seed_addrs(&self, except: usize) -> Vec<SocketAddr> {
+        let up: Vec<SocketAddr> = self
+            .seeds
+            .iter()
+            .filter(|&&s| s != except && self.nodes[s].life == Life::Up)
+            .map(|&s| self.nodes[s].addr)
+            .collect();
+        if !up.is_empty() {
+            return up;
+        }
+        // Every seed is down: join through any running node, as an operator would.
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, n)| *j != except && n.life == Life::Up)
+            .map(|(_, n)| n.addr)
+            .take(3)
+            .collect()
+    }
+
+    fn join(&mut self, i: usize) {
+        let seeds = self.seed_addrs(i);
+        let now = self.now;
+        if let Some(node) = self.nodes[i].node.as_mut() {
+            if node.handle_command(now, Command::Join { seeds }).is_err() {
+                // No one to join yet: try again shortly.
+                self.schedule(now + JOIN_RETRY, Action::JoinRetry { node: i });
+            }
+        }
+        self.after_step(i, None);
+    }
+
+    /// Runs until the scenario's end or until `stop` is set; `tick` is called now and then
+    /// with the virtual time reached.
+    pub fn run(&mut self, stop: &AtomicBool, mut tick: impl FnMut(Time)) -> anyhow::Result<()> {
+        while let Some(Reverse(top)) = self.queue.peek() {
+            if top.at > self.end {
+                break;
+            }
+            let Reverse(Scheduled { at, action, .. }) =
+                self.queue.pop().expect("peeked just above");
+            self.now = at;
+            self.steps += 1;
+            if self.steps % 65_536 == 0 {
+                tick(self.now);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            self.dispatch(action)?;
+        }
+        self.now = self.now.max(self.end.min(self.now));
+        Ok(())
+    }
+
+    fn dispatch(&mut self, action: Action) -> anyhow::Result<()> {
+        match action {
+            Action::Deliver {
+                to,
+                from,
+                payload,
+                stream,
+            } => self.deliver(to, from, &payload, stream),
+            Action::Wake { node, at } => {
+                if self.nodes[node].wake_at == Some(at) {
+                    self.nodes[node].wake_at = None;
+                    let now = self.now;
+                    if let Some(n) = self.nodes[node].node.as_mut() {
+                        n.handle_timeout(now);
+                    }
+                    self.after_step(node, None);
+                }
+            }
+            Action::Start { node } => {
+                self.boot(node)?;
+                if node == 0 {
+                    self.after_step(0, None)
+                } else {
+                    self.join(node)
+                }
+            }
+            Action::JoinRetry { node } => {
+                if self.nodes[node].life == Life::Up {
+                    self.join(node);
+                }
+            }
+            Action::Fault(k) => self.fault(k)?,
+            Action::Crash { node } => self.crash(node),
+            Action::Restart { node } => self.restart(node)?,
+            Action::ChurnTick { fault } => self.churn_tick(fault)?,
+            Action::Sample => {
+                let bytes = self.nodes.iter().map(|n| n.bytes_sent).sum();
+                let up = self.nodes.iter().filter(|n| n.life == Life::Up).count();
+                self.samples.push(Sample {
+                    at: self.now,
+                    bytes,
+                    up,
+                });
+                self.schedule(self.now + SAMPLE_EVERY, Action::Sample);
+            }
+            Action::ConvergeCheck => self.converge_check(),
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, to: usize, from: usize, payload: &[u8], stream: bool) {
+        let now = self.now;
+        let from_addr = self.nodes[from].addr;
+        let Some(node) = self.nodes[to].node.as_mut() else {
+            return;
+        };
+        if stream {
+            node.handle_stream(now, from_addr, payload);
+            self.after_step(to, None);
+        } else {
+            node.handle_datagram(now, from_addr, payload);
+            self.after_step(to, Some(from));
+        }
+    }
+
+    /// Drains a node after it handled something: routes its transmissions, records its
+    /// events, and re-arms its wake-up. `acking` is the sender of the datagram it just
+    /// handled, which QUIC acknowledges in a reply or an ACK-only packet.
+    fn after_step(&mut self, i: usize, acking: Option<usize>) {
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
+        let mut transmits: Vec<Transmit> = Vec::new();
+        while let Some(t) = node.poll_transmit() {
+            transmits.push(t);
+        }
+        let mut events: Vec<Event> = Vec::new();
+        while let Some(e) = node.poll_event() {
+            events.push(e);
+        }
+        let deadline = node.poll_timeout();
+        let mut acked = acking.is_none();
+        for t in transmits {
+            let piggyback = !acked
+                && acking.is_some_and(|a| self.nodes[a].addr == t.to)
+                && t.channel == Channel::Datagram;
+            if piggyback {
+                acked = true;
+                self.nodes[i].bytes_sent += network::ACK_FRAME;
+            }
+            self.route(i, t);
+        }
+        if !acked {
+            self.nodes[i].bytes_sent += network::ACK_ONLY_PACKET;
+        }
+        for e in events {
+            self.observe(i, &e);
+        }
+        if let Some(at) = deadline {
+            let at = at.max(self.now);
+            let n = &mut self.nodes[i];
+            if n.wake_at.is_none_or(|w| at < w) {
+                n.wake_at = Some(at);
+                self.schedule(at, Action::Wake { node: i, at });
+            }
+        }
+    }
+
+    fn route(&mut self, from: usize, t: Transmit) {
+        self.nodes[from].msgs_sent += 1;
+        let Some(&to) = self.by_addr.get(&t.to) else {
+            self.nodes[from].bytes_sent += t.payload.len() as u64 + network::DATAGRAM_OVERHEAD;
+            return;
+        };
+        let (a, b) = (self.nodes[from].place, self.nodes[to].place);
+        match t.channel {
+            Channel::Stream => {
+                let reachable = self.nodes[to].node.is_some()
+                    && !self.net.blocked(from, to)
+                    && !self.net.blocked(to, from);
+                if !reachable {
+                    self.nodes[from].bytes_sent += network::FAILED_HANDSHAKE;
+                    return;
+                }
+                let (sent, acks) = network::stream_cost(t.payload.len() as u64);
+                self.nodes[from].bytes_sent += sent;
+                self.nodes[to].bytes_sent += acks;
+                let delay = self.net.latency(&mut self.rng, a, b) + self.nodes[to].slow;
+                self.schedule(
+                    self.now + delay,
+                    Action::Deliver {
+                        to,
+                        from,
+                        payload: t.payload,
+                        stream: true,
+                    },
+                );
+            }
+            Channel::Datagram => {
+                self.nodes[from].bytes_sent += t.payload.len() as u64 + network::DATAGRAM_OVERHEAD;
+                if self.net.blocked(from, to) || self.net.lost(&mut self.rng, a, b) {
+                    return;
+                }
+                let delay = self.net.latency(&mut self.rng, a, b) + self.nodes[to].slow;
+                self.schedule(
+                    self.now + delay,
+                    Action::Deliver {
+                        to,
+                        from,
+                        payload: t.payload,
+                        stream: false,
+                    },
+                );
+            }
+        }
+    }
+
+    fn observe(&mut self, observer: usize, e: &Event) {
+        let name = match e {
+            Event::MemberJoined(m)
+            | Event::MemberUpdated(m)
+            | Event::MemberSuspected(m)
+            | Event::MemberAlive(m)
+            | Event::MemberFailed(m)
+            | Event::MemberLeft(m)
+            | Event::MemberReaped(m) => Some(&m.name),
+            Event::JoinFailed { .. } => {
+                self.schedule(self.now + JOIN_RETRY, Action::JoinRetry { node: observer });
+                None
+            }
+            Event::LeaveCompleted => {
+                self.take_down(observer, Life::Left);
+                None
+            }
+            Event::Joined { .. } => None,
+        };
+        let subject = name.and_then(|n| self.by_name.get(n)).map(|&s| Subject {
+            index: s,
+            up: matches!(self.nodes[s].life, Life::Up),
+            slow: !self.nodes[s].slow.is_zero(),
+            cut_off: self.net.blocked(observer, s)
+                || self.net.blocked(s, observer)
+                || self
+                    .net
+                    .recently_split(observer, s, self.now, self.heal_grace),
+        });
+        self.obs.record(self.now, observer, e, subject);
+    }
+
+    fn take_down(&mut self, i: usize, life: Life) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        if let Some(since) = n.up_since.take() {
+            n.up_total += now - since;
+        }
+        n.node = None;
+        n.life = life;
+        n.wake_at = None;
+    }
+
+    fn crash(&mut self, i: usize) {
+        if !matches!(self.nodes[i].life, Life::Up | Life::Leaving) {
+            return;
+        }
+        let incarnation = self.nodes[i].node.as_ref().map_or(0, |n| n.incarnation());
+        let observers: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.nodes[j].life == Life::Up)
+            .collect();
+        self.obs.crashed(i, self.now, incarnation, observers);
+        self.take_down(i, Life::Crashed);
+    }
+
+    fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if !matches!(self.nodes[i].life, Life::Crashed | Life::Left) {
+            return Ok(());
+        }
+        self.nodes[i].restarts += 1;
+        self.obs.restarted(i, self.now);
+        self.boot(i)?;
+        self.join(i);
+        Ok(())
+    }
+
+    /// The nodes a fault applies to.
+    fn select(&mut self, f: &FaultSpec) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        if let Some(i) = f.node {
+            out.push(i);
+        }
+        if let Some(ns) = &f.nodes {
+            out.extend(ns);
+        }
+        if let Some(rs) = &f.regions {
+            let regions: Vec<u16> = rs.iter().filter_map(|r| self.net.region_index(r)).collect();
+            out.extend((0..self.nodes.len()).filter(|&i| regions.contains(&self.nodes[i].place.0)));
+        }
+        let random = f.random.or_else(|| {
+            f.fraction
+                .map(|fr| (fr * self.base_nodes as f64).round() as usize)
+        });
+        if let Some(k) = random {
+            let mut pool: Vec<usize> = (0..self.nodes.len())
+                .filter(|i| {
+                    !self.seeds.contains(i)
+                        && !out.contains(i)
+                        && self.nodes[*i].life != Life::Crashed
+                })
+                .collect();
+            for _ in 0..k.min(pool.len()) {
+                let j = sim_rng::below(&mut self.rng, pool.len());
+                out.push(pool.swap_remove(j));
+            }
+        }
+        out.retain(|&i| i < self.nodes.len());
+        out
+    }
+
+    fn fault(&mut self, k: usize) -> anyhow::Result<()> {
+        let f = self.scenario.faults[k].clone();
+        let targets = self.select(&f);
+        match f.action {
+            FaultAction::Crash | FaultAction::RegionOutage => {
+                targets.into_iter().for_each(|i| self.crash(i))
+            }
+            FaultAction::Restart => {
+                for i in targets {
+                    self.restart(i)?;
+                }
+            }
+            FaultAction::Leave => {
+                let now = self.now;
+                for i in targets {
+                    if let Some(node) = self.nodes[i].node.as_mut()
+                        && node.handle_command(now, Command::Leave).is_ok()
+                    {
+                        self.nodes[i].life = Life::Leaving;
+                    }
+                    self.after_step(i, None);
+                }
+            }
+            FaultAction::Partition => self.net.partition(&targets, f.direction),
+            FaultAction::Heal => self.net.heal(self.now),
+            FaultAction::Loss => self.net.loss = f.loss.unwrap_or(0.0),
+            FaultAction::Slow => {
+                for i in targets {
+                    self.nodes[i].slow = f.delay.unwrap_or_default();
+                }
+            }
+            FaultAction::Churn => self.churn_tick(k)?,
+            FaultAction::RollingRestart => {
+                let interval = f.interval.unwrap_or(Duration::from_secs(10));
+                let downtime = f.downtime.unwrap_or(DEFAULT_DOWNTIME);
+                for (step, i) in targets.into_iter().enumerate() {
+                    let at = self.now + interval * step as u32;
+                    self.schedule(at, Action::Crash { node: i });
+                    self.schedule(at + downtime, Action::Restart { node: i });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One churn step: a random running node crashes and a new one joins; the next step
+    /// is scheduled so that `rate` of the nodes are replaced per minute.
+    fn churn_tick(&mut self, k: usize) -> anyhow::Result<()> {
+        let f = self.scenario.faults[k].clone();
+        let until = Time::from_duration(f.until.unwrap_or(f.at));
+        if self.now > until {
+            return Ok(());
+        }
+        let per_minute = f.rate.unwrap_or(0.0) * self.base_nodes as f64;
+        if per_minute <= 0.0 {
+            return Ok(());
+        }
+        let victim = self.select(&FaultSpec {
+            random: Some(1),
+            ..f.clone()
+        });
+        victim.into_iter().for_each(|i| self.crash(i));
+        let i = self.nodes.len();
+        self.add_node(i);
+        self.boot(i)?;
+        self.join(i);
+        let gap = Duration::from_secs_f64(60.0 / per_minute);
+        self.schedule(self.now + gap, Action::ChurnTick { fault: k });
+        Ok(())
+    }
+
+    fn converge_check(&mut self) {
+        let up: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.life == Life::Up)
+            .filter_map(|n| n.node.as_ref())
+            .collect();
+        let count = up.len();
+        let all_see_all = up.iter().all(|n| n.members().live_count() == count);
+        if self.joined_at.is_none() && all_see_all {
+            self.joined_at = Some(self.now);
+        }
+        if self.now >= self.last_fault && self.converged_at.is_none() {
+            let digest = up.first().map(|n| n.digest());
+            if all_see_all && up.iter().all(|n| Some(n.digest()) == digest) {
+                self.converged_at = Some(self.now);
+            }
+        }
+        if self.joined_at.is_none() || self.converged_at.is_none() {
+            self.schedule(self.now + CONVERGE_CHECK, Action::ConvergeCheck);
+        }
+    }
+
+    // ----- read access for reports ---------------------------------------------------
+
+    /// The scenario being run.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+    /// The protocol configuration in force.
+    pub fn config(&self) -> &SwimConfig {
+        &self.config
+    }
+    /// Virtual time reached.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+    /// The end of the scenario.
+    pub fn end(&self) -> Time {
+        self.end
+    }
+    /// Observations.
+    pub fn observer(&self) -> &Observer {
+        &self.obs
+    }
+    /// Bandwidth samples.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+    /// Actions processed.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+    /// When the last scripted fault ended.
+    pub fn last_fault(&self) -> Time {
+        self.last_fault
+    }
+    /// When every running node had the same digest and saw every other, after the last fault.
+    pub fn converged_at(&self) -> Option<Time> {
+        self.converged_at
+    }
+    /// When every running node first saw every other.
+    pub fn joined_at(&self) -> Option<Time> {
+        self.joined_at
+    }
+    /// Whether node `i` is running now.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].life == Life::Up
+    }
+    /// Node count, every node ever created included.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+    /// Name of node `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+    /// The running protocol node `i`, if up.
+    pub fn node(&self, i: usize) -> Option<&Node> {
+        self.nodes[i].node.as_ref()
+    }
+    /// Bytes and messages sent by node `i`, and how long it has been up, as of now.
+    pub fn traffic(&self, i: usize) -> (u64, u64, Duration) {
+        let n = &self.nodes[i];
+        let up = n.up_total + n.up_since.map_or(Duration::ZERO, |s| self.now - s);
+        (n.bytes_sent, n.msgs_sent, up)
+    }
+    /// Region names, for reports.
+    pub fn regions(&self) -> Vec<String> {
+        self.net.region_names().map(String::from).collect()
+    }
+}
