@@ -1063,7 +1063,7 @@ fn failed_probes_without_nacks_raise_the_health_score_and_acks_lower_it() {
         s.set_silent(name, true);
     }
     let p = s.next_probe(Duration::from_secs(2));
-    s.advance_to(p.at + s.node.config().probe_timeout * 3);
+    s.advance_to(p.at + s.node.config().probe_timeout * 2);
     assert_eq!(s.node.stats().probes_failed, 1);
     let k = s.node.config().indirect_checks;
     assert_eq!(s.node.health_score(), k, "one point per missing nack");
@@ -1106,7 +1106,7 @@ fn unhealthy_node_probes_less_often() {
         s.set_silent(name, true);
     }
     let p = s.next_probe(Duration::from_secs(2));
-    s.advance_to(p.at + s.node.config().probe_timeout * 3);
+    s.advance_to(p.at + s.node.config().probe_timeout * 2);
     let score = s.node.health_score();
     assert!(score > 0);
     // The interval was set before the failure; the one after the next probe is stretched.

@@ -155,7 +155,7 @@ fn main() -> anyhow::Result<()> {
                 let (_, r) = run_one(sc, nodes, seed, &stop)?;
                 let f = |x: Option<f64>| x.map_or("-".into(), |x| format!("{:.0} ms", x));
                 println!(
-                    "{:>12} | {:>12} {:>12} | {:>12} {:>12} | {:>9} {:>9} | {:>9.1}",
+                    "{:>12} | {:>12} {:>12} | {:>12} {:>12} | {:>9} {:>9} {:>9} | {:>9.1}",
                     v,
                     f(r.detection.first_suspicion.p50),
                     f(r.detection.first_suspicion.p99),
@@ -163,6 +163,7 @@ fn main() -> anyhow::Result<()> {
                     f(r.detection.all_failed.p99),
                     r.false_suspicions,
                     r.false_failures.count,
+                    r.slow_node_failures.count,
                     r.bytes_per_node_per_sec.mean
                 );
                 if stop.load(Ordering::Relaxed) {

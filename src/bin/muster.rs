@@ -45,7 +45,7 @@ fn timing(profile: &str, n: usize) -> Result<String, muster::proto::ConfigError>
         ("probe timeout (direct)", secs(c.probe_timeout)),
         (
             "probe deadline (direct + indirect)",
-            secs(c.probe_timeout * 3),
+            secs(c.probe_timeout * muster::proto::config::PROBE_DEADLINE_TIMEOUTS),
         ),
         ("indirect probes", c.indirect_checks.to_string()),
         ("suspicion timeout, all confirmations in", secs(min)),

@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use crate::wire::{HEADER_LEN, MAX_DATAGRAM_LEN};
 
+/// A probe's outcome is due this many probe timeouts after its ping: one for the direct
+/// ack, one more for the indirect path (intermediaries nack at 80% of their own timeout,
+/// and a relayed ack takes two round trips, both well inside one timeout on a LAN).
+pub const PROBE_DEADLINE_TIMEOUTS: u32 = 2;
+
 /// A configuration value that cannot work, with the field it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid config field `{field}`: {reason}")]
@@ -84,17 +89,23 @@ impl SwimConfig {
         SwimConfig {
             // One probe per second per node: the same probe bandwidth as memberlist.
             probe_interval: Duration::from_secs(1),
-            // LAN RTTs are < 1 ms; 300 ms leaves room for a GC pause or a loaded host,
-            // and awareness stretches it further on a struggling node.
-            probe_timeout: Duration::from_millis(300),
+            // LAN RTTs are < 1 ms; 200 ms leaves room for a GC pause or a loaded host.
+            // A consistently slow peer gets a longer timeout from its measured RTTs, and
+            // awareness stretches it on a struggling prober.
+            probe_timeout: Duration::from_millis(200),
             // SWIM's k = 3, as memberlist: three independent paths make a lossy link
             // almost never look like a failure.
             indirect_checks: 3,
             // Three RTTs: an ack beyond that is lost, not late.
             rtt_timeout_mult: 3,
-            // Half memberlist's 4: confirmation probes bring confirmations within about
-            // one probe timeout, and an unconfirmed suspicion still waits 6× longer.
-            suspicion_mult: 2.0,
+            // memberlist uses 4. The minimum only has to cover a refutation spreading:
+            // the suspect hears of its suspicion at once (buddy pings, confirmation
+            // checks), and its alive takes ~log3(N) gossip rounds to reach everyone.
+            // Swept in the simulator (docs/performance.md): 1.0 let a 1 s slow node be
+            // declared failed at 32 nodes; 1.25 never did, at 32 to 1,000 nodes, and
+            // gives 3.75 s at N = 1,000 instead of memberlist's 12 s. An unconfirmed
+            // suspicion still waits 6× longer.
+            suspicion_mult: 1.25,
             // Lifeguard's default: an unconfirmed suspicion waits six times the minimum.
             suspicion_max_mult: 6.0,
             // Lifeguard/memberlist: two independent confirmations reach the minimum.
@@ -154,7 +165,7 @@ impl SwimConfig {
         SwimConfig {
             // Loopback RTTs are microseconds; probe faster for quicker feedback.
             probe_interval: Duration::from_millis(500),
-            probe_timeout: Duration::from_millis(150),
+            probe_timeout: Duration::from_millis(100),
             gossip_interval: Duration::from_millis(100),
             push_pull_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(5),

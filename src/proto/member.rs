@@ -338,6 +338,16 @@ impl MemberTable {
         }
     }
 
+    /// Makes room for `additional` more records at once, so a large merge grows the
+    /// table in one step instead of by repeated doubling (which strands freed blocks).
+    pub fn reserve(&mut self, additional: usize) {
+        self.members.reserve_exact(additional);
+        let (members, hasher) = (&self.members, &self.hasher);
+        self.index.reserve(additional, |&j| {
+            hasher.hash_one(members[j as usize].name.as_str())
+        });
+    }
+
     /// Removes the record at `i` (the last record takes its place in probe order).
     pub fn remove(&mut self, i: usize) -> Member {
         let last = self.members.len() - 1;

@@ -254,12 +254,16 @@ impl Node {
 
     /// The next datagram or stream message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        release_burst(&mut self.transmits);
+        t
     }
 
     /// The next membership event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        release_burst(&mut self.events);
+        e
     }
 
     /// When `handle_timeout` next wants to run; `None` once the node has left.
@@ -530,6 +534,16 @@ impl Node {
             picked.extend(pool.into_iter().take(want - picked.len()));
         }
         picked
+    }
+}
+
+/// Output queues keep the capacity of their largest burst (a join yields one event per
+/// member); once drained, give it back, or a simulator holding thousands of nodes holds
+/// thousands of burst-sized empty queues.
+fn release_burst<T>(queue: &mut VecDeque<T>) {
+    const KEEP: usize = 16;
+    if queue.is_empty() && queue.capacity() > 4 * KEEP {
+        queue.shrink_to(KEEP);
     }
 }
 

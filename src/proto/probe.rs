@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::proto::config::PROBE_DEADLINE_TIMEOUTS;
 use crate::proto::event::Channel;
 use crate::proto::node::{Check, Node, Phase, Probe, Relay};
 use crate::proto::rng;
@@ -123,9 +124,7 @@ impl Node {
         self.send_datagram(addr, &msgs);
         self.remember_ping(seq, addr, &target, now);
         self.stats.probes += 1;
-        // Direct timeout, then as long again for the indirect path (two RTTs plus the
-        // intermediaries' own timeout, which nack at 80% of theirs).
-        let deadline = now + timeout * 3;
+        let deadline = now + timeout * PROBE_DEADLINE_TIMEOUTS;
         self.probe = Some(Probe {
             seq,
             target,

@@ -48,6 +48,11 @@ impl Node {
     /// confirm each other into false failures faster than the members can refute.
     fn merge(&mut self, now: Time, records: Vec<MemberRecord>) {
         let me = self.me.clone();
+        let unknown = records
+            .iter()
+            .filter(|r| self.members.get(&r.profile.name).is_none())
+            .count();
+        self.members.reserve(unknown);
         for r in records {
             let name = r.profile.name.clone();
             match r.state {
