@@ -44,6 +44,7 @@ fn full_datagram_messages() -> Vec<Message> {
             Message::Alive {
                 profile: profile(&name, addr),
                 incarnation: u32::from(i),
+                health: 0,
             }
         } else {
             Message::Suspect {

@@ -191,6 +191,7 @@ impl Script {
             &[Message::Alive {
                 profile: profile(name, addr),
                 incarnation: 0,
+                health: 0,
             }],
         );
         addr
@@ -441,7 +442,7 @@ fn is_suspect_of(m: &Message, who: &str) -> bool {
 }
 
 fn is_alive_of(m: &Message, who: &str, min_incarnation: u32) -> bool {
-    matches!(m, Message::Alive { profile, incarnation } if profile.name == who && *incarnation >= min_incarnation)
+    matches!(m, Message::Alive { profile, incarnation, .. } if profile.name == who && *incarnation >= min_incarnation)
 }
 
 // ----- direct probes ----------------------------------------------------------------
@@ -870,6 +871,7 @@ fn suspect_member_refuting_with_a_higher_incarnation_is_alive_and_never_failed()
         &[Message::Alive {
             profile: profile("c", c),
             incarnation: 1,
+            health: 0,
         }],
     );
     assert_eq!(s.event_tags(), ["suspected c", "alive c"]);
@@ -898,6 +900,7 @@ fn alive_at_the_suspected_incarnation_does_not_refute() {
         &[Message::Alive {
             profile: profile("c", c),
             incarnation: 0,
+            health: 0,
         }],
     );
     assert_eq!(s.event_tags(), ["suspected c"]);
@@ -1151,6 +1154,7 @@ fn failed_member_is_reaped_after_dead_retention_and_may_join_again() {
         &[Message::Alive {
             profile: profile("c", c),
             incarnation: 0,
+            health: 0,
         }],
     );
     assert_eq!(s.event_tags(), ["failed c"]);
@@ -1172,6 +1176,7 @@ fn failed_member_is_reaped_after_dead_retention_and_may_join_again() {
         &[Message::Alive {
             profile: profile("c", c),
             incarnation: 0,
+            health: 0,
         }],
     );
     assert_eq!(s.event_tags(), ["joined c"]);
@@ -1218,6 +1223,7 @@ fn departed_member_returning_with_a_higher_incarnation_joins_again() {
         &[Message::Alive {
             profile: profile("c", c),
             incarnation: 1,
+            health: 0,
         }],
     );
     assert_eq!(
@@ -1230,6 +1236,7 @@ fn departed_member_returning_with_a_higher_incarnation_joins_again() {
         &[Message::Alive {
             profile: profile("c", c),
             incarnation: 2,
+            health: 0,
         }],
     );
     assert_eq!(s.event_tags(), ["left c", "joined c"]);
@@ -1572,7 +1579,8 @@ fn datagram_from_a_foreign_cluster_is_dropped_and_counted() {
     assert!(
         d.push(&Message::Alive {
             profile: profile("x", x),
-            incarnation: 0
+            incarnation: 0,
+            health: 0,
         })
         .unwrap()
     );
@@ -1607,6 +1615,7 @@ fn datagram_of_another_protocol_version_is_dropped_and_counted() {
     let mut bytes = datagram(&[Message::Alive {
         profile: profile("x", host(40)),
         incarnation: 0,
+        health: 0,
     }]);
     bytes[0] = wire::PROTOCOL_VERSION.wrapping_add(1);
     s.deliver_bytes(host(40), &bytes);
@@ -1624,6 +1633,7 @@ fn garbage_and_truncated_bytes_are_dropped_and_counted() {
         Message::Alive {
             profile: profile("x", x),
             incarnation: 0,
+            health: 0,
         },
         Message::Ping {
             seq: 1,

@@ -106,9 +106,12 @@ fn datagram_message() -> impl Strategy<Value = Message> {
             target_addr
         }),
         any::<u32>().prop_map(|seq| Message::Nack { seq }),
-        (profile(), any::<u32>()).prop_map(|(profile, incarnation)| Message::Alive {
-            profile,
-            incarnation
+        (profile(), any::<u32>(), any::<u8>()).prop_map(|(profile, incarnation, health)| {
+            Message::Alive {
+                profile,
+                incarnation,
+                health,
+            }
         }),
         (name(), any::<u32>(), name()).prop_map(|(name, incarnation, from)| Message::Suspect {
             name,
@@ -398,10 +401,12 @@ fn names_and_tags_over_their_bounds_are_invalid() {
         Message::Alive {
             profile: profile(long.clone()),
             incarnation: 1,
+            health: 0,
         },
         Message::Alive {
             profile: profile(Name::default()),
             incarnation: 1,
+            health: 0,
         },
         Message::Alive {
             profile: Profile {
@@ -409,6 +414,7 @@ fn names_and_tags_over_their_bounds_are_invalid() {
                 ..profile(ok.clone())
             },
             incarnation: 1,
+            health: 0,
         },
     ];
     for msg in &refused {
@@ -436,6 +442,7 @@ fn names_and_tags_over_their_bounds_are_invalid() {
     let fine = Message::Alive {
         profile: profile(ok),
         incarnation: 1,
+        health: 0,
     };
     assert!(decode_datagram(&pack(std::slice::from_ref(&fine), CLUSTER), CLUSTER).is_ok());
 }
@@ -483,6 +490,7 @@ fn sample_messages() -> Vec<Message> {
         Message::Alive {
             profile,
             incarnation: 1 << 30,
+            health: 0,
         },
         Message::Nack { seq: u32::MAX },
         Message::PingReq {

@@ -35,6 +35,8 @@ pub struct Member {
     srtt_micros: u32,
     /// Round-trip time variation in microseconds (TCP's RTTVAR).
     rttvar_micros: u32,
+    /// The health score the member last announced about itself.
+    health: u8,
 }
 
 impl Member {
@@ -68,6 +70,11 @@ impl Member {
         (self.srtt_micros > 0).then(|| {
             Duration::from_micros(u64::from(self.srtt_micros) + 4 * u64::from(self.rttvar_micros))
         })
+    }
+
+    /// The Lifeguard health score it last announced (0 = healthy).
+    pub fn health(&self) -> u8 {
+        self.health
     }
 
     /// Its tags (empty when none).
@@ -243,6 +250,7 @@ impl MemberTable {
             state_changed: now,
             srtt_micros: 0,
             rttvar_micros: 0,
+            health: 0,
         };
         self.digest = self
             .digest
@@ -319,6 +327,11 @@ impl MemberTable {
             m.tags = (!profile.tags.is_empty()).then(|| Box::new(profile.tags.clone()));
         }
         changed
+    }
+
+    /// Records the health score a member announced about itself.
+    pub fn set_health(&mut self, i: usize, health: u8) {
+        self.members[i].health = health;
     }
 
     /// Folds one RTT sample into the record's smoothed RTT and variation, as TCP does

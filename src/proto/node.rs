@@ -46,6 +46,10 @@ pub(super) struct Probe {
     pub(super) seq: u32,
     pub(super) target: Name,
     pub(super) addr: SocketAddr,
+    pub(super) started: Time,
+    /// The timeout toward the target at full health: an ack later than this does not
+    /// lower the health score.
+    pub(super) healthy_wait: Duration,
     /// When the probe's outcome is due; the next probe does not start before.
     pub(super) deadline: Time,
     pub(super) indirect: bool,
@@ -114,6 +118,8 @@ pub struct Node {
     /// re-gossiped: the cluster already knows it, and a newcomer re-announcing a whole
     /// table would flood every queue.
     pub(super) gossip_muted: bool,
+    /// The health score in this node's latest alive announcement.
+    pub(super) advertised_health: u8,
 }
 
 impl Node {
@@ -156,6 +162,7 @@ impl Node {
             join: None,
             join_attempts: 0,
             gossip_muted: false,
+            advertised_health: 0,
         };
         // Random first deadlines spread nodes started together across the interval.
         let probe_at = now + node.jitter(node.config.probe_interval);
@@ -344,7 +351,8 @@ impl Node {
             Message::Alive {
                 profile,
                 incarnation,
-            } => self.apply_alive(now, profile, incarnation),
+                health,
+            } => self.apply_alive(now, profile, incarnation, Some(health)),
             Message::Suspect {
                 name,
                 incarnation,

@@ -35,15 +35,23 @@ impl Node {
     /// [`MAX_RTT_TIMEOUT_INTERVALS`] probe intervals; then stretched by the local health
     /// score.
     pub(super) fn probe_timeout_for(&self, name: &str) -> Duration {
+        self.awareness.scale(self.peer_timeout(name))
+    }
+
+    /// The probe timeout toward one member before this node's own health stretches it.
+    fn peer_timeout(&self, name: &str) -> Duration {
         let base = self.config.probe_timeout;
-        let rtt_based = self.members.get(name).map_or(Duration::ZERO, |m| {
+        let peer_based = self.members.get(name).map_or(Duration::ZERO, |m| {
             let by_mult = m
                 .rtt()
                 .map_or(Duration::ZERO, |rtt| rtt * self.config.rtt_timeout_mult);
-            by_mult.max(m.rtt_timeout().unwrap_or_default())
+            let by_health = base * (u32::from(m.health()) + 1);
+            by_mult
+                .max(m.rtt_timeout().unwrap_or_default())
+                .max(by_health)
         });
         let cap = self.config.probe_interval * MAX_RTT_TIMEOUT_INTERVALS;
-        self.awareness.scale(base.max(rtt_based.min(cap)))
+        base.max(peer_based.min(cap))
     }
 
     /// Remembers a direct ping so its ack, however late, becomes an RTT sample.
@@ -105,7 +113,8 @@ impl Node {
             let m = self.members.at(i);
             (m.name().clone(), m.addr(), m.state(), m.incarnation())
         };
-        let timeout = self.probe_timeout_for(&target);
+        let healthy_wait = self.peer_timeout(&target);
+        let timeout = self.awareness.scale(healthy_wait);
         let seq = self.next_seq();
         let mut msgs = Vec::with_capacity(2);
         if state == MemberState::Suspect {
@@ -129,6 +138,8 @@ impl Node {
             seq,
             target,
             addr,
+            started: now,
+            healthy_wait,
             deadline,
             indirect: false,
             expected_nacks: 0,
@@ -229,8 +240,18 @@ impl Node {
                 self.members.record_rtt(i, now - sent);
             }
         }
-        if self.probe.take_if(|p| p.seq == seq).is_some() {
+        if let Some(p) = self.probe.take_if(|p| p.seq == seq) {
+            // Only an answer that would have been in time at full health is evidence of
+            // health: one that made it thanks to our stretched timeout is not, or a
+            // persistently slow node would talk itself back to 0 and fail its next probe.
+            if now - p.started > p.healthy_wait {
+                return;
+            }
             self.awareness.apply(-1);
+            if self.awareness.score() == 0 && self.advertised_health > 0 {
+                // Recovered: tell the cluster, so probers stop waiting longer for us.
+                self.bump_incarnation(now);
+            }
             return;
         }
         if let Some(r) = self.relays.remove(&seq) {

@@ -56,7 +56,7 @@ impl Node {
         for r in records {
             let name = r.profile.name.clone();
             match r.state {
-                MemberState::Alive => self.apply_alive(now, r.profile, r.incarnation),
+                MemberState::Alive => self.apply_alive(now, r.profile, r.incarnation, None),
                 MemberState::Suspect | MemberState::Dead if name == me => {
                     self.apply_suspect(now, &name, r.incarnation, &me);
                 }
@@ -65,7 +65,7 @@ impl Node {
                 }
                 MemberState::Suspect | MemberState::Dead => {
                     // Learn of the member (or its newer incarnation) first.
-                    self.apply_alive(now, r.profile, r.incarnation);
+                    self.apply_alive(now, r.profile, r.incarnation, None);
                     let verify = self.members.get(&name).is_some_and(|m| {
                         m.state() == MemberState::Alive && m.incarnation() == r.incarnation
                     });

@@ -14,8 +14,15 @@ use crate::proto::timer::Timer;
 use crate::wire::{MemberState, Message, Name, Profile, Tags};
 
 impl Node {
-    /// An alive announcement.
-    pub(super) fn apply_alive(&mut self, now: Time, profile: Profile, incarnation: u32) {
+    /// An alive announcement; `health` is the member's own score when the announcement
+    /// carried one (gossip), `None` for push-pull records (which keep what we knew).
+    pub(super) fn apply_alive(
+        &mut self,
+        now: Time,
+        profile: Profile,
+        incarnation: u32,
+        health: Option<u8>,
+    ) {
         if profile.name == self.me {
             // A record of us from our past life (or an impostor): out-bid it.
             if incarnation > self.incarnation() && self.phase == Phase::Running {
@@ -28,10 +35,12 @@ impl Node {
             let msg = Message::Alive {
                 profile: profile.clone(),
                 incarnation,
+                health: health.unwrap_or(0),
             };
             let i =
                 self.members
                     .insert(profile, incarnation, MemberState::Alive, now, &mut self.rng);
+            self.members.set_health(i, health.unwrap_or(0));
             self.enqueue(name, &msg);
             self.emit(i, Event::MemberJoined);
             return;
@@ -41,10 +50,13 @@ impl Node {
             return;
         }
         let old = m.state();
+        let health = health.unwrap_or(m.health());
         let msg = Message::Alive {
             profile: profile.clone(),
             incarnation,
+            health,
         };
+        self.members.set_health(i, health);
         let changed = self.members.set_profile(i, &profile);
         self.members
             .set_liveness(i, incarnation, MemberState::Alive, now);
@@ -186,10 +198,11 @@ impl Node {
         let incarnation = seen.max(self.members.at(i).incarnation()).saturating_add(1);
         self.members
             .set_liveness(i, incarnation, MemberState::Alive, now);
+        // Lifeguard: having to refute hints that we are the slow one. Raised before the
+        // announcement, which carries the score.
+        self.awareness.apply(1);
         self.announce_self();
         self.stats.refutations += 1;
-        // Lifeguard: having to refute hints that we are the slow one.
-        self.awareness.apply(1);
     }
 
     /// Queues an alive announcement of this node at its current incarnation.
@@ -197,10 +210,13 @@ impl Node {
         let Some(m) = self.members.get(&self.me) else {
             return;
         };
+        let health = u8::try_from(self.awareness.score()).unwrap_or(u8::MAX);
         let msg = Message::Alive {
             profile: self.members.profile(m),
             incarnation: m.incarnation(),
+            health,
         };
+        self.advertised_health = health;
         self.enqueue(self.me.clone(), &msg);
     }
 
@@ -238,11 +254,20 @@ impl Node {
         }
         profile.tags = tags;
         self.members.set_profile(i, &profile);
+        self.bump_incarnation(now);
+        Ok(())
+    }
+
+    /// Raises this node's incarnation and announces itself: how a change to its profile
+    /// or health reaches the cluster.
+    pub(super) fn bump_incarnation(&mut self, now: Time) {
+        let Some(i) = self.members.position(&self.me) else {
+            return;
+        };
         let incarnation = self.members.at(i).incarnation().saturating_add(1);
         self.members
             .set_liveness(i, incarnation, MemberState::Alive, now);
         self.announce_self();
-        Ok(())
     }
 
     pub(super) fn force_leave(&mut self, now: Time, name: &Name) -> Result<(), CommandError> {

@@ -230,6 +230,10 @@ pub enum Message {
         profile: Profile,
         /// Its incarnation.
         incarnation: u32,
+        /// The member's Lifeguard health score when it announced itself (0 = healthy).
+        /// Probers stretch their probe timeout toward it by `health + 1`, so a node that
+        /// knows it is slow is not suspected over and over by every prober in turn.
+        health: u8,
     },
     /// `from` suspects `name` at this incarnation.
     Suspect {
