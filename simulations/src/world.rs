@@ -213,7 +213,7 @@ impl World {
                 FaultAction::Churn => f.until.unwrap_or(f.at),
                 FaultAction::RollingRestart => {
                     let count = w.select(f).len() as u32;
-                    f.at + f.interval.unwrap_or(Duration::from_secs(10)) * count
+                    f.at + f.interval.unwrap_or(Duration::from_secs(10)) * count.saturating_sub(1)
                         + f.downtime.unwrap_or(DEFAULT_DOWNTIME)
                 }
                 _ => f.at,
@@ -365,7 +365,10 @@ impl World {
             }
             self.dispatch(action)?;
         }
-        self.now = self.now.max(self.end.min(self.now));
+        if !stop.load(Ordering::Relaxed) {
+            // Nothing happens between the last action and the end: time still passes.
+            self.now = self.end;
+        }
         Ok(())
     }
 
@@ -685,6 +688,10 @@ impl World {
         }
         let victim = self.select(&FaultSpec {
             random: Some(1),
+            node: None,
+            nodes: None,
+            fraction: None,
+            regions: None,
             ..f.clone()
         });
         victim.into_iter().for_each(|i| self.crash(i));
@@ -706,7 +713,8 @@ impl World {
             .collect();
         let count = up.len();
         let all_see_all = up.iter().all(|n| n.members().live_count() == count);
-        if self.joined_at.is_none() && all_see_all {
+        let all_started = self.nodes.iter().all(|n| n.life != Life::Pending);
+        if self.joined_at.is_none() && all_started && all_see_all {
             self.joined_at = Some(self.now);
         }
         if self.now >= self.last_fault && self.converged_at.is_none() {

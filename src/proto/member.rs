@@ -525,6 +525,16 @@ mod tests {
     }
 
     #[test]
+    fn a_record_stays_within_96_bytes() {
+        // 10,000 nodes × 10,000 records must fit a 24 GiB machine: see docs/performance.md.
+        assert!(
+            std::mem::size_of::<Member>() <= 96,
+            "{} bytes",
+            std::mem::size_of::<Member>()
+        );
+    }
+
+    #[test]
     fn rtt_is_smoothed() {
         let mut rng = node_rng(1);
         let mut t = MemberTable::new();

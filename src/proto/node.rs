@@ -4,7 +4,7 @@
 //! each given the current time; outputs are drained with `poll_transmit`, `poll_event` and
 //! `poll_timeout`. The behaviour is split by concern across sibling files, each an
 //! `impl Node` block: `probe` (failure detection), `update` (applying alive, suspect, dead
-//! and leave), `sync` (join, push-pull, reconnect, reaping, leave) and `gossip`.
+//! and leave) and `sync` (join, push-pull, reconnect, reaping, gossip rounds, leave).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -52,7 +52,6 @@ pub(super) struct Probe {
     pub(super) healthy_wait: Duration,
     /// When the probe's outcome is due; the next probe does not start before.
     pub(super) deadline: Time,
-    pub(super) indirect: bool,
     pub(super) expected_nacks: u32,
     pub(super) nacks: u32,
 }

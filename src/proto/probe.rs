@@ -21,6 +21,11 @@ use crate::wire::{MemberState, Message, Name};
 /// nack reaches the requester before the requester's deadline (memberlist uses 80%).
 const NACK_AT: f64 = 0.8;
 
+/// A node that announced at least this health score announces itself again when it is
+/// back to 0, so probers stop waiting longer for it. Below it, the stale score costs
+/// probers little and is not worth a cluster-wide gossip round.
+const RECOVERY_ANNOUNCE_FROM: u8 = 2;
+
 /// Direct pings remembered for late RTT samples.
 const RECENT_PINGS: usize = 32;
 
@@ -52,6 +57,11 @@ impl Node {
         });
         let cap = self.config.probe_interval * MAX_RTT_TIMEOUT_INTERVALS;
         base.max(peer_based.min(cap))
+    }
+
+    /// Stops timing a ping: its answer may now come by another path or after a resend.
+    fn forget_ping(&mut self, seq: u32) {
+        self.recent_pings.retain(|(s, ..)| *s != seq);
     }
 
     /// Remembers a direct ping so its ack, however late, becomes an RTT sample.
@@ -141,7 +151,6 @@ impl Node {
             started: now,
             healthy_wait,
             deadline,
-            indirect: false,
             expected_nacks: 0,
             nacks: 0,
         });
@@ -150,12 +159,13 @@ impl Node {
         self.timers.schedule(deadline, Timer::ProbeDeadline { seq });
     }
 
-    pub(super) fn on_probe_timeout(&mut self, _now: Time, seq: u32) {
-        let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) else {
+    pub(super) fn on_probe_timeout(&mut self, now: Time, seq: u32) {
+        let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq) else {
             return;
         };
-        p.indirect = true;
         let (target, addr) = (p.target.clone(), p.addr);
+        // From here on an ack may come through the fallback or a helper: no RTT sample.
+        self.forget_ping(seq);
         // Reliable fallback, as memberlist's TCP ping: a stream retransmits through loss,
         // so a lossy path alone does not make the target suspect.
         let ping = Message::Ping {
@@ -167,8 +177,21 @@ impl Node {
         let helpers = self.random_live_members(k, Some(&target));
         let requests: Vec<SocketAddr> =
             helpers.iter().map(|&i| self.members.at(i).addr()).collect();
+        // Give the indirect path time for the slowest helper's nack: it nacks at 80% of
+        // its own timeout (about ours), then the nack needs a round trip to us.
+        let slowest = helpers
+            .iter()
+            .filter_map(|&i| self.members.at(i).rtt())
+            .max()
+            .unwrap_or_default();
+        let indirect_deadline = now + self.probe_timeout_for(&target) + slowest;
         if let Some(p) = self.probe.as_mut() {
             p.expected_nacks = requests.len() as u32;
+            if indirect_deadline > p.deadline {
+                p.deadline = indirect_deadline;
+                self.timers
+                    .schedule(indirect_deadline, Timer::ProbeDeadline { seq });
+            }
         }
         for to in requests {
             let msg = Message::PingReq {
@@ -182,7 +205,8 @@ impl Node {
     }
 
     pub(super) fn on_probe_deadline(&mut self, now: Time, seq: u32) {
-        let Some(p) = self.probe.take_if(|p| p.seq == seq) else {
+        // Not before the (possibly extended) deadline.
+        let Some(p) = self.probe.take_if(|p| p.seq == seq && now >= p.deadline) else {
             return;
         };
         self.stats.probes_failed += 1;
@@ -248,7 +272,7 @@ impl Node {
                 return;
             }
             self.awareness.apply(-1);
-            if self.awareness.score() == 0 && self.advertised_health > 0 {
+            if self.awareness.score() == 0 && self.advertised_health >= RECOVERY_ANNOUNCE_FROM {
                 // Recovered: tell the cluster, so probers stop waiting longer for us.
                 self.bump_incarnation(now);
             }
@@ -310,7 +334,8 @@ impl Node {
     }
 
     /// On first hearing someone else's suspicion of `name`, ping it ourselves with
-    /// probability `confirm_probes / N`: a failed check confirms the suspicion (Lifeguard
+    /// probability `confirm_probes / (N − 2)` (the suspect and the suspector cannot
+    /// check), so about `confirm_probes` members check each suspicion: a failed check confirms the suspicion (Lifeguard
     /// needs independent confirmations), a successful one delivers it to the suspect.
     pub(super) fn maybe_start_check(&mut self, now: Time, name: &Name, incarnation: u32) {
         let n = self.cluster_size().saturating_sub(2).max(1);
@@ -331,6 +356,9 @@ impl Node {
         let Some(addr) = self.members.get(name).map(|m| m.addr()) else {
             return;
         };
+        if self.checks.values().any(|c| c.target == *name) {
+            return; // one check at a time per member
+        }
         let seq = self.next_seq();
         self.checks.insert(
             seq,
@@ -370,7 +398,9 @@ impl Node {
     }
 
     pub(super) fn on_check_retry(&mut self, _now: Time, seq: u32) {
-        // One resend: a single lost packet must not turn into a false confirmation.
+        // One resend: a single lost packet must not turn into a false confirmation. Its
+        // answer cannot be told from the first ping's, so it is no RTT sample.
+        self.forget_ping(seq);
         self.send_check_ping(seq);
     }
 

@@ -60,12 +60,23 @@ impl Node {
                 MemberState::Suspect | MemberState::Dead if name == me => {
                     self.apply_suspect(now, &name, r.incarnation, &me);
                 }
-                MemberState::Dead if self.members.get(&name).is_none() => {
-                    // A failure we never knew the member of: nothing to learn.
-                }
                 MemberState::Suspect | MemberState::Dead => {
-                    // Learn of the member (or its newer incarnation) first.
-                    self.apply_alive(now, r.profile, r.incarnation, None);
+                    let local = self
+                        .members
+                        .get(&name)
+                        .map(|m| (m.state(), m.incarnation()));
+                    let learn = match local {
+                        // A suspect we never heard of: learn of it, then check it. A failure
+                        // of a member we never knew: nothing to learn.
+                        None => r.state == MemberState::Suspect,
+                        // Our tombstone stands: only the member itself can revive it.
+                        Some((state, _)) if !state.is_live() => false,
+                        // Live here at an older incarnation: take the newer one.
+                        Some((_, inc)) => inc < r.incarnation,
+                    };
+                    if learn {
+                        self.apply_alive(now, r.profile, r.incarnation, None);
+                    }
                     let verify = self.members.get(&name).is_some_and(|m| {
                         m.state() == MemberState::Alive && m.incarnation() == r.incarnation
                     });

@@ -109,7 +109,9 @@ impl Node {
             }
             MemberState::Suspect | MemberState::Alive => {
                 let n = self.cluster_size();
-                // No one can confirm in a cluster of two or three; start at the minimum.
+                // Only the N − 2 members other than the suspect and the first suspector can
+                // confirm: expect no more confirmations than that (none in a cluster of
+                // two, where the timeout starts at the minimum).
                 let expected = self
                     .config
                     .expected_confirmations

@@ -22,6 +22,10 @@ pub const MAX_NAME_LEN: usize = 128;
 /// an alive update under ~900 bytes, below the 1,150-byte datagram budget.
 pub const MAX_TAGS_LEN: usize = 512;
 
+/// Most tags a member may carry. With [`MAX_TAGS_LEN`] this bounds the length prefixes
+/// too, so the largest possible alive update (~1,060 bytes) still fits one datagram.
+pub const MAX_TAGS: usize = 64;
+
 /// Liveness of a member as one node sees it. Order of precedence at equal incarnation:
 /// `Alive < Suspect < Dead`, and `Left` behaves like `Dead` but says the member went away
 /// on purpose.
@@ -68,6 +72,14 @@ pub enum TagsError {
     /// A tag key was empty.
     #[error("a tag key is empty")]
     EmptyKey,
+    /// More than [`MAX_TAGS`] tags.
+    #[error("{count} tags, more than the limit of {max}")]
+    TooMany {
+        /// Tags given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// A member's tags: a small, bounded, ordered key/value map.
@@ -141,6 +153,12 @@ impl Tags {
     pub fn validate(&self) -> Result<(), TagsError> {
         if self.0.keys().any(String::is_empty) {
             return Err(TagsError::EmptyKey);
+        }
+        if self.0.len() > MAX_TAGS {
+            return Err(TagsError::TooMany {
+                count: self.0.len(),
+                max: MAX_TAGS,
+            });
         }
         let len = self.byte_len();
         if len > MAX_TAGS_LEN {
@@ -399,5 +417,51 @@ impl Message {
                 members.iter().try_for_each(|m| profile(&m.profile))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ClusterId, DatagramBuilder};
+
+    #[test]
+    fn the_largest_alive_update_fits_one_datagram() {
+        let long = |c: char| Name::from(c.to_string().repeat(MAX_NAME_LEN));
+        // 64 tags whose keys and values share the 512 bytes: the most length prefixes.
+        let tags = Tags::from_pairs((0..MAX_TAGS).map(|i| (format!("{i:04}"), "abcd".to_string())))
+            .unwrap();
+        assert_eq!(tags.byte_len(), MAX_TAGS_LEN);
+        let msg = Message::Alive {
+            profile: Profile {
+                name: long('n'),
+                addr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+                    .parse()
+                    .unwrap(),
+                region: long('r'),
+                zone: long('z'),
+                tags,
+            },
+            incarnation: u32::MAX,
+            health: u8::MAX,
+        };
+        let mut d = DatagramBuilder::new(ClusterId(1), 1150);
+        assert!(
+            d.push(&msg).unwrap(),
+            "the largest alive update must fit the default budget"
+        );
+    }
+
+    #[test]
+    fn too_many_tags_are_refused() {
+        let err =
+            Tags::from_pairs((0..=MAX_TAGS).map(|i| (i.to_string(), String::new()))).unwrap_err();
+        assert_eq!(
+            err,
+            TagsError::TooMany {
+                count: MAX_TAGS + 1,
+                max: MAX_TAGS
+            }
+        );
     }
 }

@@ -17,6 +17,6 @@ pub use codec::{
     encode_stream,
 };
 pub use message::{
-    MAX_NAME_LEN, MAX_TAGS_LEN, MemberRecord, MemberState, Message, MessageKind, Name, Profile,
-    SyncPhase, Tags, TagsError,
+    MAX_NAME_LEN, MAX_TAGS, MAX_TAGS_LEN, MemberRecord, MemberState, Message, MessageKind, Name,
+    Profile, SyncPhase, Tags, TagsError,
 };
