@@ -499,34 +499,32 @@ impl World {
                 let (sent, acks) = network::stream_cost(t.payload.len() as u64);
                 self.nodes[from].bytes_sent += sent;
                 self.nodes[to].bytes_sent += acks;
-                let delay = self.net.latency(&mut self.rng, a, b) + self.nodes[to].slow;
-                self.schedule(
-                    self.now + delay,
-                    Action::Deliver {
-                        to,
-                        from,
-                        payload: t.payload,
-                        stream: true,
-                    },
-                );
+                self.deliver_later(from, to, t.payload, true);
             }
             Channel::Datagram => {
                 self.nodes[from].bytes_sent += t.payload.len() as u64 + network::DATAGRAM_OVERHEAD;
                 if self.net.blocked(from, to) || self.net.lost(&mut self.rng, a, b) {
                     return;
                 }
-                let delay = self.net.latency(&mut self.rng, a, b) + self.nodes[to].slow;
-                self.schedule(
-                    self.now + delay,
-                    Action::Deliver {
-                        to,
-                        from,
-                        payload: t.payload,
-                        stream: false,
-                    },
-                );
+                self.deliver_later(from, to, t.payload, false);
             }
         }
+    }
+
+    /// Schedules the arrival of `payload` at `to` after the link's latency, plus the
+    /// receiver's input delay if it is a slow node.
+    fn deliver_later(&mut self, from: usize, to: usize, payload: Vec<u8>, stream: bool) {
+        let (a, b) = (self.nodes[from].place, self.nodes[to].place);
+        let delay = self.net.latency(&mut self.rng, a, b) + self.nodes[to].slow;
+        self.schedule(
+            self.now + delay,
+            Action::Deliver {
+                to,
+                from,
+                payload,
+                stream,
+            },
+        );
     }
 
     fn observe(&mut self, observer: usize, e: &Event) {

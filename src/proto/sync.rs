@@ -229,13 +229,18 @@ impl Node {
         }
         if let Some(&i) = self.random_live_members(1, None).first() {
             let to = self.members.at(i).addr();
-            let offer = Message::PushPull {
-                phase: SyncPhase::Offer,
-                digest: self.digest(),
-                members: Vec::new(),
-            };
-            self.send_stream(to, &offer);
+            self.send_offer(to);
         }
+    }
+
+    /// Opens a digest-first push-pull with `to`.
+    fn send_offer(&mut self, to: SocketAddr) {
+        let offer = Message::PushPull {
+            phase: SyncPhase::Offer,
+            digest: self.digest(),
+            members: Vec::new(),
+        };
+        self.send_stream(to, &offer);
     }
 
     /// Offers a push-pull to one random failed member: if it is in fact alive on the far
@@ -258,12 +263,7 @@ impl Node {
             .collect();
         let to = dead[rng::below(&mut self.rng, dead.len())];
         self.stats.reconnect_attempts += 1;
-        let offer = Message::PushPull {
-            phase: SyncPhase::Offer,
-            digest: self.digest(),
-            members: Vec::new(),
-        };
-        self.send_stream(to, &offer);
+        self.send_offer(to);
     }
 
     pub(super) fn on_reap_timer(&mut self, now: Time) {

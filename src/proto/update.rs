@@ -70,21 +70,26 @@ impl Node {
         }
     }
 
-    /// A suspicion raised or confirmed by `from`.
-    pub(super) fn apply_suspect(&mut self, now: Time, name: &Name, incarnation: u32, from: &Name) {
+    /// The position of the member a suspect, dead or leave notice is about, unless the
+    /// notice is older than what we know of it, or about a member we never knew. A
+    /// current notice about this node itself is refuted here (and yields `None`).
+    fn accused(&mut self, now: Time, name: &Name, incarnation: u32) -> Option<usize> {
         if *name == self.me {
             if incarnation >= self.incarnation() && self.phase == Phase::Running {
                 self.refute(now, incarnation);
             }
-            return;
+            return None;
         }
-        let Some(i) = self.members.position(name) else {
+        let i = self.members.position(name)?;
+        (incarnation >= self.members.at(i).incarnation()).then_some(i)
+    }
+
+    /// A suspicion raised or confirmed by `from`.
+    pub(super) fn apply_suspect(&mut self, now: Time, name: &Name, incarnation: u32, from: &Name) {
+        let Some(i) = self.accused(now, name, incarnation) else {
             return;
         };
         let m = self.members.at(i);
-        if incarnation < m.incarnation() {
-            return;
-        }
         match m.state() {
             MemberState::Dead | MemberState::Left => {}
             MemberState::Suspect
@@ -155,19 +160,10 @@ impl Node {
         from: &Name,
         state: MemberState,
     ) {
-        if *name == self.me {
-            if incarnation >= self.incarnation() && self.phase == Phase::Running {
-                self.refute(now, incarnation);
-            }
-            return;
-        }
-        let Some(i) = self.members.position(name) else {
+        let Some(i) = self.accused(now, name, incarnation) else {
             return;
         };
         let m = self.members.at(i);
-        if incarnation < m.incarnation() {
-            return;
-        }
         let upgrade_to_left = m.state() == MemberState::Dead && state == MemberState::Left;
         if !m.state().is_live() && !upgrade_to_left {
             return;
