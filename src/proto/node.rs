@@ -223,6 +223,7 @@ impl Node {
                     Message::Ping { seq, target } => {
                         self.on_ping(now, from, seq, target, Channel::Stream)
                     }
+                    Message::Ack { seq } => self.on_ack(now, from, seq, Channel::Stream),
                     m => self.apply_message(now, from, m),
                 }
             }
@@ -340,7 +341,7 @@ impl Node {
             Message::Ping { seq, target } => {
                 self.on_ping(now, from, seq, target, Channel::Datagram)
             }
-            Message::Ack { seq } => self.on_ack(now, from, seq),
+            Message::Ack { seq } => self.on_ack(now, from, seq, Channel::Datagram),
             Message::PingReq {
                 seq,
                 target,

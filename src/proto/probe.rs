@@ -59,7 +59,7 @@ impl Node {
         base.max(peer_based.min(cap))
     }
 
-    /// Stops timing a ping: its answer may now come by another path or after a resend.
+    /// Stops timing a ping: after a resend, its answer cannot be told from the first's.
     fn forget_ping(&mut self, seq: u32) {
         self.recent_pings.retain(|(s, ..)| *s != seq);
     }
@@ -164,8 +164,6 @@ impl Node {
             return;
         };
         let (target, addr) = (p.target.clone(), p.addr);
-        // From here on an ack may come through the fallback or a helper: no RTT sample.
-        self.forget_ping(seq);
         // Reliable fallback, as memberlist's TCP ping: a stream retransmits through loss,
         // so a lossy path alone does not make the target suspect.
         let ping = Message::Ping {
@@ -253,11 +251,15 @@ impl Node {
         }
     }
 
-    pub(super) fn on_ack(&mut self, now: Time, from: SocketAddr, seq: u32) {
-        if let Some(k) = self
-            .recent_pings
-            .iter()
-            .position(|(s, a, _, _)| *s == seq && *a == from)
+    /// An ack for one of our probes, relays or checks. Only a datagram ack from the
+    /// pinged address is an RTT sample (however late: that is how a slow or far peer's
+    /// timeout grows); a stream ack answered the fallback ping, sent later.
+    pub(super) fn on_ack(&mut self, now: Time, from: SocketAddr, seq: u32, channel: Channel) {
+        if channel == Channel::Datagram
+            && let Some(k) = self
+                .recent_pings
+                .iter()
+                .position(|(s, a, _, _)| *s == seq && *a == from)
         {
             let (_, _, name, sent) = self.recent_pings.remove(k).expect("position is in range");
             if let Some(i) = self.members.position(&name) {

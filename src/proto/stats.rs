@@ -59,6 +59,8 @@ pub struct Stats {
     pub deaths_declared: u64,
     /// Failed members contacted again to heal partitions.
     pub reconnect_attempts: u64,
+    /// Pings to failed members that a merged table showed alive (partition healing).
+    pub revival_pings: u64,
     /// Push-pull offers answered with "in sync" (nothing sent back).
     pub push_pull_in_sync: u64,
     /// Datagrams received.

@@ -13,11 +13,21 @@ use crate::proto::node::{JoinAttempt, Node, Phase};
 use crate::proto::rng;
 use crate::proto::time::Time;
 use crate::proto::timer::Timer;
-use crate::wire::{MemberRecord, MemberState, Message, SyncPhase};
+use crate::wire::{MemberRecord, MemberState, Message, Name, SyncPhase};
 
 /// Gossip rounds after a successful join before the first follow-up push-pull: enough for
 /// the news of this node to reach everyone (about log_fanout(N) rounds, with margin).
 const JOIN_SYNC_ROUNDS: u32 = 10;
+
+/// Queued updates per extra gossip datagram per target (about four datagrams' worth).
+const GOSSIP_BACKLOG: usize = 128;
+
+/// Most gossip datagrams sent to one target in one round.
+const MAX_GOSSIP_BURST: usize = 3;
+
+/// Attempts to re-contact failed members that the whole cluster makes per
+/// `reconnect_interval`.
+const RECONNECTS_PER_INTERVAL: f64 = 8.0;
 
 /// Follow-up push-pulls after a join, each twice as far apart as the last. In a join
 /// storm the first may meet a peer as incomplete as we are; an in-sync exchange costs
@@ -56,7 +66,18 @@ impl Node {
         for r in records {
             let name = r.profile.name.clone();
             match r.state {
-                MemberState::Alive => self.apply_alive(now, r.profile, r.incarnation, None),
+                MemberState::Alive => {
+                    // The sender sees alive a member we hold as failed at the very same
+                    // incarnation: on the far side of a healed partition it may well be.
+                    let revive = self.members.get(&name).is_some_and(|m| {
+                        m.state() == MemberState::Dead && m.incarnation() == r.incarnation
+                    });
+                    let addr = r.profile.addr;
+                    self.apply_alive(now, r.profile, r.incarnation, None);
+                    if revive {
+                        self.send_revival(addr, &name, r.incarnation);
+                    }
+                }
                 MemberState::Suspect | MemberState::Dead if name == me => {
                     self.apply_suspect(now, &name, r.incarnation, &me);
                 }
@@ -89,6 +110,26 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Tells a member we hold as failed that we do, with a ping: if it is alive it
+    /// refutes at once, and the refutation rides back on its ack, so one push-pull across
+    /// a healed partition revives every member the two tables disagree on.
+    fn send_revival(&mut self, addr: SocketAddr, name: &Name, incarnation: u32) {
+        let seq = self.next_seq();
+        let msgs = [
+            Message::Dead {
+                name: name.clone(),
+                incarnation,
+                from: self.me.clone(),
+            },
+            Message::Ping {
+                seq,
+                target: name.clone(),
+            },
+        ];
+        self.send_datagram(addr, &msgs);
+        self.stats.revival_pings += 1;
     }
 
     pub(super) fn start_join(
@@ -247,10 +288,15 @@ impl Node {
     /// side of a healed partition, the digests differ, tables are exchanged, each side
     /// sees the other's stale view of it and refutes, and the two halves merge.
     pub(super) fn on_reconnect_timer(&mut self, now: Time) {
-        let next = self
-            .config
-            .reconnect_interval
-            .mul_f64(0.9 + 0.2 * rng::unit(&mut self.rng));
+        // Each node tries once per `reconnect_interval × N / RECONNECTS_PER_INTERVAL`, so
+        // the cluster as a whole makes about RECONNECTS_PER_INTERVAL attempts per interval
+        // whatever its size: a dial to a dead host costs a handshake attempt, and a healed
+        // partition needs only one attempt to succeed.
+        // Exponential gaps (a Poisson process): nodes started together do not stay in
+        // step, so the cluster's attempts are spread evenly in time.
+        let share = (self.cluster_size() as f64 / RECONNECTS_PER_INTERVAL).max(1.0);
+        let gap = -(1.0 - rng::unit(&mut self.rng)).ln();
+        let next = self.config.reconnect_interval.mul_f64(share * gap);
         self.timers.schedule(now + next, Timer::Reconnect);
         if self.phase != Phase::Running || self.members.count(MemberState::Dead) == 0 {
             return;
@@ -300,13 +346,18 @@ impl Node {
         if self.broadcasts.is_empty() {
             return;
         }
+        // A backlog (a healed partition's refutations, a join storm) would take many
+        // rounds at one datagram per target: send up to MAX_GOSSIP_BURST while it lasts.
+        let burst = (1 + self.broadcasts.len() / GOSSIP_BACKLOG).min(MAX_GOSSIP_BURST);
         let targets = self.random_live_members(self.config.gossip_fanout as usize, None);
         for i in targets {
-            if self.broadcasts.is_empty() {
-                break;
-            }
             let to = self.members.at(i).addr();
-            self.send_datagram(to, &[]);
+            for _ in 0..burst {
+                if self.broadcasts.is_empty() {
+                    return;
+                }
+                self.send_datagram(to, &[]);
+            }
         }
     }
 
