@@ -12,6 +12,8 @@
 //! | [`proto`] | the sans-IO core: [`proto::Node`], member table, probing, suspicion, gossip, anti-entropy |
 //! | [`wire`] | protocol messages and their codec: versioned, size-bounded, panic-free |
 //! | [`stable_hash`] | the platform-independent hash behind cluster ids and digests |
+//! | [`transport`] | the QUIC endpoint, mutual-TLS identities (cluster key or PKI), connection cache |
+//! | [`agent`] | the tokio driver of a [`proto::Node`] and the library API, [`agent::Mesh`] |
 //!
 //! # Driving a node
 //!
@@ -38,6 +40,10 @@
 //! assert_eq!(node.members().live_count(), 1);
 //! ```
 
+pub mod agent;
 pub mod proto;
 pub mod stable_hash;
+pub mod transport;
 pub mod wire;
+
+pub use agent::Mesh;

@@ -1,0 +1,271 @@
+//! The driver task: the one owner of the [`Node`], and the requests it serves.
+//!
+//! Each turn of the loop handles exactly one input (a request, a peer message, the
+//! node's timer, a join retry), then flushes: transmissions go to the transport, events
+//! to the broadcast, and a new membership snapshot to the watch channel if the membership
+//! changed (an event, or a new digest or table size). Timers are the node's own queue, read with
+//! `poll_timeout` each turn, so they can never fire out of order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::agent::clock::Clock;
+use crate::agent::join::JoinRetry;
+use crate::agent::mesh::Members;
+use crate::proto::rng::{self, NodeRng};
+use crate::proto::{Channel, Command, CommandError, Event, Node, Stats, Transmit};
+use crate::transport::{Incoming, Transport};
+use crate::wire::Tags;
+
+/// A request from the [`crate::agent::Mesh`] handle.
+#[derive(Debug)]
+pub(super) enum Request {
+    /// Join through seeds (and keep retrying until one answers).
+    Join {
+        seeds: Vec<SocketAddr>,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// Replace this node's tags.
+    SetTags {
+        tags: Tags,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// Start a graceful leave; `done` fires when it has completed.
+    Leave {
+        reply: oneshot::Sender<Result<(), CommandError>>,
+        done: oneshot::Sender<()>,
+    },
+    /// A copy of the node's counters.
+    Stats { reply: oneshot::Sender<Stats> },
+}
+
+/// The driver's state; see the module docs.
+pub(super) struct Driver {
+    pub(super) node: Node,
+    pub(super) clock: Clock,
+    pub(super) transport: Transport,
+    pub(super) incoming: mpsc::Receiver<Incoming>,
+    pub(super) requests: mpsc::Receiver<Request>,
+    pub(super) events: broadcast::Sender<Event>,
+    pub(super) members: watch::Sender<Members>,
+    /// Jitter for join retries (the node has its own generator).
+    pub(super) rng: NodeRng,
+    pub(super) join: JoinRetry,
+    pub(super) leave_done: Vec<oneshot::Sender<()>>,
+    /// Digest and size of the table at the last published snapshot.
+    pub(super) published: (u64, usize),
+}
+
+impl Driver {
+    /// Runs until the [`crate::agent::Mesh`] handle is dropped (or the task is aborted).
+    pub(super) async fn run(mut self, seeds: Vec<SocketAddr>) {
+        if !seeds.is_empty() {
+            match self.start_join(seeds) {
+                Ok(()) => {}
+                Err(CommandError::NoSeeds) => {
+                    tracing::info!("no seed but this node; starting a new cluster")
+                }
+                Err(e) => tracing::warn!(error = %e, "join refused"),
+            }
+            self.flush();
+        }
+        loop {
+            let timer = self.node.poll_timeout().map(|t| self.clock.instant(t));
+            let retry = self.join.next_at();
+            tokio::select! {
+                request = self.requests.recv() => match request {
+                    Some(request) => self.on_request(request),
+                    None => break,
+                },
+                Some(msg) = self.incoming.recv() => {
+                    let now = self.clock.now();
+                    match msg.channel {
+                        Channel::Datagram => self.node.handle_datagram(now, msg.from, &msg.bytes),
+                        Channel::Stream => self.node.handle_stream(now, msg.from, &msg.bytes),
+                    }
+                }
+                () = sleep_until(timer) => self.node.handle_timeout(self.clock.now()),
+                () = sleep_until(retry) => self.retry_join(),
+            }
+            self.flush();
+        }
+        tracing::debug!(name = %self.node.name(), "driver stopped");
+    }
+
+    fn on_request(&mut self, request: Request) {
+        let now = self.clock.now();
+        match request {
+            Request::Join { seeds, reply } => {
+                let result = self.start_join(seeds);
+                let _ = reply.send(result);
+            }
+            Request::SetTags { tags, reply } => {
+                let _ = reply.send(self.node.handle_command(now, Command::SetTags(tags)));
+            }
+            Request::Leave { reply, done } => {
+                let result = self.node.handle_command(now, Command::Leave);
+                if result.is_ok() {
+                    tracing::info!(name = %self.node.name(), "leaving");
+                    self.join.stop();
+                    self.leave_done.push(done);
+                }
+                let _ = reply.send(result);
+            }
+            Request::Stats { reply } => {
+                let _ = reply.send(self.node.stats().clone());
+            }
+        }
+    }
+
+    /// Starts a join that retries on failure.
+    fn start_join(&mut self, seeds: Vec<SocketAddr>) -> Result<(), CommandError> {
+        let now = self.clock.now();
+        self.join.start(seeds.clone());
+        let result = self.node.handle_command(now, Command::Join { seeds });
+        if result.is_err() {
+            self.join.stop();
+        }
+        result
+    }
+
+    fn retry_join(&mut self) {
+        let Some(seeds) = self.join.take_due() else {
+            return;
+        };
+        tracing::debug!(?seeds, "retrying join");
+        if let Err(e) = self
+            .node
+            .handle_command(self.clock.now(), Command::Join { seeds })
+        {
+            tracing::debug!(error = %e, "join retry refused; no more retries");
+            self.join.stop();
+        }
+    }
+
+    /// Drains the node's outputs.
+    fn flush(&mut self) {
+        while let Some(transmit) = self.node.poll_transmit() {
+            self.send(transmit);
+        }
+        let mut changed = false;
+        while let Some(event) = self.node.poll_event() {
+            changed |= self.on_event(&event);
+            // No subscribers is fine: events are offered, not owed.
+            let _ = self.events.send(event);
+        }
+        // Changes to this node itself (new tags, a refutation) raise no event but always
+        // raise its incarnation, which moves the digest.
+        let now = (self.node.digest(), self.node.members().len());
+        if changed || now != self.published {
+            self.published = now;
+            self.members.send_replace(snapshot(&self.node));
+        }
+    }
+
+    /// Acts on an event; returns whether it changed the membership.
+    fn on_event(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Joined { via, members } => {
+                let failures = self.join.succeeded();
+                tracing::info!(%via, members, failed_attempts = failures, "joined");
+                true
+            }
+            Event::JoinFailed { seeds } => {
+                let unit = rng::unit(&mut self.rng);
+                let now = self.clock.instant(self.clock.now());
+                match self.join.failed(now, unit) {
+                    // Once per streak at warn; the retries that follow at debug.
+                    Some((1, delay)) => {
+                        tracing::warn!(?seeds, retry_in = ?delay, "join failed: no seed answered; retrying with backoff")
+                    }
+                    Some((failures, delay)) => {
+                        tracing::debug!(?seeds, failures, retry_in = ?delay, "join failed again")
+                    }
+                    None => tracing::debug!(?seeds, "join failed"),
+                }
+                false
+            }
+            Event::LeaveCompleted => {
+                tracing::info!(name = %self.node.name(), "left the cluster");
+                for done in self.leave_done.drain(..) {
+                    let _ = done.send(());
+                }
+                false
+            }
+            Event::MemberJoined(m) => {
+                tracing::info!(member = %m.name, addr = %m.addr, "member joined");
+                true
+            }
+            Event::MemberFailed(m) => {
+                tracing::warn!(member = %m.name, addr = %m.addr, "member failed");
+                true
+            }
+            Event::MemberLeft(m) => {
+                tracing::info!(member = %m.name, "member left");
+                true
+            }
+            Event::MemberUpdated(m)
+            | Event::MemberSuspected(m)
+            | Event::MemberAlive(m)
+            | Event::MemberReaped(m) => {
+                tracing::debug!(member = %m.name, state = m.state.as_str(), "member changed");
+                true
+            }
+        }
+    }
+
+    /// Hands one transmission to the transport. A datagram over a ready connection goes
+    /// out at once; anything that may dial or wait for stream credit runs on its own task.
+    fn send(&self, transmit: Transmit) {
+        let Transmit {
+            to,
+            payload,
+            channel,
+        } = transmit;
+        match channel {
+            Channel::Datagram => {
+                let bytes = Bytes::from(payload);
+                match self.transport.send_datagram_if_connected(to, &bytes) {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => tracing::debug!(peer = %to, error = %e, "datagram not sent"),
+                    None => {
+                        let transport = self.transport.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = transport.send_datagram(to, bytes).await {
+                                tracing::debug!(peer = %to, error = %e, "datagram not sent");
+                            }
+                        });
+                    }
+                }
+            }
+            Channel::Stream => {
+                let transport = self.transport.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = transport.send_stream(to, payload).await {
+                        tracing::debug!(peer = %to, error = %e, "stream message not sent");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The membership as an immutable snapshot, sorted by name.
+pub(super) fn snapshot(node: &Node) -> Members {
+    let table = node.members();
+    let mut members: Vec<_> = table.iter().map(|m| table.info(m)).collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    Arc::new(members)
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

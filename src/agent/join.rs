@@ -1,0 +1,146 @@
+//! Join retry (Consul's retry-join): after a join attempt fails, try the same seeds
+//! again after an exponentially growing, jittered delay, until one answers.
+//!
+//! Invariant: at most one retry is pending; a success, a leave, or a new explicit join
+//! ends the current streak of failures.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Delay after the first failure.
+pub(super) const BACKOFF_START: Duration = Duration::from_secs(1);
+
+/// Longest delay: a seed that comes back up is found within half a minute.
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Each delay is scaled by a random factor in `[1 - JITTER, 1 + JITTER)`, so agents
+/// restarted together do not retry in lockstep.
+const JITTER: f64 = 0.2;
+
+/// The delay before retry number `failures` (1 for the first), before jitter:
+/// `BACKOFF_START × 2^(failures − 1)`, capped at [`BACKOFF_MAX`].
+pub(super) fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    BACKOFF_START
+        .saturating_mul(1 << doublings)
+        .min(BACKOFF_MAX)
+}
+
+/// `delay` scaled by jitter, `unit` uniform in `[0, 1)`; never above [`BACKOFF_MAX`].
+pub(super) fn jittered(delay: Duration, unit: f64) -> Duration {
+    delay
+        .mul_f64(1.0 - JITTER + 2.0 * JITTER * unit.clamp(0.0, 1.0))
+        .min(BACKOFF_MAX)
+}
+
+/// The state of a join that keeps retrying.
+#[derive(Debug, Default)]
+pub(super) struct JoinRetry {
+    seeds: Vec<SocketAddr>,
+    active: bool,
+    failures: u32,
+    next_at: Option<Instant>,
+}
+
+impl JoinRetry {
+    /// A join through `seeds` starts: later failures retry it.
+    pub(super) fn start(&mut self, seeds: Vec<SocketAddr>) {
+        *self = JoinRetry {
+            seeds,
+            active: true,
+            failures: 0,
+            next_at: None,
+        };
+    }
+
+    /// No more retries (joined, leaving, or the node refused the join).
+    pub(super) fn stop(&mut self) {
+        self.active = false;
+        self.next_at = None;
+    }
+
+    /// An attempt failed: schedules the next one. Returns the failures in this streak
+    /// and the delay, or `None` when no join is being retried.
+    pub(super) fn failed(&mut self, now: Instant, unit: f64) -> Option<(u32, Duration)> {
+        if !self.active {
+            return None;
+        }
+        self.failures += 1;
+        let delay = jittered(backoff(self.failures), unit);
+        self.next_at = Some(now + delay);
+        Some((self.failures, delay))
+    }
+
+    /// An attempt succeeded: ends the streak; returns how many attempts had failed.
+    pub(super) fn succeeded(&mut self) -> u32 {
+        let failures = self.failures;
+        self.stop();
+        self.failures = 0;
+        failures
+    }
+
+    /// When the pending retry is due.
+    pub(super) fn next_at(&self) -> Option<Instant> {
+        self.next_at
+    }
+
+    /// Takes the due retry: the seeds to join through again.
+    pub(super) fn take_due(&mut self) -> Option<Vec<SocketAddr>> {
+        self.next_at.take()?;
+        self.active.then(|| self.seeds.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_thirty() {
+        for (failures, secs) in [
+            (0, 1),
+            (1, 1),
+            (2, 2),
+            (3, 4),
+            (4, 8),
+            (5, 16),
+            (6, 30),
+            (7, 30),
+            (1000, 30),
+        ] {
+            assert_eq!(
+                backoff(failures),
+                Duration::from_secs(secs),
+                "failures = {failures}"
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_twenty_percent_and_the_cap() {
+        let d = Duration::from_secs(10);
+        assert_eq!(jittered(d, 0.0), Duration::from_secs(8));
+        assert_eq!(jittered(d, 0.5), Duration::from_secs(10));
+        assert!(jittered(d, 0.999) < Duration::from_secs(12));
+        assert_eq!(jittered(BACKOFF_MAX, 0.9), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_streak_retries_until_success_and_then_stops() {
+        let seeds = vec![SocketAddr::from(([127, 0, 0, 1], 1))];
+        let mut retry = JoinRetry::default();
+        assert_eq!(retry.failed(Instant::now(), 0.5), None);
+        retry.start(seeds.clone());
+        let now = Instant::now();
+        assert_eq!(retry.failed(now, 0.5), Some((1, Duration::from_secs(1))));
+        assert_eq!(retry.next_at(), Some(now + Duration::from_secs(1)));
+        assert_eq!(retry.take_due(), Some(seeds.clone()));
+        assert_eq!(retry.take_due(), None);
+        assert_eq!(retry.failed(now, 0.5), Some((2, Duration::from_secs(2))));
+        assert_eq!(retry.succeeded(), 2);
+        assert_eq!(retry.next_at(), None);
+        assert_eq!(retry.failed(now, 0.5), None);
+    }
+}

@@ -1,0 +1,252 @@
+//! [`Mesh`]: the library API of a running agent.
+//!
+//! `Mesh::start` binds the QUIC endpoint, builds the node and spawns its driver; the
+//! handle then reads the membership (an immutable snapshot, never a lock on the node),
+//! subscribes to events, and sends requests to the driver. Dropping the handle stops the
+//! driver and closes the endpoint without leaving, like [`Mesh::shutdown`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::agent::AgentError;
+use crate::agent::clock::Clock;
+use crate::agent::config::{MeshConfig, TlsSource};
+use crate::agent::driver::{self, Driver, Request};
+use crate::agent::join::JoinRetry;
+use crate::proto::{Event, MemberInfo, Node, NodeOptions, Stats, rng};
+use crate::stable_hash::StableHasher;
+use crate::transport::{Identity, Transport, TransportOptions, TransportStats};
+use crate::wire::{Name, Profile, Tags};
+
+/// An immutable snapshot of the membership, sorted by name, this node included.
+pub type Members = Arc<Vec<MemberInfo>>;
+
+/// Events buffered per subscriber; one that falls further behind sees `Lagged`.
+const EVENT_BUFFER: usize = 1024;
+
+/// Requests queued for the driver.
+const REQUEST_BUFFER: usize = 64;
+
+/// How long closing connections may take to tell peers before the endpoint is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A running member of a cluster. See the module docs.
+#[derive(Debug)]
+pub struct Mesh {
+    name: Name,
+    advertise: SocketAddr,
+    transport: Transport,
+    requests: mpsc::Sender<Request>,
+    events: broadcast::Sender<Event>,
+    members: watch::Receiver<Members>,
+    driver: Option<JoinHandle<()>>,
+    leave_wait: Duration,
+}
+
+impl Mesh {
+    /// Validates the config, builds the TLS identity, binds the endpoint and starts the
+    /// driver; if seeds are given, joins through them, retrying with backoff until one
+    /// answers. Returns once the endpoint is bound, not once joined: watch
+    /// [`Mesh::subscribe`] for [`Event::Joined`].
+    pub async fn start(config: MeshConfig) -> Result<Mesh, AgentError> {
+        config.validate()?;
+        let MeshConfig {
+            name,
+            bind,
+            advertise,
+            region,
+            zone,
+            tags,
+            cluster,
+            swim,
+            tls,
+            seeds,
+        } = config;
+        let identity = match &tls {
+            TlsSource::ClusterKey(key) => Identity::from_cluster_key(key, &name)?,
+            TlsSource::Pki { ca, cert, key } => Identity::from_pem_files(ca, cert, key)?,
+        };
+        let (transport, incoming) =
+            Transport::bind(bind, &identity, &cluster, TransportOptions::default())?;
+        let advertise = advertise.unwrap_or_else(|| transport.local_addr());
+        let seed = node_seed(&name, advertise);
+        let leave_wait = swim.leave_timeout * 2 + Duration::from_secs(1);
+        let clock = Clock::start();
+        let options = NodeOptions {
+            config: swim,
+            profile: Profile {
+                name: name.clone(),
+                addr: advertise,
+                region,
+                zone,
+                tags,
+            },
+            cluster,
+            incarnation: 0,
+            seed,
+        };
+        let node = match Node::new(options, clock.now()) {
+            Ok(node) => node,
+            Err(e) => {
+                transport.close();
+                return Err(e.into());
+            }
+        };
+        let (node_digest, node_len) = (node.digest(), node.members().len());
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (members_tx, members) = watch::channel(driver::snapshot(&node));
+        let (requests, requests_rx) = mpsc::channel(REQUEST_BUFFER);
+        let driver = Driver {
+            node,
+            clock,
+            transport: transport.clone(),
+            incoming,
+            requests: requests_rx,
+            events: events.clone(),
+            members: members_tx,
+            rng: rng::node_rng(seed ^ 0x9e37_79b9_7f4a_7c15),
+            join: JoinRetry::default(),
+            leave_done: Vec::new(),
+            published: (node_digest, node_len),
+        };
+        tracing::info!(%name, %advertise, bound = %transport.local_addr(), "mesh started");
+        let driver = tokio::spawn(driver.run(seeds));
+        Ok(Mesh {
+            name,
+            advertise,
+            transport,
+            requests,
+            events,
+            members,
+            driver: Some(driver),
+            leave_wait,
+        })
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The address the endpoint is bound to (the actual port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
+    /// The address announced to peers.
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.advertise
+    }
+
+    /// The current membership snapshot, this node included, sorted by name. Refreshed
+    /// whenever the membership changes (so a member's `rtt` is as of the last change).
+    pub fn members(&self) -> Members {
+        self.members.borrow().clone()
+    }
+
+    /// A receiver of membership snapshots, for waiting on changes.
+    pub fn watch(&self) -> watch::Receiver<Members> {
+        self.members.clone()
+    }
+
+    /// Membership events from now on, in order. A subscriber more than 1,024 events
+    /// behind gets `RecvError::Lagged` and should re-read [`Mesh::members`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Joins through `seeds`, retrying with backoff until one answers. Errors if the node
+    /// refuses (no seed but itself, or it has left).
+    pub async fn join(&self, seeds: Vec<SocketAddr>) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Join { seeds, reply }).await?;
+        Ok(answer.await.map_err(|_| AgentError::Stopped)??)
+    }
+
+    /// Replaces this node's tags; the change spreads with a higher incarnation.
+    pub async fn set_tags(&self, tags: Tags) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::SetTags { tags, reply }).await?;
+        Ok(answer.await.map_err(|_| AgentError::Stopped)??)
+    }
+
+    /// A copy of the protocol core's counters.
+    pub async fn node_stats(&self) -> Result<Stats, AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Stats { reply }).await?;
+        answer.await.map_err(|_| AgentError::Stopped)
+    }
+
+    /// A copy of the transport's counters (handshakes, connections, traffic, drops).
+    pub fn transport_stats(&self) -> TransportStats {
+        self.transport.stats()
+    }
+
+    /// Leaves gracefully: the others will see this node as left, not failed. Waits for
+    /// the departure to spread (bounded by twice the leave timeout plus a second), then
+    /// closes the endpoint. The endpoint is closed even when this returns an error.
+    pub async fn leave(mut self) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        let (done, completed) = oneshot::channel();
+        self.request(Request::Leave { reply, done }).await?;
+        answer.await.map_err(|_| AgentError::Stopped)??;
+        let outcome = match tokio::time::timeout(self.leave_wait, completed).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(AgentError::Stopped),
+            Err(_) => Err(AgentError::LeaveTimeout(self.leave_wait)),
+        };
+        self.stop().await;
+        outcome
+    }
+
+    /// Stops at once without leaving, as a crash would: the driver stops and the
+    /// endpoint closes, so peers hear nothing more and mark this node failed.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn request(&self, request: Request) -> Result<(), AgentError> {
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| AgentError::Stopped)
+    }
+
+    async fn stop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+            // Cancelled (or panicked): either way it is over.
+            let _ = driver.await;
+        }
+        self.transport.close();
+        self.transport.wait_idle(CLOSE_WAIT).await;
+        tracing::info!(name = %self.name, "mesh stopped");
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+        }
+        self.transport.close();
+    }
+}
+
+/// The node's RNG seed: from the operating system, or, if it has none to give, from the
+/// node's name and address (unique in a cluster, which is all the seed must be).
+fn node_seed(name: &str, addr: SocketAddr) -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    match ring::rand::SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => StableHasher::default()
+            .write_str(name)
+            .write_str(&addr.to_string())
+            .finish(),
+    }
+}

@@ -1,0 +1,425 @@
+//! [`Transport`]: one quinn endpoint per agent that accepts and dials, the per-connection
+//! readers that feed the driver, and the send paths.
+//!
+//! Every established connection, dialed or accepted, gets one reader task that takes
+//! its datagrams and its unidirectional streams (each stream read whole, up to
+//! [`MAX_STREAM_LEN`], on its own task) and pushes [`Incoming`] messages into one bounded
+//! channel. A full channel drops datagrams (they are unreliable anyway) and makes stream
+//! readers wait. Nothing here retries: a failed send is counted, logged at debug and
+//! returned; the protocol above decides what to do next.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{Connection, ConnectionError, VarInt};
+use tokio::sync::mpsc;
+
+use crate::proto::Channel;
+use crate::transport::conn_cache::{ConnCache, Lookup};
+use crate::transport::identity::{CLUSTER_SERVER_NAME, Identity};
+use crate::transport::stats::{Counters, TransportStats, add};
+use crate::transport::{DialError, Incoming, TransportError, tls};
+use crate::wire::MAX_STREAM_LEN;
+
+/// Application close code: the agent is shutting down.
+const CLOSE_SHUTDOWN: u32 = 0;
+/// Application close code: the connection was dropped from the cache (it was the least
+/// recently used of a full cache, or a newer connection from the same peer replaced it).
+const CLOSE_EVICTED: u32 = 1;
+/// Stream stop code: the message exceeded the size limit.
+const STOP_TOO_LONG: u32 = 1;
+
+/// Limits of a [`Transport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// Connections kept in the cache; past this the least recently used is closed.
+    pub max_cached: usize,
+    /// Connections open at once, cached or not (accepted ones beyond the cache stay open
+    /// as long as their dialer keeps them); incoming connections past this are refused.
+    pub max_open: usize,
+    /// How long a dial may take before it is reported as failed.
+    pub dial_timeout: Duration,
+    /// Messages buffered for the driver.
+    pub incoming_queue: usize,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            // Covers every member of a mid-sized cluster a node talks to often (probe
+            // targets, gossip fanout, its prober set); others pay a handshake.
+            max_cached: 256,
+            // Four times the cache: room for every peer's cached connection to us.
+            max_open: 1024,
+            // A loopback or LAN handshake takes a millisecond; a peer silent for 5 s is
+            // down, and its failure detection does not wait on us.
+            dial_timeout: Duration::from_secs(5),
+            // Several seconds of datagrams at cluster rates; a driver that far behind
+            // is better served by drops than by memory growth.
+            incoming_queue: 4096,
+        }
+    }
+}
+
+/// A QUIC endpoint that both accepts and dials, with its connection cache. Cloning is
+/// cheap and shares the endpoint. Must be created inside a tokio runtime.
+#[derive(Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("local_addr", &self.shared.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    endpoint: quinn::Endpoint,
+    local_addr: SocketAddr,
+    cache: ConnCache,
+    counters: Counters,
+    incoming: mpsc::Sender<Incoming>,
+    options: TransportOptions,
+}
+
+impl Transport {
+    /// Binds a UDP socket at `addr`, starts accepting, and returns the transport with
+    /// the receiving end of its [`Incoming`] channel.
+    pub fn bind(
+        addr: SocketAddr,
+        identity: &Identity,
+        cluster: &str,
+        options: TransportOptions,
+    ) -> Result<(Transport, mpsc::Receiver<Incoming>), TransportError> {
+        let (server, client) = tls::quic_configs(identity, cluster)?;
+        let bind_err = |source| TransportError::Bind { addr, source };
+        let mut endpoint = quinn::Endpoint::server(server, addr).map_err(bind_err)?;
+        endpoint.set_default_client_config(client);
+        let local_addr = endpoint.local_addr().map_err(bind_err)?;
+        let (tx, rx) = mpsc::channel(options.incoming_queue.max(1));
+        let shared = Arc::new(Shared {
+            endpoint,
+            local_addr,
+            cache: ConnCache::<Connection>::new(options.max_cached),
+            counters: Counters::default(),
+            incoming: tx,
+            options,
+        });
+        tokio::spawn(accept_loop(shared.clone()));
+        tracing::debug!(%local_addr, "transport bound");
+        Ok((Transport { shared }, rx))
+    }
+
+    /// The bound address (with the actual port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Sends a datagram over the connection to `to`, dialing first if there is none.
+    pub async fn send_datagram(&self, to: SocketAddr, bytes: Bytes) -> Result<(), TransportError> {
+        let conn = self.shared.connection(to).await?;
+        self.shared.datagram_on(&conn, to, bytes)
+    }
+
+    /// Sends a datagram at once if a connection to `to` is ready; `None` (nothing sent)
+    /// if a dial is needed, which the caller should do off its hot path with
+    /// [`Transport::send_datagram`].
+    pub fn send_datagram_if_connected(
+        &self,
+        to: SocketAddr,
+        bytes: &Bytes,
+    ) -> Option<Result<(), TransportError>> {
+        let conn = self.shared.cache.ready(to)?;
+        Some(self.shared.datagram_on(&conn, to, bytes.clone()))
+    }
+
+    /// Sends one stream message: a new unidirectional stream carrying `payload`, then
+    /// finished. Dials first if needed.
+    pub async fn send_stream(
+        &self,
+        to: SocketAddr,
+        payload: Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let counters = &self.shared.counters;
+        let len = payload.len();
+        if len > MAX_STREAM_LEN {
+            add(&counters.send_failures, 1);
+            return Err(TransportError::StreamTooLarge {
+                to,
+                len,
+                max: MAX_STREAM_LEN,
+            });
+        }
+        let conn = self.shared.connection(to).await?;
+        let sent = async {
+            let mut send = conn
+                .open_uni()
+                .await
+                .map_err(|source| TransportError::OpenStream { to, source })?;
+            send.write_all(&payload)
+                .await
+                .map_err(|source| TransportError::WriteStream { to, source })?;
+            // Finishing only fails if the peer already stopped the stream, which the
+            // write above would have reported; dropping the stream then delivers the rest.
+            let _ = send.finish();
+            Ok(())
+        }
+        .await;
+        match &sent {
+            Ok(()) => {
+                add(&counters.streams_out, 1);
+                add(&counters.stream_bytes_out, len as u64);
+            }
+            Err(_) => add(&counters.send_failures, 1),
+        }
+        sent
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> TransportStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Ready connections in the cache.
+    pub fn cached_connections(&self) -> usize {
+        self.shared.cache.len()
+    }
+
+    /// Closes every connection at once (peers see them closed) and stops accepting.
+    pub fn close(&self) {
+        self.shared
+            .endpoint
+            .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"shutdown");
+    }
+
+    /// Waits until closed connections have finished telling their peers, up to `limit`.
+    pub async fn wait_idle(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.shared.endpoint.wait_idle()).await;
+    }
+}
+
+impl Shared {
+    /// A live connection to `to`: cached, or dialed (sharing a dial in progress).
+    async fn connection(self: &Arc<Self>, to: SocketAddr) -> Result<Connection, TransportError> {
+        match self.cache.lookup(to) {
+            Lookup::Ready(conn) => Ok(conn),
+            Lookup::Dial(cell) => {
+                let outcome = cell.get_or_init(|| self.dial(to)).await.clone();
+                for evicted in self.cache.settle(to, &cell, &outcome) {
+                    self.evict(&evicted);
+                }
+                outcome.map_err(|source| {
+                    add(&self.counters.send_failures, 1);
+                    TransportError::Dial { to, source }
+                })
+            }
+        }
+    }
+
+    /// One dial; on success the connection gets its reader.
+    async fn dial(self: &Arc<Self>, to: SocketAddr) -> Result<Connection, DialError> {
+        add(&self.counters.dials, 1);
+        let connecting = match self.endpoint.connect(to, CLUSTER_SERVER_NAME) {
+            Ok(c) => c,
+            Err(e) => {
+                add(&self.counters.handshakes_failed, 1);
+                tracing::debug!(peer = %to, error = %e, "dial failed to start");
+                return Err(e.into());
+            }
+        };
+        match tokio::time::timeout(self.options.dial_timeout, connecting).await {
+            Ok(Ok(conn)) => {
+                add(&self.counters.handshakes_ok, 1);
+                add(&self.counters.open_connections, 1);
+                tracing::debug!(peer = %to, "connected");
+                tokio::spawn(read_connection(self.clone(), conn.clone(), to));
+                Ok(conn)
+            }
+            Ok(Err(e)) => {
+                self.handshake_failed(to, &e);
+                Err(e.into())
+            }
+            Err(_) => {
+                add(&self.counters.handshakes_failed, 1);
+                tracing::debug!(peer = %to, "dial timed out");
+                Err(DialError::Timeout(self.options.dial_timeout))
+            }
+        }
+    }
+
+    /// Completes an incoming handshake; on success the connection is offered to the
+    /// cache (so replies to this peer reuse it) and gets its reader.
+    async fn accept(self: Arc<Self>, incoming: quinn::Incoming) {
+        let from = canonical(incoming.remote_address());
+        match incoming.await {
+            Ok(conn) => {
+                add(&self.counters.handshakes_ok, 1);
+                add(&self.counters.open_connections, 1);
+                tracing::debug!(peer = %from, "accepted");
+                for stale in self.cache.offer(from, &conn) {
+                    self.evict(&stale);
+                }
+                tokio::spawn(read_connection(self.clone(), conn, from));
+            }
+            Err(e) => self.handshake_failed(from, &e),
+        }
+    }
+
+    fn handshake_failed(&self, peer: SocketAddr, e: &ConnectionError) {
+        add(&self.counters.handshakes_failed, 1);
+        if is_tls_refusal(e) {
+            add(&self.counters.handshakes_refused, 1);
+            tracing::warn!(%peer, error = %e, "handshake refused: peer is not of this cluster");
+        } else {
+            tracing::debug!(%peer, error = %e, "handshake failed");
+        }
+    }
+
+    /// Closes a connection the cache dropped (least recently used, or replaced).
+    fn evict(&self, conn: &Connection) {
+        add(&self.counters.evictions, 1);
+        conn.close(VarInt::from_u32(CLOSE_EVICTED), b"evicted");
+    }
+
+    fn datagram_on(
+        &self,
+        conn: &Connection,
+        to: SocketAddr,
+        bytes: Bytes,
+    ) -> Result<(), TransportError> {
+        let len = bytes.len();
+        let too_large = |max| {
+            add(&self.counters.datagrams_too_large, 1);
+            TransportError::DatagramTooLarge { to, len, max }
+        };
+        match conn.max_datagram_size() {
+            None => {
+                add(&self.counters.datagrams_too_large, 1);
+                return Err(TransportError::DatagramsUnsupported { to });
+            }
+            Some(max) if len > max => return Err(too_large(max)),
+            Some(_) => {}
+        }
+        match conn.send_datagram(bytes) {
+            Ok(()) => {
+                add(&self.counters.datagrams_out, 1);
+                add(&self.counters.datagram_bytes_out, len as u64);
+                Ok(())
+            }
+            // The path's limit shrank between the check and the send.
+            Err(quinn::SendDatagramError::TooLarge) => {
+                Err(too_large(conn.max_datagram_size().unwrap_or(0)))
+            }
+            Err(source) => {
+                add(&self.counters.send_failures, 1);
+                Err(TransportError::SendDatagram { to, source })
+            }
+        }
+    }
+
+    fn deliver_datagram(&self, from: SocketAddr, bytes: Bytes) {
+        add(&self.counters.datagrams_in, 1);
+        add(&self.counters.datagram_bytes_in, bytes.len() as u64);
+        let msg = Incoming {
+            from,
+            bytes,
+            channel: Channel::Datagram,
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.incoming.try_send(msg) {
+            add(&self.counters.incoming_dropped, 1);
+        }
+    }
+}
+
+/// Accepts connections until the endpoint closes. Handshakes run on their own tasks, so
+/// one slow peer never stalls the others (and `accept` keeps being polled).
+async fn accept_loop(shared: Arc<Shared>) {
+    while let Some(incoming) = shared.endpoint.accept().await {
+        let open = shared.counters.open_connections.load(Ordering::Relaxed);
+        if open >= shared.options.max_open as u64 {
+            add(&shared.counters.connections_refused, 1);
+            tracing::debug!(peer = %incoming.remote_address(), open, "too many connections; refused");
+            incoming.refuse();
+            continue;
+        }
+        tokio::spawn(shared.clone().accept(incoming));
+    }
+    tracing::debug!("endpoint closed; accept loop done");
+}
+
+/// Reads one connection's datagrams and streams until it closes.
+async fn read_connection(shared: Arc<Shared>, conn: Connection, from: SocketAddr) {
+    let reason = loop {
+        tokio::select! {
+            datagram = conn.read_datagram() => match datagram {
+                Ok(bytes) => shared.deliver_datagram(from, bytes),
+                Err(e) => break e,
+            },
+            stream = conn.accept_uni() => match stream {
+                Ok(recv) => {
+                    tokio::spawn(read_stream(shared.clone(), recv, from));
+                }
+                Err(e) => break e,
+            },
+        }
+    };
+    shared
+        .counters
+        .open_connections
+        .fetch_sub(1, Ordering::Relaxed);
+    shared.cache.remove(from, conn.stable_id());
+    if is_tls_refusal(&reason) {
+        // TLS 1.3: a server that rejects our client certificate says so only after our
+        // side of the handshake completed (and was counted as ok).
+        shared.handshake_failed(from, &reason);
+    } else {
+        tracing::debug!(peer = %from, reason = %reason, "connection closed");
+    }
+}
+
+/// Reads one stream message whole and hands it to the driver.
+async fn read_stream(shared: Arc<Shared>, mut recv: quinn::RecvStream, from: SocketAddr) {
+    match recv.read_to_end(MAX_STREAM_LEN).await {
+        Ok(bytes) => {
+            add(&shared.counters.streams_in, 1);
+            add(&shared.counters.stream_bytes_in, bytes.len() as u64);
+            let msg = Incoming {
+                from,
+                bytes: Bytes::from(bytes),
+                channel: Channel::Stream,
+            };
+            // An error means the driver is gone: nothing left to deliver to.
+            let _ = shared.incoming.send(msg).await;
+        }
+        Err(e) => {
+            add(&shared.counters.streams_dropped, 1);
+            tracing::debug!(peer = %from, error = %e, "stream dropped");
+            if matches!(e, quinn::ReadToEndError::TooLong) {
+                let _ = recv.stop(VarInt::from_u32(STOP_TOO_LONG));
+            }
+        }
+    }
+}
+
+/// Whether a connection ended because TLS refused the peer or us: a QUIC CRYPTO_ERROR
+/// (codes 0x100–0x1ff carry a TLS alert), raised locally or by the peer.
+fn is_tls_refusal(e: &ConnectionError) -> bool {
+    let code = match e {
+        ConnectionError::TransportError(t) => t.code,
+        ConnectionError::ConnectionClosed(c) => c.error_code,
+        _ => return false,
+    };
+    (0x100..0x200).contains(&u64::from(code))
+}
+
+/// An IPv4-mapped IPv6 address (as a dual-stack socket reports IPv4 peers) as plain IPv4,
+/// so it matches the address the core knows.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
