@@ -8,8 +8,9 @@ use std::time::Duration;
 use crate::wire::{HEADER_LEN, MAX_DATAGRAM_LEN};
 
 /// A probe's outcome is due this many probe timeouts after its ping: one for the direct
-/// ack, one more for the indirect path (intermediaries nack at 80% of their own timeout,
-/// and a relayed ack takes two round trips, both well inside one timeout on a LAN).
+/// ack, one more for the indirect path (intermediaries nack at 80% of their own timeout).
+/// When the indirect phase starts the deadline moves out, if need be, to one timeout
+/// plus the slowest asked helper's round trip.
 pub const PROBE_DEADLINE_TIMEOUTS: u32 = 2;
 
 /// A configuration value that cannot work, with the field it came from.

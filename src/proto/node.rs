@@ -107,7 +107,8 @@ pub struct Node {
     pub(super) next_seq: u32,
     pub(super) relays: BTreeMap<u32, Relay>,
     /// Recent direct pings (probes and checks): (seq, address, target, sent at). An ack
-    /// from that address is an RTT sample even when it comes too late to count.
+    /// from that address is an RTT sample even when it comes too late to count (a
+    /// datagram ack only: a stream ack answers the later fallback ping).
     pub(super) recent_pings: VecDeque<(u32, SocketAddr, Name, Time)>,
     pub(super) checks: BTreeMap<u32, Check>,
     pub(super) phase: Phase,

@@ -18,8 +18,9 @@ pub type Name = CompactString;
 /// enough that an alive update with tags always fits one datagram.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// Largest total size of a member's tags (sum of key and value lengths). 512 bytes keeps
-/// an alive update under ~900 bytes, below the 1,150-byte datagram budget.
+/// Largest total size of a member's tags (sum of key and value lengths). With
+/// [`MAX_TAGS`] it keeps the largest alive update at about 1,060 bytes, below the
+/// default 1,150-byte datagram budget.
 pub const MAX_TAGS_LEN: usize = 512;
 
 /// Most tags a member may carry. With [`MAX_TAGS_LEN`] this bounds the length prefixes
