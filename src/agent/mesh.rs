@@ -186,6 +186,12 @@ impl Mesh {
         self.transport.stats()
     }
 
+    /// Drops this share (0.0–1.0) of outgoing UDP packets on purpose, as a lossy or cut
+    /// link would: for tests and benchmarks.
+    pub fn set_loss(&self, loss: f64) {
+        self.transport.set_loss(loss);
+    }
+
     /// Leaves gracefully: the others will see this node as left, not failed. Waits for
     /// the departure to spread (bounded by twice the leave timeout plus a second), then
     /// closes the endpoint. The endpoint is closed even when this returns an error.

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use crate::proto::Channel;
 use crate::transport::conn_cache::{ConnCache, Lookup};
 use crate::transport::identity::{CLUSTER_SERVER_NAME, Identity};
+use crate::transport::socket::{MeteredSocket, WireMeter};
 use crate::transport::stats::{Counters, TransportStats, add};
 use crate::transport::{DialError, Incoming, TransportError, tls};
 use crate::wire::MAX_STREAM_LEN;
@@ -33,7 +34,7 @@ const CLOSE_EVICTED: u32 = 1;
 const STOP_TOO_LONG: u32 = 1;
 
 /// Limits of a [`Transport`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TransportOptions {
     /// Connections kept in the cache; past this the least recently used is closed.
     pub max_cached: usize,
@@ -44,6 +45,9 @@ pub struct TransportOptions {
     pub dial_timeout: Duration,
     /// Messages buffered for the driver.
     pub incoming_queue: usize,
+    /// Share of outgoing UDP packets dropped on purpose (0.0–1.0), to test and measure
+    /// under loss; 0 in production. Changeable later with [`Transport::set_loss`].
+    pub loss: f64,
 }
 
 impl Default for TransportOptions {
@@ -60,6 +64,7 @@ impl Default for TransportOptions {
             // Several seconds of datagrams at cluster rates; a driver that far behind
             // is better served by drops than by memory growth.
             incoming_queue: 4096,
+            loss: 0.0,
         }
     }
 }
@@ -84,6 +89,7 @@ struct Shared {
     local_addr: SocketAddr,
     cache: ConnCache,
     counters: Counters,
+    meter: Arc<WireMeter>,
     incoming: mpsc::Sender<Incoming>,
     options: TransportOptions,
 }
@@ -99,7 +105,20 @@ impl Transport {
     ) -> Result<(Transport, mpsc::Receiver<Incoming>), TransportError> {
         let (server, client) = tls::quic_configs(identity, cluster)?;
         let bind_err = |source| TransportError::Bind { addr, source };
-        let mut endpoint = quinn::Endpoint::server(server, addr).map_err(bind_err)?;
+        // Endpoint::server, with our metered socket in between.
+        let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let inner = quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(bind_err)?;
+        let seed = u64::from(addr.port()) ^ 0x9e37_79b9_7f4a_7c15;
+        let meter = Arc::new(WireMeter::new(options.loss, seed));
+        let socket = Arc::new(MeteredSocket::new(inner, meter.clone()));
+        let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(bind_err)?;
         endpoint.set_default_client_config(client);
         let local_addr = endpoint.local_addr().map_err(bind_err)?;
         let (tx, rx) = mpsc::channel(options.incoming_queue.max(1));
@@ -108,6 +127,7 @@ impl Transport {
             local_addr,
             cache: ConnCache::<Connection>::new(options.max_cached),
             counters: Counters::default(),
+            meter,
             incoming: tx,
             options,
         });
@@ -183,7 +203,12 @@ impl Transport {
 
     /// A copy of the counters.
     pub fn stats(&self) -> TransportStats {
-        self.shared.counters.snapshot()
+        self.shared.counters.snapshot(&self.shared.meter)
+    }
+
+    /// Sets the share of outgoing UDP packets dropped on purpose (0.0–1.0).
+    pub fn set_loss(&self, loss: f64) {
+        self.shared.meter.set_loss(loss);
     }
 
     /// Ready connections in the cache.

@@ -28,6 +28,7 @@
 mod conn_cache;
 mod endpoint;
 pub mod identity;
+mod socket;
 mod stats;
 pub mod tls;
 

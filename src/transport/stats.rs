@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::transport::socket::WireMeter;
+
 /// A copy of the transport's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransportStats {
@@ -48,6 +50,16 @@ pub struct TransportStats {
     pub incoming_dropped: u64,
     /// Received streams dropped: over the size limit, reset, or the connection was lost.
     pub streams_dropped: u64,
+    /// UDP packets sent: every QUIC packet (handshakes, ACK-only packets, keep-alives).
+    pub udp_packets_out: u64,
+    /// UDP payload bytes sent: whole QUIC packets, what a packet capture sees.
+    pub udp_bytes_out: u64,
+    /// UDP packets received.
+    pub udp_packets_in: u64,
+    /// UDP payload bytes received.
+    pub udp_bytes_in: u64,
+    /// Outgoing UDP packets dropped on purpose ([`crate::transport::TransportOptions::loss`]).
+    pub udp_packets_dropped: u64,
 }
 
 /// The live counters behind [`TransportStats`].
@@ -81,7 +93,7 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 
 impl Counters {
     /// A consistent-enough copy (each counter read once).
-    pub(crate) fn snapshot(&self) -> TransportStats {
+    pub(crate) fn snapshot(&self, wire: &WireMeter) -> TransportStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TransportStats {
             dials: get(&self.dials),
@@ -103,6 +115,11 @@ impl Counters {
             send_failures: get(&self.send_failures),
             incoming_dropped: get(&self.incoming_dropped),
             streams_dropped: get(&self.streams_dropped),
+            udp_packets_out: get(&wire.packets_out),
+            udp_bytes_out: get(&wire.bytes_out),
+            udp_packets_in: get(&wire.packets_in),
+            udp_bytes_in: get(&wire.bytes_in),
+            udp_packets_dropped: get(&wire.packets_dropped),
         }
     }
 }
