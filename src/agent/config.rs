@@ -57,11 +57,15 @@ pub struct MeshConfig {
     pub tls: TlsSource,
     /// Addresses to join through; empty starts a new cluster.
     pub seeds: Vec<SocketAddr>,
+    /// Incarnation to start at: above any this node announced before a restart (kept
+    /// in the agent's data dir), so its old records cannot out-bid it.
+    pub incarnation: u32,
 }
 
 impl MeshConfig {
     /// A config with the given name, bind address and TLS source; everything else at its
-    /// default: cluster `default`, LAN timing, no region, zone, tags or seeds.
+    /// default: cluster `default`, LAN timing, no region, zone, tags or seeds,
+    /// incarnation 0.
     pub fn new(name: impl Into<Name>, bind: SocketAddr, tls: TlsSource) -> MeshConfig {
         MeshConfig {
             name: name.into(),
@@ -74,6 +78,7 @@ impl MeshConfig {
             swim: SwimConfig::default(),
             tls,
             seeds: Vec::new(),
+            incarnation: 0,
         }
     }
 

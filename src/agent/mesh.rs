@@ -65,6 +65,7 @@ impl Mesh {
             swim,
             tls,
             seeds,
+            incarnation,
         } = config;
         let identity = match &tls {
             TlsSource::ClusterKey(key) => Identity::from_cluster_key(key, &name)?,
@@ -86,7 +87,7 @@ impl Mesh {
                 tags,
             },
             cluster,
-            incarnation: 0,
+            incarnation,
             seed,
         };
         let node = match Node::new(options, clock.now()) {

@@ -14,12 +14,18 @@
 //! | `driver` | the driver task and the requests it serves |
 //! | `join` | join retry with exponential backoff and jitter |
 //! | `clock` | the one place the agent reads the clock: `tokio::time::Instant` ↔ [`crate::proto::Time`] |
+//! | `settings` | the deployment config of `muster agent` (TOML, defaults, validation) and how it becomes a [`MeshConfig`] |
+//! | `overrides` | merging file < environment (`MUSTER_*`) < flags |
+//! | `data_dir` | the state a restarted agent needs (name, last incarnation, member addresses), written atomically |
 
 mod clock;
 mod config;
+pub mod data_dir;
 mod driver;
 mod join;
 mod mesh;
+pub mod overrides;
+pub mod settings;
 
 pub use config::{MeshConfig, TlsSource};
 pub use mesh::{Members, Mesh};

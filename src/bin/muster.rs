@@ -1,11 +1,28 @@
-//! The `muster` command line. Today it explains the protocol timing a profile gives a
-//! cluster of a given size; the agent, API and CLI commands arrive with the agent.
+//! The `muster` command line: thin, it parses arguments and calls the library.
+//!
+//! - `muster agent`: runs an agent (config from a file, `MUSTER_*` variables and flags,
+//!   merged and validated by [`muster::agent::overrides`]); see `muster/agent_run.rs`;
+//! - `muster keygen`: prints a new cluster key;
+//! - `muster timing`: the protocol timing a profile gives a cluster of a given size.
+//!
+//! A bad config or bad arguments exit with code 2 and one line naming the field.
 
+#[path = "muster/agent_run.rs"]
+mod agent_run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use muster::agent::overrides::{self, Environment, Overrides};
+use muster::agent::settings::LogFormat;
 use muster::proto::SwimConfig;
+use muster::transport::ClusterKey;
+
+/// Exit code for a config the agent refuses (as clap uses for bad arguments).
+const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +37,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run an agent: join the cluster through the seeds and keep the membership.
+    Agent(Box<AgentArgs>),
+    /// Print a new cluster key, one line (`muster keygen > cluster.key`).
+    Keygen,
     /// Show the protocol timing a profile gives a cluster of N members: probe and
     /// suspicion timeouts, retransmissions, push-pull interval.
     Timing {
@@ -30,6 +51,130 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         nodes: usize,
     },
+}
+
+/// `muster agent` flags; each overrides the config file and the environment.
+#[derive(Args)]
+struct AgentArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Unique node name [default: the host name].
+    #[arg(long)]
+    name: Option<String>,
+    /// UDP address to bind [default: 0.0.0.0:7946].
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Address announced to peers.
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
+    /// Seeds, host:port; repeatable or comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<String>,
+    /// Region.
+    #[arg(long)]
+    region: Option<String>,
+    /// Zone.
+    #[arg(long)]
+    zone: Option<String>,
+    /// A tag, key=value; repeatable.
+    #[arg(long = "tag", value_name = "K=V", value_parser = overrides::parse_tag)]
+    tags: Vec<(String, String)>,
+    /// Protocol timing: lan, wan or local [default: lan].
+    #[arg(long)]
+    profile: Option<String>,
+    /// Cluster name [default: default].
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Cluster key file (from `muster keygen`).
+    #[arg(long, value_name = "FILE")]
+    cluster_key: Option<PathBuf>,
+    /// CA certificate(s), PEM.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// This node's certificate chain, PEM.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key, PEM.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Loopback-only trial with the fixed, insecure development key.
+    #[arg(long)]
+    dev: bool,
+    /// Directory for the state kept across restarts.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Local HTTP API address [default: 127.0.0.1:7947].
+    #[arg(long)]
+    api_addr: Option<SocketAddr>,
+    /// Log format: text or json [default: text].
+    #[arg(long, value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. info or info,muster=debug [default: info].
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Validate the config, print the effective config as TOML, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+impl AgentArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            name: self.name.clone(),
+            bind: self.bind,
+            advertise: self.advertise,
+            join: self
+                .join
+                .iter()
+                .flat_map(|j| overrides::split_list(j))
+                .collect(),
+            region: self.region.clone(),
+            zone: self.zone.clone(),
+            tags: self.tags.clone(),
+            profile: self.profile.clone(),
+            cluster: self.cluster.clone(),
+            cluster_key_file: self.cluster_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            dev: self.dev,
+            data_dir: self.data_dir.clone(),
+            api_addr: self.api_addr,
+            log_format: self.log_format,
+            log_level: self.log_level.clone(),
+        }
+    }
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("expected text or json, found {other:?}")),
+    }
+}
+
+/// `muster agent`: loads and checks the config, then prints it or runs the agent.
+fn agent(args: &AgentArgs) -> ExitCode {
+    let refuse = |e: &dyn std::fmt::Display| {
+        eprintln!("muster: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let env = Environment::from_process();
+    let config = match overrides::load(args.config.as_deref(), &env, args.overrides()) {
+        Ok(config) => config,
+        Err(e) => return refuse(&e),
+    };
+    // Reads the key file too, so a bad one is refused before anything starts.
+    if let Err(e) = config.mesh_config(Vec::new(), 0) {
+        return refuse(&e);
+    }
+    if args.check_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    agent_run::run(config)
 }
 
 fn secs(d: Duration) -> String {
@@ -84,6 +229,17 @@ fn timing(profile: &str, n: usize) -> Result<String, muster::proto::ConfigError>
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Cmd::Agent(args) => agent(&args),
+        Cmd::Keygen => match ClusterKey::generate() {
+            Ok(key) => {
+                println!("{key}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("muster: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Timing { profile, nodes } => match timing(&profile, nodes) {
             Ok(text) => {
                 print!("{text}");
@@ -91,7 +247,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("muster: {e}");
-                ExitCode::from(2)
+                ExitCode::from(EXIT_CONFIG)
             }
         },
     }

@@ -1,0 +1,271 @@
+//! The cluster benchmark: N real agents in one process on 127.0.0.1, over QUIC with mutual
+//! TLS and the default (`lan`) profile, joined through the first. It measures what users
+//! compare membership systems by:
+//!
+//! - join: time until every agent lists N alive members;
+//! - false alarms over a steady window: suspicions or failures of live agents;
+//! - cost in that window: UDP bytes and packets sent per agent per second (whole QUIC
+//!   packets, as a packet capture sees them), process CPU seconds per agent per second,
+//!   resident memory per agent;
+//! - detection: one agent is dropped without leaving; for every other agent, when it
+//!   marks it failed (first, median, p99, all).
+//!
+//! `--loss PERCENT` drops that share of every agent's outgoing UDP packets (the metered
+//! socket's injected loss). Prints a table; `--json FILE` writes the same figures.
+//!
+//! ```sh
+//! cargo bench --bench cluster -- --nodes 64 [--loss 10] [--duration 30] [--json out.json]
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use muster::agent::{Mesh, MeshConfig, TlsSource};
+use muster::proto::{Event, SwimConfig};
+use muster::transport::ClusterKey;
+use muster::wire::MemberState;
+use tokio::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(about = "Real agents on loopback: join, false alarms, cost, detection")]
+struct Args {
+    /// Agents to start.
+    #[arg(long, default_value_t = 16)]
+    nodes: usize,
+    /// Percent of outgoing UDP packets dropped at every agent.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Seconds of steady state measured between the join and the crash.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Protocol profile.
+    #[arg(long, default_value = "lan")]
+    profile: String,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Upper bound of every wait.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'; Linux
+    // reports them in USER_HZ = 100 ticks per second.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Resident memory of this process in bytes, from /proc.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(String::from)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn spread(mut v: Vec<f64>) -> serde_json::Value {
+    v.sort_by(f64::total_cmp);
+    let rank = |q: f64| {
+        v.get(((q * v.len() as f64).ceil() as usize).saturating_sub(1))
+            .copied()
+    };
+    serde_json::json!({ "count": v.len(), "first": v.first(), "p50": rank(0.5), "p99": rank(0.99), "all": v.last() })
+}
+
+fn secs(v: &serde_json::Value, key: &str) -> String {
+    v[key].as_f64().map_or("-".into(), |s| format!("{s:.2} s"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.nodes >= 3, "--nodes must be at least 3");
+    let swim = SwimConfig::preset(&args.profile)?;
+    let key = ClusterKey::dev();
+    let config = |name: String, seeds| MeshConfig {
+        swim: swim.clone(),
+        cluster: "bench".into(),
+        seeds,
+        ..MeshConfig::new(
+            &name,
+            "127.0.0.1:0".parse().expect("valid"),
+            TlsSource::ClusterKey(key.clone()),
+        )
+    };
+    let rss_before = rss_bytes();
+
+    // Join.
+    let first = Mesh::start(config("agent-0".into(), vec![]))
+        .await
+        .context("starting agent-0")?;
+    let seed = first.local_addr();
+    let join_started = Instant::now();
+    let mut meshes = vec![first];
+    for i in 1..args.nodes {
+        meshes.push(
+            Mesh::start(config(format!("agent-{i}"), vec![seed]))
+                .await
+                .with_context(|| format!("starting agent-{i}"))?,
+        );
+    }
+    let n = args.nodes;
+    let all_see_all = |meshes: &[Mesh]| {
+        meshes.iter().all(|m| {
+            m.members()
+                .iter()
+                .filter(|x| x.state == MemberState::Alive)
+                .count()
+                == n
+        })
+    };
+    while !all_see_all(&meshes) {
+        anyhow::ensure!(
+            join_started.elapsed() < PATIENCE,
+            "the cluster did not form within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let join = join_started.elapsed().as_secs_f64();
+    eprintln!("{n} agents joined in {join:.2} s");
+
+    // Steady window: false alarms and cost.
+    for m in &meshes {
+        m.set_loss(args.loss / 100.0);
+    }
+    // Every agent is alive during the window: any suspicion or failure is false.
+    let alarms = Arc::new(AtomicU64::new(0));
+    let mut listeners = Vec::new();
+    for m in &meshes {
+        let mut events = m.subscribe();
+        let alarms = alarms.clone();
+        listeners.push(tokio::spawn(async move {
+            while let Ok(e) = events.recv().await {
+                if matches!(e, Event::MemberSuspected(_) | Event::MemberFailed(_)) {
+                    alarms.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let udp = |meshes: &[Mesh]| {
+        meshes.iter().fold((0u64, 0u64), |(b, p), m| {
+            let s = m.transport_stats();
+            (b + s.udp_bytes_out, p + s.udp_packets_out)
+        })
+    };
+    let (bytes0, packets0) = udp(&meshes);
+    let cpu0 = cpu_seconds();
+    let window_started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    let window = window_started.elapsed().as_secs_f64();
+    let false_alarms = alarms.load(Ordering::Relaxed);
+    listeners.iter().for_each(|l| l.abort());
+    let (bytes1, packets1) = udp(&meshes);
+    let cpu = cpu_seconds() - cpu0;
+    let rss = rss_bytes();
+    let per_agent_s = (n as f64) * window;
+    let bytes_per_agent_s = (bytes1 - bytes0) as f64 / per_agent_s;
+    let packets_per_agent_s = (packets1 - packets0) as f64 / per_agent_s;
+    let cpu_per_agent_s = cpu / per_agent_s;
+    let rss_per_agent = rss.saturating_sub(rss_before) as f64 / n as f64;
+
+    // Crash: the last agent stops without leaving.
+    let victim = meshes.pop().expect("at least three agents");
+    let victim_name = victim.name().to_string();
+    let mut waits = Vec::new();
+    for m in &meshes {
+        let mut events = m.subscribe();
+        let name = victim_name.clone();
+        waits.push(tokio::spawn(async move {
+            let started = Instant::now();
+            while let Ok(e) = events.recv().await {
+                if let Event::MemberFailed(info) = e
+                    && info.name == name
+                {
+                    return Some(started.elapsed().as_secs_f64());
+                }
+            }
+            None
+        }));
+    }
+    victim.shutdown().await;
+    let mut detected = Vec::new();
+    for w in waits {
+        if let Ok(Ok(Some(t))) = tokio::time::timeout(PATIENCE, w).await {
+            detected.push(t);
+        }
+    }
+    let missing = meshes.len() - detected.len();
+    for m in meshes {
+        m.shutdown().await;
+    }
+
+    let detection = spread(detected);
+    let report = serde_json::json!({
+        "nodes": n,
+        "profile": args.profile,
+        "loss_percent": args.loss,
+        "join_secs": join,
+        "steady_window_secs": window,
+        "false_alarms": false_alarms,
+        "udp_bytes_per_agent_per_sec": bytes_per_agent_s,
+        "udp_packets_per_agent_per_sec": packets_per_agent_s,
+        "cpu_secs_per_agent_per_sec": cpu_per_agent_s,
+        "rss_bytes_per_agent": rss_per_agent,
+        "detection_secs": detection,
+        "detection_missing": missing,
+    });
+    println!(
+        "cluster benchmark · {n} agents · profile {} · loss {}%",
+        args.profile, args.loss
+    );
+    println!("  join (every agent lists {n} alive)   {join:.2} s");
+    println!(
+        "  crash -> marked failed               first {} · p50 {} · p99 {} · all {} ({} never)",
+        secs(&detection, "first"),
+        secs(&detection, "p50"),
+        secs(&detection, "p99"),
+        secs(&detection, "all"),
+        missing
+    );
+    println!("  false alarms over {window:.0} s            {false_alarms}");
+    println!(
+        "  per agent                            {bytes_per_agent_s:.0} B/s · {packets_per_agent_s:.1} packets/s (UDP, whole QUIC packets)"
+    );
+    println!(
+        "  per agent                            {:.4} CPU s/s · {:.1} MiB resident",
+        cpu_per_agent_s,
+        rss_per_agent / (1 << 20) as f64
+    );
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

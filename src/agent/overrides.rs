@@ -1,0 +1,331 @@
+//! The merge of an [`AgentConfig`]'s sources: the file (or the defaults) < the
+//! environment ([`Environment`], `MUSTER_*`) < flags ([`Overrides`]), then the host name
+//! for a name nobody set, then `validate`. Plain data in, so tests need no clap and no
+//! process environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::agent::settings::{AgentConfig, LogFormat, SettingsError};
+use crate::proto::ConfigError;
+
+/// The process environment as the merge sees it: the `MUSTER_*` variables and the host
+/// name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// Variables by name (only `MUSTER_*` ones are read).
+    pub vars: BTreeMap<String, String>,
+    /// The host name, the default node name.
+    pub hostname: Option<String>,
+}
+
+impl Environment {
+    /// This process's environment; the host name from `/etc/hostname`, else `HOSTNAME`.
+    pub fn from_process() -> Environment {
+        let vars = std::env::vars()
+            .filter(|(k, _)| k.starts_with("MUSTER_"))
+            .collect();
+        let hostname = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty());
+        Environment { vars, hostname }
+    }
+
+    fn get(&self, var: &str) -> Option<&str> {
+        self.vars
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Values given as flags: each overrides the file and the environment when set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--bind`.
+    pub bind: Option<SocketAddr>,
+    /// `--advertise`.
+    pub advertise: Option<SocketAddr>,
+    /// `--join`, already split at commas; non-empty replaces the file's seeds.
+    pub join: Vec<String>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--zone`.
+    pub zone: Option<String>,
+    /// `--tag k=v`, added to (and overriding keys of) the file's tags.
+    pub tags: Vec<(String, String)>,
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `--cluster`.
+    pub cluster: Option<String>,
+    /// `--cluster-key`.
+    pub cluster_key_file: Option<PathBuf>,
+    /// `--tls-ca`.
+    pub tls_ca: Option<PathBuf>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--dev` (a flag can only turn it on).
+    pub dev: bool,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--api-addr`.
+    pub api_addr: Option<SocketAddr>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+}
+
+/// Splits `k=v`, for `--tag`.
+pub fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected key=value, found {text:?}")),
+    }
+}
+
+/// Splits a comma-separated seed list, dropping empty entries and spaces.
+pub fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Loads the effective config: `file` (or the defaults), then `env`, then `flags`, then
+/// the host name as the default name; validated.
+pub fn load(
+    file: Option<&Path>,
+    env: &Environment,
+    flags: Overrides,
+) -> Result<AgentConfig, SettingsError> {
+    let mut config = match file {
+        Some(path) => AgentConfig::from_file(path)?,
+        None => AgentConfig::default(),
+    };
+    apply_env(&mut config, env)?;
+    apply_flags(&mut config, flags);
+    if config.name.is_none() {
+        config.name = env.hostname.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Applies the `MUSTER_*` variables; a value that does not parse names its field.
+pub fn apply_env(config: &mut AgentConfig, env: &Environment) -> Result<(), SettingsError> {
+    fn addr(
+        env: &Environment,
+        var: &str,
+        field: &'static str,
+    ) -> Result<Option<SocketAddr>, SettingsError> {
+        env.get(var)
+            .map(|v| {
+                v.parse().map_err(|e| {
+                    SettingsError::Invalid(ConfigError {
+                        field,
+                        reason: format!("{var}={v:?}: {e}"),
+                    })
+                })
+            })
+            .transpose()
+    }
+    let text = |var: &str| env.get(var).map(str::to_owned);
+    if let Some(v) = text("MUSTER_NAME") {
+        config.name = Some(v);
+    }
+    if let Some(v) = addr(env, "MUSTER_BIND", "bind")? {
+        config.bind = v;
+    }
+    if let Some(v) = addr(env, "MUSTER_ADVERTISE", "advertise")? {
+        config.advertise = Some(v);
+    }
+    if let Some(v) = env.get("MUSTER_JOIN") {
+        config.join = split_list(v);
+    }
+    if let Some(v) = text("MUSTER_REGION") {
+        config.region = v;
+    }
+    if let Some(v) = text("MUSTER_ZONE") {
+        config.zone = v;
+    }
+    if let Some(v) = text("MUSTER_CLUSTER_KEY_FILE") {
+        config.cluster_key_file = Some(v.into());
+    }
+    if let Some(v) = text("MUSTER_PROFILE") {
+        config.profile = v;
+    }
+    if let Some(v) = text("MUSTER_DATA_DIR") {
+        config.data_dir = Some(v.into());
+    }
+    if let Some(v) = text("MUSTER_LOG_LEVEL") {
+        config.log_level = v;
+    }
+    Ok(())
+}
+
+/// Applies flags over everything else.
+pub fn apply_flags(config: &mut AgentConfig, flags: Overrides) {
+    fn set<T>(slot: &mut T, value: Option<T>) {
+        if let Some(v) = value {
+            *slot = v;
+        }
+    }
+    let Overrides {
+        name,
+        bind,
+        advertise,
+        join,
+        region,
+        zone,
+        tags,
+        profile,
+        cluster,
+        cluster_key_file,
+        tls_ca,
+        tls_cert,
+        tls_key,
+        dev,
+        data_dir,
+        api_addr,
+        log_format,
+        log_level,
+    } = flags;
+    set(&mut config.name, name.map(Some));
+    set(&mut config.bind, bind);
+    set(&mut config.advertise, advertise.map(Some));
+    if !join.is_empty() {
+        config.join = join;
+    }
+    set(&mut config.region, region);
+    set(&mut config.zone, zone);
+    config.tags.extend(tags);
+    set(&mut config.profile, profile);
+    set(&mut config.cluster, cluster);
+    set(&mut config.cluster_key_file, cluster_key_file.map(Some));
+    set(&mut config.tls_ca, tls_ca.map(Some));
+    set(&mut config.tls_cert, tls_cert.map(Some));
+    set(&mut config.tls_key, tls_key.map(Some));
+    config.dev |= dev;
+    set(&mut config.data_dir, data_dir.map(Some));
+    set(&mut config.api_addr, api_addr);
+    set(&mut config.log_format, log_format);
+    set(&mut config.log_level, log_level);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Environment {
+        Environment {
+            vars: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            hostname: Some("host-1".into()),
+        }
+    }
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn flags_override_the_environment_which_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "dev = true\nbind = \"127.0.0.1:1000\"\nregion = \"file\"\nzone = \"file\"\n\
+             join = [\"127.0.0.1:1\"]\n[tags]\nrole = \"file\"\nkeep = \"yes\"\n",
+        );
+        let env = env(&[
+            ("MUSTER_REGION", "env"),
+            ("MUSTER_ZONE", "env"),
+            ("MUSTER_JOIN", "127.0.0.1:2, 127.0.0.1:3"),
+            ("MUSTER_PROFILE", "local"),
+        ]);
+        let flags = Overrides {
+            zone: Some("flag".into()),
+            tags: vec![("role".into(), "flag".into())],
+            ..Overrides::default()
+        };
+        let c = load(Some(&file), &env, flags).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:1000".parse().unwrap());
+        assert_eq!(c.region, "env");
+        assert_eq!(c.zone, "flag");
+        assert_eq!(c.join, ["127.0.0.1:2", "127.0.0.1:3"]);
+        assert_eq!(c.profile, "local");
+        assert_eq!(c.tags["role"], "flag");
+        assert_eq!(c.tags["keep"], "yes");
+        assert_eq!(
+            c.name.as_deref(),
+            Some("host-1"),
+            "the host name is the default"
+        );
+        let flags = Overrides {
+            join: vec!["127.0.0.1:4".into()],
+            name: Some("flagged".into()),
+            ..Overrides::default()
+        };
+        let c = load(Some(&file), &env, flags).unwrap();
+        assert_eq!(c.join, ["127.0.0.1:4"]);
+        assert_eq!(c.name.as_deref(), Some("flagged"));
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_field_and_the_variable() {
+        let err = load(
+            None,
+            &env(&[("MUSTER_BIND", "nowhere")]),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`bind`") && text.contains("MUSTER_BIND"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_host_name_and_no_name_is_an_error_naming_the_field() {
+        let env = Environment::default();
+        let flags = Overrides {
+            dev: true,
+            bind: Some("127.0.0.1:1".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let err = load(None, &env, flags).unwrap_err();
+        assert!(err.to_string().contains("`name`"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_a_read_error_naming_it() {
+        let err = load(
+            Some(Path::new("/nonexistent/agent.toml")),
+            &env(&[]),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/agent.toml"), "{err}");
+    }
+
+    #[test]
+    fn tags_and_lists_split() {
+        assert_eq!(parse_tag("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_tag("=b").is_err());
+        assert!(parse_tag("ab").is_err());
+        assert_eq!(split_list(" a:1,,b:2 "), ["a:1", "b:2"]);
+    }
+}

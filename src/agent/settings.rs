@@ -1,0 +1,399 @@
+//! The deployment config of a `muster agent`: [`AgentConfig`], as read from TOML, the
+//! environment and flags (see [`crate::agent::overrides`] for the merge), then checked by
+//! [`AgentConfig::validate`] (in `settings/validate.rs`) and turned into the library's
+//! runtime [`MeshConfig`].
+//!
+//! Every default lives in [`AgentConfig::default`], each with the reason for it. The TOML
+//! form refuses unknown keys. Errors name the field as written in the config file.
+//!
+//! Invariant: an `AgentConfig` that passed `validate` yields a `MeshConfig` that passes
+//! `MeshConfig::validate`, unless a key file cannot be read or parsed, which
+//! [`AgentConfig::mesh_config`] reports naming the field.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::config::{MeshConfig, TlsSource};
+use crate::proto::{ConfigError, SwimConfig};
+use crate::transport::ClusterKey;
+use crate::wire::{Name, Tags};
+
+mod validate;
+
+/// Why a deployment config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for an [`AgentConfig`] (including unknown keys).
+    #[error("config file {path}, line {line}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending text (0 when unknown).
+        line: usize,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
+    /// A value that cannot work, naming its field.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// Neither a cluster key, nor certificates, nor `--dev`.
+    #[error(
+        "refusing to start: pass --cluster-key FILE (make one with `muster keygen`), or \
+         --tls-ca/--tls-cert/--tls-key, or --dev for a loopback-only trial"
+    )]
+    NoIdentity,
+}
+
+/// How the agent writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for collectors (and the process tests).
+    Json,
+}
+
+/// The agent's deployment config. See the module docs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Unique node name; unset means the host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// UDP address the QUIC endpoint binds.
+    pub bind: SocketAddr,
+    /// Address announced to peers (NAT, containers, or an unspecified `bind`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<SocketAddr>,
+    /// Seeds as `host:port`; DNS names resolve to all their addresses at join time.
+    pub join: Vec<String>,
+    /// Region, e.g. `eu-west`.
+    pub region: String,
+    /// Zone inside the region.
+    pub zone: String,
+    /// Protocol timing preset: `lan`, `wan` or `local`.
+    pub profile: String,
+    /// Cluster name, bound into the TLS handshake.
+    pub cluster: String,
+    /// Local HTTP API address (served once the API exists; validated now).
+    pub api_addr: SocketAddr,
+    /// Where the agent keeps its state across restarts; none keeps nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Log filter: a level (`info`) or `tracing` directives (`info,muster=debug`).
+    pub log_level: String,
+    /// File holding the cluster key (from `muster keygen`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// The operator's CA certificate(s), PEM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate chain, PEM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key, PEM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Loopback-only trial mode with the fixed, insecure development key.
+    pub dev: bool,
+    /// Operator-defined labels (last: TOML writes tables after plain keys).
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> AgentConfig {
+        AgentConfig {
+            // Filled from the host name at load: host names are unique per host, and
+            // one agent runs per host.
+            name: None,
+            // Every interface, on memberlist's and Serf's well-known gossip port.
+            bind: SocketAddr::from(([0, 0, 0, 0], 7946)),
+            // Derived from `bind` when it is a concrete address.
+            advertise: None,
+            // No seeds: start a new cluster alone.
+            join: Vec::new(),
+            region: String::new(),
+            zone: String::new(),
+            // Most clusters live in one data centre.
+            profile: "lan".into(),
+            // One cluster per fleet is the common case.
+            cluster: "default".into(),
+            // Loopback only: the API is for the local host unless the operator says so;
+            // the port next to the gossip port.
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 7947)),
+            // Keep nothing on disk unless asked: a restart then rejoins through seeds.
+            data_dir: None,
+            // Humans read logs more often than collectors parse them.
+            log_format: LogFormat::Text,
+            // Membership changes and warnings, not per-probe chatter.
+            log_level: "info".into(),
+            cluster_key_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            // Secure by default: dev mode must be asked for.
+            dev: false,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// A [`SettingsError::Invalid`] for `field`.
+fn invalid(field: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid(ConfigError {
+        field,
+        reason: reason.into(),
+    })
+}
+
+impl AgentConfig {
+    /// Parses TOML text; `path` only labels errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<AgentConfig, SettingsError> {
+        toml::from_str(text).map_err(|e| {
+            let before = e.span().and_then(|span| text.get(..span.start));
+            let line = before.map_or(0, |before| before.matches('\n').count() + 1);
+            // The key on that line, when the error is about a value.
+            let key = before
+                .and_then(|before| text.lines().nth(before.matches('\n').count()))
+                .and_then(|l| l.split_once('='))
+                .map(|(key, _)| key.trim())
+                .filter(|key| !key.is_empty() && !key.starts_with('['));
+            let message = e.message().trim().replace('\n', " ");
+            SettingsError::Parse {
+                path: path.to_owned(),
+                line,
+                reason: match key {
+                    Some(key) if !message.contains(key) => format!("`{key}`: {message}"),
+                    _ => message,
+                },
+            }
+        })
+    }
+
+    /// Reads and parses a config file.
+    pub fn from_file(path: &Path) -> Result<AgentConfig, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        AgentConfig::from_toml(&text, path)
+    }
+
+    /// The effective config as TOML (what `--check-config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("every field has a TOML form")
+    }
+
+    /// The node name (after load, always set; empty if it never was).
+    pub fn node_name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+
+    /// The tags, checked against the wire's size bounds.
+    pub fn tags(&self) -> Result<Tags, SettingsError> {
+        Tags::from_pairs(self.tags.clone()).map_err(|e| invalid("tags", e.to_string()))
+    }
+
+    /// Where the TLS identity comes from, reading the cluster key file if there is one.
+    pub fn tls_source(&self) -> Result<TlsSource, SettingsError> {
+        if self.dev {
+            return Ok(TlsSource::ClusterKey(ClusterKey::dev()));
+        }
+        if let Some(path) = &self.cluster_key_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "cluster_key_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let key = ClusterKey::parse(&text)
+                .map_err(|e| invalid("cluster_key_file", format!("{}: {e}", path.display())))?;
+            return Ok(TlsSource::ClusterKey(key));
+        }
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                for (field, path) in [("tls_ca", ca), ("tls_cert", cert), ("tls_key", key)] {
+                    std::fs::File::open(path).map_err(|e| {
+                        invalid(field, format!("cannot read {}: {e}", path.display()))
+                    })?;
+                }
+                Ok(TlsSource::Pki {
+                    ca: ca.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+            _ => Err(SettingsError::NoIdentity),
+        }
+    }
+
+    /// The runtime config: validates, reads the key file, and takes the resolved seeds
+    /// and the incarnation to start from (the data dir's, or 0).
+    pub fn mesh_config(
+        &self,
+        seeds: Vec<SocketAddr>,
+        incarnation: u32,
+    ) -> Result<MeshConfig, SettingsError> {
+        self.validate()?;
+        let config = MeshConfig {
+            advertise: self.advertise,
+            region: Name::from(self.region.as_str()),
+            zone: Name::from(self.zone.as_str()),
+            tags: self.tags()?,
+            cluster: self.cluster.clone(),
+            swim: SwimConfig::preset(&self.profile)?,
+            seeds,
+            incarnation,
+            ..MeshConfig::new(self.node_name(), self.bind, self.tls_source()?)
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Resolves the seeds to socket addresses: each DNS name to all its addresses. A
+    /// seed that does not resolve is logged and skipped (the others may answer); in dev
+    /// mode only loopback addresses are kept.
+    pub async fn resolve_join(&self) -> Vec<SocketAddr> {
+        let mut seeds = Vec::new();
+        for seed in &self.join {
+            match tokio::net::lookup_host(seed.as_str()).await {
+                Ok(addrs) => {
+                    for addr in addrs {
+                        if self.dev && !addr.ip().is_loopback() {
+                            tracing::warn!(%seed, %addr, "dev mode: skipping a non-loopback seed address");
+                        } else if !seeds.contains(&addr) {
+                            seeds.push(addr);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(%seed, error = %e, "seed does not resolve; skipping it"),
+            }
+        }
+        seeds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> AgentConfig {
+        AgentConfig {
+            name: Some("a".into()),
+            bind: "127.0.0.1:7946".parse().unwrap(),
+            dev: true,
+            ..AgentConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_full_file_parses_and_round_trips() {
+        let text = r#"
+            name = "n1"
+            bind = "127.0.0.1:7000"
+            join = ["127.0.0.1:7001", "localhost:7002"]
+            region = "eu"
+            zone = "eu-1"
+            profile = "local"
+            log_format = "json"
+            dev = true
+            [tags]
+            role = "web"
+        "#;
+        let c = AgentConfig::from_toml(text, Path::new("a.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.tags.get("role").map(String::as_str), Some("web"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let again = AgentConfig::from_toml(&c.to_toml(), Path::new("b.toml")).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key_and_line() {
+        let err =
+            AgentConfig::from_toml("dev = true\nbindd = \"x\"\n", Path::new("a.toml")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 2") && text.contains("bindd"), "{text}");
+        let err = AgentConfig::from_toml("bind = \"nope\"\n", Path::new("a.toml")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 1") && text.contains("`bind`"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+        let err = AgentConfig::from_toml(
+            "dev = true
+[tags]
+k = 1
+",
+            Path::new("a.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_or_bad_key_file_names_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.key");
+        let c = AgentConfig {
+            dev: false,
+            cluster_key_file: Some(path.clone()),
+            ..dev()
+        };
+        let err = c.mesh_config(Vec::new(), 0).unwrap_err();
+        assert!(err.to_string().contains("cluster_key_file"), "{err}");
+        std::fs::write(&path, "not a key\n").unwrap();
+        let err = c.mesh_config(Vec::new(), 0).unwrap_err();
+        assert!(err.to_string().contains("cluster_key_file"), "{err}");
+        let key = ClusterKey::generate().unwrap();
+        std::fs::write(&path, format!("{key}\n")).unwrap();
+        let mesh = c.mesh_config(Vec::new(), 3).unwrap();
+        assert_eq!(mesh.incarnation, 3);
+        assert!(matches!(mesh.tls, TlsSource::ClusterKey(k) if k == key));
+    }
+
+    #[test]
+    fn dev_mode_builds_a_mesh_config_with_the_dev_key() {
+        let seeds = vec!["127.0.0.1:7001".parse().unwrap()];
+        let c = AgentConfig {
+            profile: "local".into(),
+            region: "r".into(),
+            ..dev()
+        };
+        let mesh = c.mesh_config(seeds.clone(), 0).unwrap();
+        assert_eq!(mesh.seeds, seeds);
+        assert_eq!(mesh.swim, SwimConfig::local());
+        assert_eq!(mesh.region, "r");
+        assert!(matches!(mesh.tls, TlsSource::ClusterKey(k) if k == ClusterKey::dev()));
+    }
+
+    #[tokio::test]
+    async fn seeds_resolve_to_all_their_addresses_once_each() {
+        let c = AgentConfig {
+            join: vec![
+                "127.0.0.1:7001".into(),
+                "localhost:7001".into(),
+                "[::1]:7002".into(),
+            ],
+            ..dev()
+        };
+        let seeds = c.resolve_join().await;
+        let v4: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let v6: SocketAddr = "[::1]:7002".parse().unwrap();
+        assert_eq!(seeds.iter().filter(|s| **s == v4).count(), 1, "{seeds:?}");
+        assert!(seeds.contains(&v6), "{seeds:?}");
+        assert!(seeds.iter().all(|s| s.ip().is_loopback()), "{seeds:?}");
+    }
+}

@@ -1,0 +1,333 @@
+//! [`AgentConfig::validate`]: every rule a deployment config must meet, each error naming
+//! the field as written in the config file.
+//!
+//! Order matters only for which error comes first: the TLS identity (without one the
+//! agent refuses to start whatever else is set), then dev mode's loopback rule, then the
+//! fields one by one.
+
+use std::net::IpAddr;
+
+use crate::agent::config::MAX_CLUSTER_NAME_LEN;
+use crate::agent::settings::{AgentConfig, SettingsError, invalid};
+use crate::proto::SwimConfig;
+use crate::wire::MAX_NAME_LEN;
+
+impl AgentConfig {
+    /// Checks every field, naming the first that cannot work. Key and certificate files
+    /// are read later, by [`AgentConfig::mesh_config`].
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        // The identity first: without one nothing else matters, and the remedy is news.
+        self.validate_tls()?;
+        if self.dev {
+            self.validate_dev()?;
+        }
+        let name = self.node_name();
+        if name.is_empty() {
+            return Err(invalid(
+                "name",
+                "must be set: no host name found in /etc/hostname or HOSTNAME",
+            ));
+        }
+        for (field, value) in [
+            ("name", name),
+            ("region", &self.region),
+            ("zone", &self.zone),
+        ] {
+            if value.len() > MAX_NAME_LEN {
+                return Err(invalid(
+                    field,
+                    format!("must be at most {MAX_NAME_LEN} bytes"),
+                ));
+            }
+        }
+        self.tags()?;
+        SwimConfig::preset(&self.profile)?;
+        if self.cluster.is_empty() {
+            return Err(invalid("cluster", "must not be empty"));
+        }
+        if self.cluster.len() > MAX_CLUSTER_NAME_LEN {
+            return Err(invalid(
+                "cluster",
+                format!("must be at most {MAX_CLUSTER_NAME_LEN} bytes"),
+            ));
+        }
+        match self.advertise {
+            Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
+                return Err(invalid(
+                    "advertise",
+                    "must be a concrete address and port peers can reach",
+                ));
+            }
+            None if self.bind.ip().is_unspecified() => {
+                return Err(invalid(
+                    "advertise",
+                    format!(
+                        "is required when bind is {} (an unspecified address); \
+                         set the address peers reach this host on",
+                        self.bind
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        for seed in &self.join {
+            split_host_port(seed)?;
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| invalid("log_level", e.to_string()))?;
+        Ok(())
+    }
+
+    fn validate_tls(&self) -> Result<(), SettingsError> {
+        let pki = [
+            ("tls_ca", &self.tls_ca),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+        ];
+        let pki_set = pki.iter().filter(|(_, p)| p.is_some()).count();
+        let missing = pki.iter().find(|(_, p)| p.is_none());
+        if let (Some((missing, _)), true) = (missing, pki_set > 0) {
+            return Err(invalid(
+                missing,
+                "tls_ca, tls_cert and tls_key go together: set all three or none",
+            ));
+        }
+        let has_key = self.cluster_key_file.is_some();
+        if has_key && pki_set == 3 {
+            return Err(invalid(
+                "cluster_key_file",
+                "set either a cluster key file or tls_ca/tls_cert/tls_key, not both",
+            ));
+        }
+        if self.dev && (has_key || pki_set == 3) {
+            return Err(invalid(
+                "dev",
+                "dev mode uses the fixed development key; drop cluster_key_file and tls_*",
+            ));
+        }
+        if !self.dev && !has_key && pki_set == 0 {
+            return Err(SettingsError::NoIdentity);
+        }
+        Ok(())
+    }
+
+    /// Dev mode is loopback only: its key is public.
+    fn validate_dev(&self) -> Result<(), SettingsError> {
+        let why = "must be a loopback address in dev mode (its key is public)";
+        if !self.bind.ip().is_loopback() {
+            return Err(invalid("bind", why));
+        }
+        if self.advertise.is_some_and(|a| !a.ip().is_loopback()) {
+            return Err(invalid("advertise", why));
+        }
+        if !self.api_addr.ip().is_loopback() {
+            return Err(invalid("api_addr", why));
+        }
+        for seed in &self.join {
+            let (host, _) = split_host_port(seed)?;
+            let loopback = match host.parse::<IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => host.eq_ignore_ascii_case("localhost"),
+            };
+            if !loopback {
+                return Err(invalid(
+                    "join",
+                    format!("{seed:?}: seeds must be loopback addresses in dev mode"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `host:port` (`[v6]:port` for IPv6 literals), checking both parts.
+pub(super) fn split_host_port(seed: &str) -> Result<(&str, u16), SettingsError> {
+    let bad = |why: &str| invalid("join", format!("{seed:?}: {why}"));
+    let (host, port) = seed
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err(bad("the host is empty"));
+    }
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?;
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::TlsSource;
+
+    fn dev() -> AgentConfig {
+        AgentConfig {
+            name: Some("a".into()),
+            bind: "127.0.0.1:7946".parse().unwrap(),
+            dev: true,
+            ..AgentConfig::default()
+        }
+    }
+
+    fn field(c: &AgentConfig) -> &'static str {
+        match c.validate() {
+            Err(SettingsError::Invalid(e)) => e.field,
+            other => panic!("expected a named field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_key_and_no_dev_refuses_to_start() {
+        let c = AgentConfig {
+            dev: false,
+            ..dev()
+        };
+        let err = c.validate().unwrap_err();
+        assert!(matches!(err, SettingsError::NoIdentity));
+        assert!(err.to_string().starts_with("refusing to start"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let any = "0.0.0.0:7946".parse().unwrap();
+        let far = "10.0.0.1:7946".parse().unwrap();
+        let cases: Vec<(AgentConfig, &str)> = vec![
+            (
+                AgentConfig {
+                    name: None,
+                    ..dev()
+                },
+                "name",
+            ),
+            (
+                AgentConfig {
+                    name: Some("x".repeat(200)),
+                    ..dev()
+                },
+                "name",
+            ),
+            (
+                AgentConfig {
+                    profile: "fast".into(),
+                    ..dev()
+                },
+                "profile",
+            ),
+            (
+                AgentConfig {
+                    cluster: String::new(),
+                    ..dev()
+                },
+                "cluster",
+            ),
+            (
+                AgentConfig {
+                    bind: any,
+                    dev: false,
+                    cluster_key_file: Some("k".into()),
+                    ..dev()
+                },
+                "advertise",
+            ),
+            (AgentConfig { bind: far, ..dev() }, "bind"),
+            (
+                AgentConfig {
+                    advertise: Some(far),
+                    ..dev()
+                },
+                "advertise",
+            ),
+            (
+                AgentConfig {
+                    api_addr: far,
+                    ..dev()
+                },
+                "api_addr",
+            ),
+            (
+                AgentConfig {
+                    join: vec!["10.0.0.2:7946".into()],
+                    ..dev()
+                },
+                "join",
+            ),
+            (
+                AgentConfig {
+                    join: vec!["seed".into()],
+                    ..dev()
+                },
+                "join",
+            ),
+            (
+                AgentConfig {
+                    join: vec!["seed:0".into()],
+                    ..dev()
+                },
+                "join",
+            ),
+            (
+                AgentConfig {
+                    log_level: "muster=loud".into(),
+                    ..dev()
+                },
+                "log_level",
+            ),
+            (
+                AgentConfig {
+                    tags: [(String::new(), "v".into())].into(),
+                    ..dev()
+                },
+                "tags",
+            ),
+            (
+                AgentConfig {
+                    tls_ca: Some("ca".into()),
+                    ..dev()
+                },
+                "tls_cert",
+            ),
+            (
+                AgentConfig {
+                    cluster_key_file: Some("k".into()),
+                    ..dev()
+                },
+                "dev",
+            ),
+        ];
+        for (config, expected) in cases {
+            assert_eq!(field(&config), expected, "{config:?}");
+        }
+    }
+
+    #[test]
+    fn half_a_pki_triple_is_an_error_and_an_unreadable_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let [ca, cert, key] = ["ca.pem", "cert.pem", "key.pem"].map(|f| dir.path().join(f));
+        let c = AgentConfig {
+            dev: false,
+            tls_ca: Some(ca.clone()),
+            tls_cert: Some(cert.clone()),
+            ..dev()
+        };
+        assert_eq!(field(&c), "tls_key");
+        let c = AgentConfig {
+            tls_key: Some(key.clone()),
+            ..c
+        };
+        c.validate().unwrap();
+        std::fs::write(&ca, "").unwrap();
+        std::fs::write(&key, "").unwrap();
+        match c.tls_source() {
+            Err(SettingsError::Invalid(e)) => assert_eq!(e.field, "tls_cert"),
+            other => panic!("expected tls_cert to be named, got {other:?}"),
+        }
+        std::fs::write(&cert, "").unwrap();
+        assert!(matches!(c.tls_source().unwrap(), TlsSource::Pki { .. }));
+    }
+}

@@ -1,0 +1,173 @@
+//! Running `muster agent` once its config is loaded and valid: logging, the mesh, the
+//! data dir (restored at start, saved every [`SAVE_INTERVAL`] when changed and before
+//! leaving), and shutdown on SIGINT or SIGTERM (a graceful leave, bounded by
+//! [`leave_bound`]; a second signal exits at once).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use muster::Mesh;
+use muster::agent::data_dir::{DataDir, SavedState};
+use muster::agent::settings::{AgentConfig, LogFormat};
+use muster::proto::SwimConfig;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Shortest bound on a graceful leave: `local` and `lan` leaves finish well within it.
+const LEAVE_BOUND_MIN: Duration = Duration::from_secs(10);
+
+/// Longest a graceful leave may take before the agent exits anyway: [`LEAVE_BOUND_MIN`],
+/// or longer when the profile's leave timeout needs it (`wan`), with a second to spare
+/// beyond the mesh's own wait. After that the peers' failure detector covers the rest.
+fn leave_bound(swim: &SwimConfig) -> Duration {
+    (swim.leave_timeout * 2 + Duration::from_secs(2)).max(LEAVE_BOUND_MIN)
+}
+
+/// Exit code when a second signal cuts the leave short (128 + SIGINT, by shell custom).
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// How often the data dir's state is saved when it changed: a restart after a crash
+/// rejoins through members at most this stale.
+const SAVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Sets up logging and runs the agent until a signal; reports a failure to start.
+pub(crate) fn run(config: AgentConfig) -> ExitCode {
+    init_logging(&config);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("muster: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("muster: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr in the configured format, filtered by the configured level (already
+/// validated, so the filter parses).
+fn init_logging(config: &AgentConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Starts the mesh, then saves its state now and then until a signal, then leaves.
+async fn serve(config: AgentConfig) -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let name = config.node_name().to_owned();
+    let data_dir = config.data_dir.as_ref().map(DataDir::new);
+    let saved = match &data_dir {
+        Some(dir) => dir.load(&name)?,
+        None => None,
+    };
+    let incarnation = saved.as_ref().map_or(0, SavedState::next_incarnation);
+    let mut seeds = config.resolve_join().await;
+    let remembered: Vec<SocketAddr> = saved.iter().flat_map(|s| s.members.clone()).collect();
+    for addr in &remembered {
+        if !seeds.contains(addr) {
+            seeds.push(*addr);
+        }
+    }
+    let mesh_config = config.mesh_config(seeds.clone(), incarnation)?;
+    let bound = leave_bound(&mesh_config.swim);
+    let mesh = Mesh::start(mesh_config)
+        .await
+        .context("cannot start the mesh")?;
+    tracing::info!(
+        name = %mesh.name(),
+        listen = %mesh.local_addr(),
+        advertise = %mesh.advertise_addr(),
+        cluster = %config.cluster,
+        profile = %config.profile,
+        dev = config.dev,
+        incarnation,
+        ?seeds,
+        remembered = remembered.len(),
+        "agent listening"
+    );
+    // Record the new incarnation at once: a crash before the first periodic save must
+    // not lead the next start to announce it again.
+    let mut last_saved = SavedState {
+        name: name.clone(),
+        incarnation,
+        members: remembered,
+    };
+    if let Some(dir) = &data_dir {
+        dir.save(&last_saved)?;
+    }
+    let mut save_timer = tokio::time::interval(SAVE_INTERVAL);
+    let which = loop {
+        tokio::select! {
+            which = next_signal(&mut sigint, &mut sigterm) => break which,
+            _ = save_timer.tick() => {
+                let Some(dir) = &data_dir else { continue };
+                let now = SavedState::of(&name, &mesh.members());
+                if now != last_saved {
+                    match dir.save(&now) {
+                        Ok(()) => last_saved = now,
+                        Err(e) => tracing::warn!(error = %e, "cannot save the data dir; will retry"),
+                    }
+                }
+            }
+        }
+    };
+    tracing::info!(
+        signal = which,
+        ?bound,
+        "leaving the cluster; a second signal exits at once"
+    );
+    if let Some(dir) = &data_dir {
+        if let Err(e) = dir.save(&SavedState::of(&name, &mesh.members()).leaving()) {
+            tracing::warn!(error = %e, "cannot save the data dir before leaving");
+        }
+    }
+    tokio::select! {
+        outcome = tokio::time::timeout(bound, mesh.leave()) => match outcome {
+            Ok(Ok(())) => tracing::info!("left the cluster; exiting"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "leave incomplete; exiting"),
+            Err(_) => tracing::warn!(?bound, "leave did not finish in time; exiting"),
+        },
+        which = next_signal(&mut sigint, &mut sigterm) => {
+            tracing::warn!(signal = which, "second signal: exiting at once");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    }
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM; returns its name.
+async fn next_signal(sigint: &mut Signal, sigterm: &mut Signal) -> &'static str {
+    tokio::select! {
+        _ = sigint.recv() => "SIGINT",
+        _ = sigterm.recv() => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leave_bound_covers_the_profiles_leave_timeout() {
+        for (profile, secs) in [("local", 10), ("lan", 10), ("wan", 22)] {
+            let swim = SwimConfig::preset(profile).expect("a known profile");
+            assert_eq!(leave_bound(&swim), Duration::from_secs(secs), "{profile}");
+        }
+    }
+}

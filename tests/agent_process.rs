@@ -1,0 +1,417 @@
+//! `muster` as a process: agents in `--dev --profile local` mode on 127.0.0.1, watched
+//! through their JSON logs on stderr (there is no HTTP API yet), plus the command's
+//! refusals (bad config, no key) and `keygen` / `--check-config` output.
+//!
+//! Every wait polls with a generous deadline; every child is killed when its guard drops,
+//! whatever way the test ends.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use muster::transport::ClusterKey;
+
+const BIN: &str = env!("CARGO_BIN_EXE_muster");
+
+/// Upper bound on any single wait; far above what an idle machine needs.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often a wait re-checks its condition.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The wall clock, for deadlines: these tests watch real processes, so there is no
+/// virtual time to use (the lint guards the protocol core, not process tests).
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// A port that was free a moment ago: bind port 0, read the port, let it go.
+fn free_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    socket
+        .local_addr()
+        .expect("a bound socket has an address")
+        .port()
+}
+
+/// One field of a JSON log line: `fields.<key>` as a string.
+fn field<'a>(line: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    line.get("fields")?.get(key)?.as_str()
+}
+
+/// A running agent; killed (SIGKILL) and reaped when dropped.
+struct Agent {
+    name: String,
+    port: u16,
+    child: Child,
+    lines: Arc<Mutex<Vec<serde_json::Value>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Starts `muster agent` named `name` on `port`, joining through `join` if given, with
+    /// `extra` arguments.
+    fn start(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Result<Agent> {
+        let bind = format!("127.0.0.1:{port}");
+        let mut command = command();
+        command
+            .args([
+                "agent",
+                "--dev",
+                "--profile",
+                "local",
+                "--log-format",
+                "json",
+            ])
+            .args(["--name", name, "--bind", &bind])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(seed) = join {
+            command.args(["--join", &format!("127.0.0.1:{seed}")]);
+        }
+        let mut child = command.spawn().context("spawn muster agent")?;
+        let stderr = child.stderr.take().context("stderr is piped")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let label = name.to_owned();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "fields": { "message": line } }));
+                sink.lock()
+                    .expect("no reader panics holding it")
+                    .push(value);
+            }
+            eprintln!("[{label}] stderr closed");
+        });
+        Ok(Agent {
+            name: name.to_owned(),
+            port,
+            child,
+            lines,
+            reader: Some(reader),
+        })
+    }
+
+    /// How many log lines say `message` about member `member`.
+    fn count(&self, message: &str, member: &str) -> usize {
+        let lines = self.lines.lock().expect("no reader panics holding it");
+        lines
+            .iter()
+            .filter(|l| field(l, "message") == Some(message) && field(l, "member") == Some(member))
+            .count()
+    }
+
+    /// The last of "member joined", "member failed" and "member left" about `member`.
+    fn last_about(&self, member: &str) -> Option<String> {
+        let lines = self.lines.lock().expect("no reader panics holding it");
+        lines
+            .iter()
+            .filter(|l| field(l, "member") == Some(member))
+            .filter_map(|l| field(l, "message"))
+            .rfind(|m| ["member joined", "member failed", "member left"].contains(m))
+            .map(str::to_owned)
+    }
+
+    fn saw(&self, message: &str, member: &str) -> bool {
+        self.count(message, member) > 0
+    }
+
+    /// The last few log lines, for failure messages.
+    fn tail(&self) -> String {
+        let lines = self.lines.lock().expect("no reader panics holding it");
+        let start = lines.len().saturating_sub(15);
+        let mut out = format!("--- {} (last {} lines)\n", self.name, lines.len() - start);
+        for line in &lines[start..] {
+            out.push_str(&format!("{line}\n"));
+        }
+        out
+    }
+
+    /// A log line's field from the first line with `message`.
+    fn first_field(&self, message: &str, key: &str) -> Option<serde_json::Value> {
+        let lines = self.lines.lock().expect("no reader panics holding it");
+        lines
+            .iter()
+            .find(|l| field(l, "message") == Some(message))
+            .and_then(|l| l.get("fields")?.get(key).cloned())
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("run kill")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed: {status}", self.child.id());
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit, up to [`DEADLINE`].
+    fn wait_exit(&mut self) -> Result<ExitStatus> {
+        let start = now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return Ok(status);
+            }
+            if start.elapsed() > DEADLINE {
+                bail!(
+                    "{} did not exit within {DEADLINE:?}\n{}",
+                    self.name,
+                    self.tail()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // Already gone is fine.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds, or fails with `what` and every agent's log tail.
+fn eventually(what: &str, agents: &[&Agent], check: impl Fn() -> bool) -> Result<Duration> {
+    let start = now();
+    loop {
+        if check() {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > DEADLINE {
+            let tails: String = agents.iter().map(|a| a.tail()).collect();
+            bail!("{what}: not within {DEADLINE:?}\n{tails}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A `muster` command that sees none of this process's `MUSTER_*` variables, so the
+/// tests' outcomes do not depend on the environment they run in.
+fn command() -> Command {
+    let mut command = Command::new(BIN);
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("MUSTER_") {
+            command.env_remove(var);
+        }
+    }
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// Runs `muster` with `args` to completion.
+fn muster(args: &[&str]) -> Result<Output> {
+    command()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("run muster")
+}
+
+#[test]
+fn three_agents_see_a_kill_as_failed_and_a_sigterm_as_left() -> Result<()> {
+    let a = Agent::start("a", free_port(), None, &[])?;
+    let b = Agent::start("b", free_port(), Some(a.port), &[])?;
+    let mut c = Agent::start("c", free_port(), Some(a.port), &[])?;
+    let took = eventually("everyone sees everyone join", &[&a, &b, &c], || {
+        a.saw("member joined", "b")
+            && a.saw("member joined", "c")
+            && b.saw("member joined", "c")
+            && c.saw("member joined", "b")
+    })?;
+    eprintln!("three agents joined in {took:?}");
+    let listen = a.first_field("agent listening", "listen");
+    let expected = format!("127.0.0.1:{}", a.port);
+    assert_eq!(
+        listen.as_ref().and_then(|v| v.as_str()),
+        Some(expected.as_str())
+    );
+
+    c.child.kill().context("SIGKILL c")?;
+    let took = eventually("a and b mark the killed c failed", &[&a, &b, &c], || {
+        a.saw("member failed", "c") && b.saw("member failed", "c")
+    })?;
+    eprintln!("kill -9 seen as failed in {took:?}");
+    assert!(
+        !a.saw("member left", "c"),
+        "a killed agent is not seen to leave"
+    );
+
+    let mut b = b;
+    b.terminate()?;
+    let status = b.wait_exit()?;
+    assert!(
+        status.success(),
+        "b exits 0 after SIGTERM: {status}\n{}",
+        b.tail()
+    );
+    let took = eventually("a marks b left", &[&a, &b], || a.saw("member left", "b"))?;
+    eprintln!("SIGTERM seen as left in {took:?}");
+    assert_eq!(
+        a.last_about("b").as_deref(),
+        Some("member left"),
+        "a graceful leave ends as left, not failed\n{}",
+        a.tail()
+    );
+    drop(c.wait_exit());
+    Ok(())
+}
+
+#[test]
+fn a_restarted_agent_rejoins_through_its_data_dir_with_a_higher_incarnation() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("b").display().to_string();
+    let a = Agent::start("a", free_port(), None, &[])?;
+    let b_port = free_port();
+    let mut b = Agent::start("b", b_port, Some(a.port), &["--data-dir", &data_dir])?;
+    eventually("a sees b join", &[&a, &b], || a.saw("member joined", "b"))?;
+    b.terminate()?;
+    assert!(b.wait_exit()?.success(), "b exits 0\n{}", b.tail());
+    eventually("a marks b left", &[&a, &b], || a.saw("member left", "b"))?;
+
+    // No --join: the only way back is the members remembered in the data dir.
+    let b = Agent::start("b", b_port, None, &["--data-dir", &data_dir])?;
+    eventually("a sees b join again", &[&a, &b], || {
+        a.count("member joined", "b") >= 2
+    })?;
+    let incarnation = b
+        .first_field("agent listening", "incarnation")
+        .and_then(|v| v.as_u64())
+        .context("the start line carries the incarnation")?;
+    assert!(
+        incarnation >= 2,
+        "above the leave's incarnation: {incarnation}"
+    );
+    Ok(())
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<String> {
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    Ok(path.display().to_string())
+}
+
+#[test]
+fn a_bad_config_file_exits_2_naming_the_field() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cases = [
+        (
+            "unknown.toml",
+            "dev = true\nbindd = \"127.0.0.1:1\"\n",
+            "bindd",
+        ),
+        (
+            "profile.toml",
+            "dev = true\nbind = \"127.0.0.1:1\"\nprofile = \"fast\"\n",
+            "profile",
+        ),
+        ("syntax.toml", "dev = true\nbind = \n", "line 2"),
+        ("value.toml", "dev = true\nbind = \"nowhere\"\n", "`bind`"),
+    ];
+    for (file, text, expected) in cases {
+        let path = write(dir.path(), file, text)?;
+        let out = muster(&["agent", "--config", &path, "--name", "a"])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{file}: one line: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{file}: names {expected}: {stderr}"
+        );
+    }
+    let out = muster(&["agent", "--config", "/nonexistent/agent.toml", "--dev"])?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/agent.toml"));
+    Ok(())
+}
+
+#[test]
+fn without_a_key_or_dev_the_agent_refuses_to_start() -> Result<()> {
+    let out = muster(&["agent", "--name", "a", "--bind", "127.0.0.1:1"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    assert!(
+        stderr.contains("--cluster-key") && stderr.contains("--dev"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn keygen_prints_one_key_that_parses() -> Result<()> {
+    let first = muster(&["keygen"])?;
+    let second = muster(&["keygen"])?;
+    assert!(first.status.success());
+    let text = String::from_utf8(first.stdout)?;
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let key = ClusterKey::parse(&text)?;
+    assert_ne!(key, ClusterKey::parse(&String::from_utf8(second.stdout)?)?);
+    Ok(())
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_flags_over_the_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = write(
+        dir.path(),
+        "cluster.key",
+        &format!("{}\n", ClusterKey::generate()?),
+    )?;
+    let config = write(
+        dir.path(),
+        "agent.toml",
+        "bind = \"127.0.0.1:7000\"\nregion = \"file\"\njoin = [\"10.0.0.1:7946\"]\n\
+         [tags]\nrole = \"file\"\n",
+    )?;
+    let out = muster(&[
+        "agent",
+        "--config",
+        &config,
+        "--check-config",
+        "--name",
+        "n1",
+        "--cluster-key",
+        &key,
+        "--region",
+        "flag",
+        "--tag",
+        "role=flag",
+        "--join",
+        "10.0.0.2:7946,10.0.0.3:7946",
+    ])?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let effective: toml::Table = toml::from_str(&stdout)?;
+    assert_eq!(effective["name"].as_str(), Some("n1"), "{stdout}");
+    assert_eq!(effective["bind"].as_str(), Some("127.0.0.1:7000"));
+    assert_eq!(effective["region"].as_str(), Some("flag"));
+    assert_eq!(effective["tags"]["role"].as_str(), Some("flag"));
+    assert_eq!(effective["join"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        effective["profile"].as_str(),
+        Some("lan"),
+        "defaults are shown"
+    );
+    Ok(())
+}
