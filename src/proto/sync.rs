@@ -15,9 +15,10 @@ use crate::proto::time::Time;
 use crate::proto::timer::Timer;
 use crate::wire::{MemberRecord, MemberState, Message, Name, SyncPhase};
 
-/// Gossip rounds after a successful join before the first follow-up push-pull: enough for
-/// the news of this node to reach everyone (about log_fanout(N) rounds, with margin).
-const JOIN_SYNC_ROUNDS: u32 = 10;
+/// Gossip rounds after a successful join before the first follow-up push-pull: soon, to
+/// pick up members that joined just after us (their news reached the cluster before it
+/// knew us); later syncs, further apart, catch what a join storm still leaves out.
+const JOIN_SYNC_ROUNDS: u32 = 2;
 
 /// Queued updates per extra gossip datagram per target (about four datagrams' worth).
 const GOSSIP_BACKLOG: usize = 128;
@@ -32,7 +33,7 @@ const RECONNECTS_PER_INTERVAL: f64 = 8.0;
 /// Follow-up push-pulls after a join, each twice as far apart as the last. In a join
 /// storm the first may meet a peer as incomplete as we are; an in-sync exchange costs
 /// one digest.
-const JOIN_SYNCS: u8 = 3;
+const JOIN_SYNCS: u8 = 4;
 
 impl Node {
     /// This node's whole table, its own record first.

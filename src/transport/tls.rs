@@ -22,13 +22,16 @@ pub const ALPN_PREFIX: &str = "muster/1/";
 /// Longest ALPN protocol id TLS carries.
 const MAX_ALPN_LEN: usize = 255;
 
-/// Keep-alive interval: well inside the idle timeout, so an idle but healthy connection
-/// in the cache is never timed out, while NAT bindings on the path stay fresh.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// Keep-alive interval: inside the idle timeout, so an idle but healthy connection in the
+/// cache is not timed out (a handshake costs kilobytes; a keep-alive ~70 bytes). Long,
+/// because every keep-alive is a packet and its acknowledgement on every cached
+/// connection: at 5 s they were most of an 8-agent cluster's traffic.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(240);
 
 /// A connection with no packets for this long is dead. Failure detection is the core's
-/// job (probes every second or so); this only reclaims connections to vanished peers.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// job (probes every second or so), not QUIC's; this only reclaims connections to
+/// vanished peers, so it can be long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Concurrent unidirectional streams a peer may open to us: join and push-pull are rare,
 /// so 64 leaves room for bursts while bounding what one peer can hold open.
@@ -97,12 +100,16 @@ pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE))
         .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("30 s is a valid idle timeout"),
+            quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("600 s is a valid idle timeout"),
         ))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS))
         // Peers never open bidirectional streams.
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
-        .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER));
+        .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
+        // Protocol datagrams are budgeted to fit the 1,200-byte minimum QUIC path: path
+        // MTU probes (padded packets of up to 1,452 bytes, on every new connection)
+        // would buy nothing and cost more than the probes and gossip themselves.
+        .mtu_discovery_config(None);
     t
 }
 
