@@ -101,7 +101,8 @@ pub fn split_list(text: &str) -> Vec<String> {
 }
 
 /// Loads the effective config: `file` (or the defaults), then `env`, then `flags`, then
-/// the host name as the default name; validated.
+/// the host name as the default name, and in dev mode a bind to "any address" narrowed
+/// to loopback (dev mode serves loopback only); validated.
 pub fn load(
     file: Option<&Path>,
     env: &Environment,
@@ -115,6 +116,9 @@ pub fn load(
     apply_flags(&mut config, flags);
     if config.name.is_none() {
         config.name = env.hostname.clone();
+    }
+    if config.dev && config.bind.ip().is_unspecified() {
+        config.bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     config.validate()?;
     Ok(config)
@@ -224,6 +228,17 @@ pub fn apply_flags(config: &mut AgentConfig, flags: Overrides) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dev_mode_narrows_the_default_bind_to_loopback() {
+        let flags = Overrides {
+            dev: true,
+            name: Some("a".into()),
+            ..Overrides::default()
+        };
+        let c = load(None, &env(&[]), flags).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:7946".parse().unwrap());
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Environment {
         Environment {
