@@ -5,230 +5,41 @@
 //! Every wait polls with a generous deadline; every child is killed when its guard drops,
 //! whatever way the test ends.
 
-use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use muster::transport::ClusterKey;
+use support::{Agent, command, eventually, free_port, muster};
 
-const BIN: &str = env!("CARGO_BIN_EXE_muster");
-
-/// Upper bound on any single wait; far above what an idle machine needs.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// How often a wait re-checks its condition.
-const POLL: Duration = Duration::from_millis(50);
-
-/// The wall clock, for deadlines: these tests watch real processes, so there is no
-/// virtual time to use (the lint guards the protocol core, not process tests).
-#[allow(clippy::disallowed_methods)]
-fn now() -> Instant {
-    Instant::now()
-}
-
-/// A port that was free a moment ago: bind port 0, read the port, let it go.
-fn free_port() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    socket
-        .local_addr()
-        .expect("a bound socket has an address")
-        .port()
-}
-
-/// One field of a JSON log line: `fields.<key>` as a string.
-fn field<'a>(line: &'a serde_json::Value, key: &str) -> Option<&'a str> {
-    line.get("fields")?.get(key)?.as_str()
-}
-
-/// A running agent; killed (SIGKILL) and reaped when dropped.
-struct Agent {
-    name: String,
-    port: u16,
-    child: Child,
-    lines: Arc<Mutex<Vec<serde_json::Value>>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Agent {
-    /// Starts `muster agent` named `name` on `port`, joining through `join` if given, with
-    /// `extra` arguments.
-    fn start(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Result<Agent> {
-        let bind = format!("127.0.0.1:{port}");
-        let mut command = command();
-        command
-            .args([
-                "agent",
-                "--dev",
-                "--profile",
-                "local",
-                "--log-format",
-                "json",
-            ])
-            .args(["--name", name, "--bind", &bind])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(seed) = join {
-            command.args(["--join", &format!("127.0.0.1:{seed}")]);
-        }
-        let mut child = command.spawn().context("spawn muster agent")?;
-        let stderr = child.stderr.take().context("stderr is piped")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let label = name.to_owned();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({ "fields": { "message": line } }));
-                sink.lock()
-                    .expect("no reader panics holding it")
-                    .push(value);
-            }
-            eprintln!("[{label}] stderr closed");
-        });
-        Ok(Agent {
-            name: name.to_owned(),
-            port,
-            child,
-            lines,
-            reader: Some(reader),
-        })
-    }
-
-    /// How many log lines say `message` about member `member`.
-    fn count(&self, message: &str, member: &str) -> usize {
-        let lines = self.lines.lock().expect("no reader panics holding it");
-        lines
-            .iter()
-            .filter(|l| field(l, "message") == Some(message) && field(l, "member") == Some(member))
-            .count()
-    }
-
-    /// The last of "member joined", "member failed" and "member left" about `member`.
-    fn last_about(&self, member: &str) -> Option<String> {
-        let lines = self.lines.lock().expect("no reader panics holding it");
-        lines
-            .iter()
-            .filter(|l| field(l, "member") == Some(member))
-            .filter_map(|l| field(l, "message"))
-            .rfind(|m| ["member joined", "member failed", "member left"].contains(m))
-            .map(str::to_owned)
-    }
-
-    fn saw(&self, message: &str, member: &str) -> bool {
-        self.count(message, member) > 0
-    }
-
-    /// The last few log lines, for failure messages.
-    fn tail(&self) -> String {
-        let lines = self.lines.lock().expect("no reader panics holding it");
-        let start = lines.len().saturating_sub(15);
-        let mut out = format!("--- {} (last {} lines)\n", self.name, lines.len() - start);
-        for line in &lines[start..] {
-            out.push_str(&format!("{line}\n"));
-        }
-        out
-    }
-
-    /// A log line's field from the first line with `message`.
-    fn first_field(&self, message: &str, key: &str) -> Option<serde_json::Value> {
-        let lines = self.lines.lock().expect("no reader panics holding it");
-        lines
-            .iter()
-            .find(|l| field(l, "message") == Some(message))
-            .and_then(|l| l.get("fields")?.get(key).cloned())
-    }
-
-    /// Sends SIGTERM.
-    fn terminate(&self) -> Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .context("run kill")?;
-        if !status.success() {
-            bail!("kill -TERM {} failed: {status}", self.child.id());
-        }
-        Ok(())
-    }
-
-    /// Waits for the process to exit, up to [`DEADLINE`].
-    fn wait_exit(&mut self) -> Result<ExitStatus> {
-        let start = now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if let Some(reader) = self.reader.take() {
-                    let _ = reader.join();
-                }
-                return Ok(status);
-            }
-            if start.elapsed() > DEADLINE {
-                bail!(
-                    "{} did not exit within {DEADLINE:?}\n{}",
-                    self.name,
-                    self.tail()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // Already gone is fine.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `check` until it holds, or fails with `what` and every agent's log tail.
-fn eventually(what: &str, agents: &[&Agent], check: impl Fn() -> bool) -> Result<Duration> {
-    let start = now();
-    loop {
-        if check() {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > DEADLINE {
-            let tails: String = agents.iter().map(|a| a.tail()).collect();
-            bail!("{what}: not within {DEADLINE:?}\n{tails}");
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// A `muster` command that sees none of this process's `MUSTER_*` variables, so the
-/// tests' outcomes do not depend on the environment they run in.
-fn command() -> Command {
-    let mut command = Command::new(BIN);
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("MUSTER_") {
-            command.env_remove(var);
-        }
-    }
-    command.env_remove("RUST_LOG");
+/// Starts `muster agent` named `name` on `port`, joining through `join` if given, with
+/// `extra` arguments.
+fn start_dev(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Result<Agent> {
+    let bind = format!("127.0.0.1:{port}");
+    let mut command = command();
     command
-}
-
-/// Runs `muster` with `args` to completion.
-fn muster(args: &[&str]) -> Result<Output> {
-    command()
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("run muster")
+        .args([
+            "agent",
+            "--dev",
+            "--profile",
+            "local",
+            "--log-format",
+            "json",
+        ])
+        .args(["--name", name, "--bind", &bind])
+        .args(extra);
+    if let Some(seed) = join {
+        command.args(["--join", &format!("127.0.0.1:{seed}")]);
+    }
+    Agent::spawn(name, port, command)
 }
 
 #[test]
 fn three_agents_see_a_kill_as_failed_and_a_sigterm_as_left() -> Result<()> {
-    let a = Agent::start("a", free_port(), None, &[])?;
-    let b = Agent::start("b", free_port(), Some(a.port), &[])?;
-    let mut c = Agent::start("c", free_port(), Some(a.port), &[])?;
+    let a = start_dev("a", free_port(), None, &[])?;
+    let b = start_dev("b", free_port(), Some(a.port), &[])?;
+    let mut c = start_dev("c", free_port(), Some(a.port), &[])?;
     let took = eventually("everyone sees everyone join", &[&a, &b, &c], || {
         a.saw("member joined", "b")
             && a.saw("member joined", "c")
@@ -277,16 +88,16 @@ fn three_agents_see_a_kill_as_failed_and_a_sigterm_as_left() -> Result<()> {
 fn a_restarted_agent_rejoins_through_its_data_dir_with_a_higher_incarnation() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().join("b").display().to_string();
-    let a = Agent::start("a", free_port(), None, &[])?;
+    let a = start_dev("a", free_port(), None, &[])?;
     let b_port = free_port();
-    let mut b = Agent::start("b", b_port, Some(a.port), &["--data-dir", &data_dir])?;
+    let mut b = start_dev("b", b_port, Some(a.port), &["--data-dir", &data_dir])?;
     eventually("a sees b join", &[&a, &b], || a.saw("member joined", "b"))?;
     b.terminate()?;
     assert!(b.wait_exit()?.success(), "b exits 0\n{}", b.tail());
     eventually("a marks b left", &[&a, &b], || a.saw("member left", "b"))?;
 
     // No --join: the only way back is the members remembered in the data dir.
-    let b = Agent::start("b", b_port, None, &["--data-dir", &data_dir])?;
+    let b = start_dev("b", b_port, None, &["--data-dir", &data_dir])?;
     eventually("a sees b join again", &[&a, &b], || {
         a.count("member joined", "b") >= 2
     })?;

@@ -208,10 +208,12 @@ impl Driver {
                 tracing::info!(member = %m.name, "member left");
                 true
             }
-            Event::MemberUpdated(m)
-            | Event::MemberSuspected(m)
-            | Event::MemberAlive(m)
-            | Event::MemberReaped(m) => {
+            Event::MemberAlive(m) => {
+                // A failed member coming back (a healed partition) matters to operators.
+                tracing::info!(member = %m.name, incarnation = m.incarnation, "member alive");
+                true
+            }
+            Event::MemberUpdated(m) | Event::MemberSuspected(m) | Event::MemberReaped(m) => {
                 tracing::debug!(member = %m.name, state = m.state.as_str(), "member changed");
                 true
             }
