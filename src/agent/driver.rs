@@ -58,11 +58,23 @@ pub(super) struct Driver {
     pub(super) leave_done: Vec<oneshot::Sender<()>>,
     /// Digest and size of the table at the last published snapshot.
     pub(super) published: (u64, usize),
+    /// The seeds of the latest join, re-contacted while fewer members are live than the
+    /// most ever seen (a partition the core's own reconnects have not healed yet, or
+    /// every member we knew restarted with a new address).
+    pub(super) seeds: Vec<SocketAddr>,
+    /// Most live members seen at once.
+    pub(super) peak_live: usize,
+    /// When the seeds are next considered for re-contact.
+    pub(super) recontact_at: Instant,
 }
+
+/// How often the seeds are re-contacted while the cluster looks smaller than it was.
+pub(super) const SEED_RECONTACT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Driver {
     /// Runs until the [`crate::agent::Mesh`] handle is dropped (or the task is aborted).
     pub(super) async fn run(mut self, seeds: Vec<SocketAddr>) {
+        self.seeds = seeds.clone();
         if !seeds.is_empty() {
             match self.start_join(seeds) {
                 Ok(()) => {}
@@ -90,6 +102,7 @@ impl Driver {
                 }
                 () = sleep_until(timer) => self.node.handle_timeout(self.clock.now()),
                 () = sleep_until(retry) => self.retry_join(),
+                () = tokio::time::sleep_until(self.recontact_at) => self.recontact_seeds(),
             }
             self.flush();
         }
@@ -124,12 +137,35 @@ impl Driver {
     /// Starts a join that retries on failure.
     fn start_join(&mut self, seeds: Vec<SocketAddr>) -> Result<(), CommandError> {
         let now = self.clock.now();
+        self.seeds = seeds.clone();
         self.join.start(seeds.clone());
         let result = self.node.handle_command(now, Command::Join { seeds });
         if result.is_err() {
             self.join.stop();
         }
         result
+    }
+
+    /// Joins through the seeds again if fewer members are live than the most ever seen
+    /// and no join is under way (Serf's and Consul's periodic rejoin).
+    fn recontact_seeds(&mut self) {
+        self.recontact_at = Instant::now() + SEED_RECONTACT;
+        let live = self.node.members().live_count();
+        if self.seeds.is_empty() || self.join.is_active() || live >= self.peak_live {
+            return;
+        }
+        tracing::debug!(
+            live,
+            peak = self.peak_live,
+            "fewer members than seen before; contacting the seeds"
+        );
+        let seeds = self.seeds.clone();
+        if let Err(e) = self
+            .node
+            .handle_command(self.clock.now(), Command::Join { seeds })
+        {
+            tracing::debug!(error = %e, "seed re-contact refused");
+        }
     }
 
     fn retry_join(&mut self) {
@@ -148,6 +184,7 @@ impl Driver {
 
     /// Drains the node's outputs.
     fn flush(&mut self) {
+        self.peak_live = self.peak_live.max(self.node.members().live_count());
         while let Some(transmit) = self.node.poll_transmit() {
             self.send(transmit);
         }
@@ -202,6 +239,8 @@ impl Driver {
             }
             Event::MemberFailed(m) => {
                 tracing::warn!(member = %m.name, addr = %m.addr, "member failed");
+                // Whatever comes back at that address gets a fresh connection.
+                self.transport.disconnect(m.addr);
                 true
             }
             Event::MemberLeft(m) => {

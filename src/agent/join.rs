@@ -55,6 +55,11 @@ impl JoinRetry {
         };
     }
 
+    /// Whether a join is under way (started, not yet answered or given up).
+    pub(super) fn is_active(&self) -> bool {
+        self.active
+    }
+
     /// No more retries (joined, leaving, or the node refused the join).
     pub(super) fn stop(&mut self) {
         self.active = false;

@@ -113,6 +113,9 @@ impl Mesh {
             join: JoinRetry::default(),
             leave_done: Vec::new(),
             published: (node_digest, node_len),
+            seeds: Vec::new(),
+            peak_live: 1,
+            recontact_at: tokio::time::Instant::now() + driver::SEED_RECONTACT,
         };
         tracing::info!(%name, %advertise, bound = %transport.local_addr(), "mesh started");
         let driver = tokio::spawn(driver.run(seeds));

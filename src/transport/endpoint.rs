@@ -30,6 +30,8 @@ const CLOSE_SHUTDOWN: u32 = 0;
 /// Application close code: the connection was dropped from the cache (it was the least
 /// recently used of a full cache, or a newer connection from the same peer replaced it).
 const CLOSE_EVICTED: u32 = 1;
+/// Close code: the membership protocol declared the peer failed.
+const CLOSE_PEER_FAILED: u32 = 2;
 /// Stream stop code: the message exceeded the size limit.
 const STOP_TOO_LONG: u32 = 1;
 
@@ -209,6 +211,17 @@ impl Transport {
     /// Sets the share of outgoing UDP packets dropped on purpose (0.0–1.0).
     pub fn set_loss(&self, loss: f64) {
         self.shared.meter.set_loss(loss);
+    }
+
+    /// Closes and forgets the cached connection to `to`, if any, so the next send dials
+    /// afresh. Called when the membership protocol declares that peer failed: a peer
+    /// that restarted at the same address would otherwise be sent to over a connection
+    /// its new endpoint no longer knows, until the idle timeout.
+    pub fn disconnect(&self, to: SocketAddr) {
+        if let Some(conn) = self.shared.cache.ready(to) {
+            self.shared.cache.remove(to, conn.stable_id());
+            conn.close(VarInt::from_u32(CLOSE_PEER_FAILED), b"peer failed");
+        }
     }
 
     /// Ready connections in the cache.
