@@ -26,20 +26,30 @@ fn swim() -> SwimConfig {
     }
 }
 
-async fn start(name: &str, bind: &str, seeds: Vec<std::net::SocketAddr>) -> Mesh {
-    let config = MeshConfig {
-        swim: swim(),
-        cluster: "rejoin".into(),
-        seeds,
-        ..MeshConfig::new(
-            name,
-            bind.parse().expect("valid"),
-            TlsSource::ClusterKey(ClusterKey::dev()),
-        )
-    };
-    Mesh::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+/// Starts an agent in `cluster` (one per test: tests run side by side). Retries while
+/// the address is still held by a mesh that has just stopped in this process (its
+/// connections drain before the socket is released).
+async fn start(cluster: &str, name: &str, bind: &str, seeds: Vec<std::net::SocketAddr>) -> Mesh {
+    let started = Instant::now();
+    loop {
+        let config = MeshConfig {
+            swim: swim(),
+            cluster: cluster.into(),
+            seeds: seeds.clone(),
+            ..MeshConfig::new(
+                name,
+                bind.parse().expect("valid"),
+                TlsSource::ClusterKey(ClusterKey::dev()),
+            )
+        };
+        match Mesh::start(config).await {
+            Ok(mesh) => return mesh,
+            Err(e) if started.elapsed() < DEADLINE && e.to_string().contains("in use") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{name} did not start: {e}"),
+        }
+    }
 }
 
 fn alive(mesh: &Mesh) -> usize {
@@ -67,9 +77,9 @@ async fn eventually(what: &str, check: impl Fn() -> bool) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_forgot_everyone_rejoins_through_its_seeds() {
-    let seed = start("seed", "127.0.0.1:0", vec![]).await;
+    let seed = start("forgot", "seed", "127.0.0.1:0", vec![]).await;
     let seed_addr = seed.local_addr();
-    let b = start("b", "127.0.0.1:0", vec![seed_addr]).await;
+    let b = start("forgot", "b", "127.0.0.1:0", vec![seed_addr]).await;
     eventually("seed and b see each other", || {
         alive(&seed) == 2 && alive(&b) == 2
     })
@@ -79,7 +89,7 @@ async fn an_agent_that_forgot_everyone_rejoins_through_its_seeds() {
     let took = eventually("b fails and then forgets the seed", || known(&b) == 1).await;
     println!("b forgot the crashed seed after {took:?}");
 
-    let seed = start("seed", &seed_addr.to_string(), vec![]).await;
+    let seed = start("forgot", "seed", &seed_addr.to_string(), vec![]).await;
     let took = eventually("b rejoins the restarted seed", || {
         alive(&seed) == 2 && alive(&b) == 2
     })
@@ -87,4 +97,66 @@ async fn an_agent_that_forgot_everyone_rejoins_through_its_seeds() {
     println!("b rejoined the restarted seed {took:?} after it came back");
     seed.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_seed_is_down_keeps_retrying_and_joins_when_it_comes_up() {
+    // A free port for the seed, which is not running yet.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let seed_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("valid");
+    let b = start("down", "b", "127.0.0.1:0", vec![seed_addr]).await;
+    // Let a few join attempts fail (the first retry comes after ~1 s, then 2 s, ...).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(alive(&b), 1, "nobody to join yet");
+    let seed = start("down", "seed", &seed_addr.to_string(), vec![]).await;
+    let took = eventually("b joins once the seed is up", || {
+        alive(&seed) == 2 && alive(&b) == 2
+    })
+    .await;
+    println!("b joined {took:?} after the seed came up");
+    seed.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_left_and_restarts_comes_back_alive_everywhere() {
+    let seed = start("restart", "seed", "127.0.0.1:0", vec![]).await;
+    let b = start("restart", "b", "127.0.0.1:0", vec![seed.local_addr()]).await;
+    let c = start("restart", "c", "127.0.0.1:0", vec![seed.local_addr()]).await;
+    eventually("three agree", || {
+        [&seed, &b, &c].iter().all(|m| alive(m) == 3)
+    })
+    .await;
+    let c_addr = c.local_addr();
+    c.leave().await.expect("c leaves");
+    let state_of_c = |m: &Mesh| {
+        m.members()
+            .iter()
+            .find(|x| x.name == "c")
+            .map(|x| (x.state, x.incarnation))
+    };
+    eventually("c is left everywhere", || {
+        [&seed, &b]
+            .iter()
+            .all(|m| state_of_c(m).is_some_and(|(s, _)| s == MemberState::Left))
+    })
+    .await;
+    let left_at = state_of_c(&seed).expect("known").1;
+    // Same name, same address, fresh state (incarnation 0): it must out-bid its old record.
+    let c = start("restart", "c", &c_addr.to_string(), vec![seed.local_addr()]).await;
+    let took = eventually("c is alive everywhere again", || {
+        [&seed, &b]
+            .iter()
+            .all(|m| state_of_c(m).is_some_and(|(s, inc)| s == MemberState::Alive && inc > left_at))
+            && alive(&c) == 3
+    })
+    .await;
+    println!("c came back alive {took:?} after restarting");
+    for m in [seed, b, c] {
+        m.shutdown().await;
+    }
 }

@@ -207,6 +207,9 @@ impl Driver {
     fn on_event(&mut self, event: &Event) -> bool {
         match event {
             Event::Joined { via, members } => {
+                // The cluster is what the seed says it is now: members that failed and
+                // were forgotten meanwhile are not looked for again.
+                self.peak_live = *members;
                 let failures = self.join.succeeded();
                 tracing::info!(%via, members, failed_attempts = failures, "joined");
                 true
@@ -245,6 +248,8 @@ impl Driver {
             }
             Event::MemberLeft(m) => {
                 tracing::info!(member = %m.name, "member left");
+                // A departure is not a loss to repair.
+                self.peak_live = self.peak_live.saturating_sub(1);
                 true
             }
             Event::MemberAlive(m) => {
