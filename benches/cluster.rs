@@ -25,6 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use muster::agent::{Mesh, MeshConfig, TlsSource};
+use muster::process_stats::{cpu_seconds, rss_bytes};
 use muster::proto::{Event, SwimConfig};
 use muster::transport::ClusterKey;
 use muster::wire::MemberState;
@@ -55,40 +56,6 @@ struct Args {
 
 /// Upper bound of every wait.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-/// CPU seconds this process has used (user + system), from /proc.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after ')'.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'; Linux
-    // reports them in USER_HZ = 100 ticks per second.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Resident memory of this process in bytes, from /proc.
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(String::from)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
 
 fn spread(mut v: Vec<f64>) -> serde_json::Value {
     v.sort_by(f64::total_cmp);

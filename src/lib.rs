@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`proto`] | the sans-IO core: [`proto::Node`], member table, probing, suspicion, gossip, anti-entropy |
 //! | [`wire`] | protocol messages and their codec: versioned, size-bounded, panic-free |
+//! | [`process_stats`] | this process's resident memory and CPU time, for benchmarks and reports |
 //! | [`stable_hash`] | the platform-independent hash behind cluster ids and digests |
 //! | [`transport`] | the QUIC endpoint, mutual-TLS identities (cluster key or PKI), connection cache |
 //! | [`agent`] | the tokio driver of a [`proto::Node`] and the library API, [`agent::Mesh`] |
@@ -41,6 +42,7 @@
 //! ```
 
 pub mod agent;
+pub mod process_stats;
 pub mod proto;
 pub mod stable_hash;
 pub mod transport;

@@ -147,23 +147,6 @@ pub struct Report {
     pub trace_hash: String,
 }
 
-/// Peak resident set size of this process (Linux `VmHWM`), 0 where unknown.
-pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(String::from)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 fn false_failures(w: &World, map: &std::collections::BTreeMap<usize, Vec<usize>>) -> FalseFailures {
     FalseFailures {
         count: map.values().map(Vec::len).sum(),
@@ -268,7 +251,7 @@ impl Report {
             bytes_per_node_per_sec: per_node(&bytes),
             msgs_per_node_per_sec: per_node(&msgs),
             messages_by_kind: messages_by_kind(w),
-            peak_rss_bytes: peak_rss_bytes(),
+            peak_rss_bytes: muster::process_stats::peak_rss_bytes(),
             trace_hash: format!("{:016x}", obs.trace_hash()),
         }
     }
