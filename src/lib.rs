@@ -15,6 +15,7 @@
 //! | [`stable_hash`] | the platform-independent hash behind cluster ids and digests |
 //! | [`transport`] | the QUIC endpoint, mutual-TLS identities (cluster key or PKI), connection cache |
 //! | [`agent`] | the tokio driver of a [`proto::Node`] and the library API, [`agent::Mesh`] |
+//! | [`api`] | the agent's local HTTP API (axum): members, self, cluster, health |
 //!
 //! # Driving a node
 //!
@@ -42,6 +43,7 @@
 //! ```
 
 pub mod agent;
+pub mod api;
 pub mod process_stats;
 pub mod proto;
 pub mod stable_hash;

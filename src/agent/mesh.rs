@@ -17,7 +17,8 @@ use crate::agent::clock::Clock;
 use crate::agent::config::{MeshConfig, TlsSource};
 use crate::agent::driver::{self, Driver, Request};
 use crate::agent::join::JoinRetry;
-use crate::proto::{Event, MemberInfo, Node, NodeOptions, Stats, rng};
+use crate::proto::member::digest_of;
+use crate::proto::{Event, MemberInfo, Node, NodeOptions, Stats, Time, rng};
 use crate::stable_hash::StableHasher;
 use crate::transport::{Identity, Transport, TransportOptions, TransportStats};
 use crate::wire::{Name, Profile, Tags};
@@ -45,6 +46,8 @@ pub struct Mesh {
     members: watch::Receiver<Members>,
     driver: Option<JoinHandle<()>>,
     leave_wait: Duration,
+    clock: Clock,
+    seeded: bool,
 }
 
 impl Mesh {
@@ -75,6 +78,7 @@ impl Mesh {
             Transport::bind(bind, &identity, &cluster, TransportOptions::default())?;
         let advertise = advertise.unwrap_or_else(|| transport.local_addr());
         let seed = node_seed(&name, advertise);
+        let seeded = seeds.iter().any(|s| *s != advertise);
         let leave_wait = swim.leave_timeout * 2 + Duration::from_secs(1);
         let clock = Clock::start();
         let options = NodeOptions {
@@ -128,6 +132,8 @@ impl Mesh {
             members,
             driver: Some(driver),
             leave_wait,
+            clock,
+            seeded,
         })
     }
 
@@ -150,6 +156,19 @@ impl Mesh {
     /// whenever the membership changes (so a member's `rtt` is as of the last change).
     pub fn members(&self) -> Members {
         self.members.borrow().clone()
+    }
+
+    /// A cheap, cloneable, read-only handle on this mesh's membership (for the HTTP API),
+    /// usable while [`Mesh::leave`] holds the mesh itself. Once the mesh has stopped it
+    /// keeps showing the last snapshot.
+    pub fn view(&self) -> MeshView {
+        MeshView {
+            name: self.name.clone(),
+            advertise: self.advertise,
+            members: self.members.clone(),
+            clock: self.clock,
+            seeded: self.seeded,
+        }
     }
 
     /// A receiver of membership snapshots, for waiting on changes.
@@ -244,6 +263,53 @@ impl Drop for Mesh {
             driver.abort();
         }
         self.transport.close();
+    }
+}
+
+/// A read-only handle on a running mesh: its name and address, the membership snapshot,
+/// and the driver's clock (to tell how long ago a member's state changed). See
+/// [`Mesh::view`].
+#[derive(Debug, Clone)]
+pub struct MeshView {
+    name: Name,
+    advertise: SocketAddr,
+    members: watch::Receiver<Members>,
+    clock: Clock,
+    seeded: bool,
+}
+
+impl MeshView {
+    /// This node's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The address announced to peers.
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.advertise
+    }
+
+    /// The current membership snapshot, as [`Mesh::members`].
+    pub fn members(&self) -> Members {
+        self.members.borrow().clone()
+    }
+
+    /// Now, on the driver's clock (the clock of [`MemberInfo::state_changed`]).
+    pub fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    /// The membership digest of a snapshot: the node's digest when the snapshot was
+    /// published, so two nodes whose latest snapshots agree on who is live at which
+    /// incarnation show the same value.
+    pub fn digest(members: &[MemberInfo]) -> u64 {
+        digest_of(members)
+    }
+
+    /// Whether the mesh was started with seeds to join through (as opposed to starting
+    /// a new cluster on its own).
+    pub fn started_with_seeds(&self) -> bool {
+        self.seeded
     }
 }
 

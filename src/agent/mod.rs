@@ -10,7 +10,7 @@
 //! | file | holds |
 //! |---|---|
 //! | `config` | [`MeshConfig`] and [`TlsSource`] |
-//! | `mesh` | [`Mesh`]: start, read the membership, subscribe, join, set tags, leave |
+//! | `mesh` | [`Mesh`]: start, read the membership, subscribe, join, set tags, leave; [`MeshView`], a read-only handle for the HTTP API |
 //! | `driver` | the driver task and the requests it serves |
 //! | `join` | join retry with exponential backoff and jitter |
 //! | `clock` | the one place the agent reads the clock: `tokio::time::Instant` ↔ [`crate::proto::Time`] |
@@ -28,7 +28,7 @@ pub mod overrides;
 pub mod settings;
 
 pub use config::{MeshConfig, TlsSource};
-pub use mesh::{Members, Mesh};
+pub use mesh::{Members, Mesh, MeshView};
 
 use std::time::Duration;
 

@@ -122,6 +122,14 @@ fn entry_hash(name: &str, incarnation: u32, state: MemberState) -> u64 {
         .finish()
 }
 
+/// The membership digest of a snapshot (see [`MemberTable::digest`]): what the table it
+/// was taken from had as its digest at that moment.
+pub fn digest_of(members: &[MemberInfo]) -> u64 {
+    members.iter().fold(0u64, |digest, m| {
+        digest.wrapping_add(entry_hash(&m.name, m.incarnation, m.state))
+    })
+}
+
 /// All known members, in probe order.
 #[derive(Debug)]
 pub struct MemberTable {
@@ -513,6 +521,8 @@ mod tests {
             );
         }
         assert_eq!(b.digest(), c.digest());
+        let infos: Vec<MemberInfo> = b.iter().map(|m| b.info(m)).collect();
+        assert_eq!(digest_of(&infos), b.digest());
         b.set_liveness(k, 1, MemberState::Alive, Time::ZERO);
         assert_eq!(b.digest(), before);
         let j = b.position("n7").unwrap();

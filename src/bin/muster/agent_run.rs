@@ -1,8 +1,10 @@
 //! Running `muster agent` once its config is loaded and valid: logging, the mesh, the
-//! data dir (restored at start, saved every [`SAVE_INTERVAL`] when changed and before
-//! leaving), and shutdown on SIGINT or SIGTERM (a graceful leave, bounded by
-//! [`leave_bound`]; a second signal exits at once).
+//! local HTTP API on `api_addr`, the data dir (restored at start, saved every
+//! [`SAVE_INTERVAL`] when changed and before leaving), and shutdown on SIGINT or SIGTERM
+//! (a graceful leave, bounded by [`leave_bound`], during which `/v1/health` answers 503;
+//! then the API stops; a second signal exits at once).
 
+use std::future::IntoFuture;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -12,8 +14,11 @@ use anyhow::Context;
 use muster::Mesh;
 use muster::agent::data_dir::{DataDir, SavedState};
 use muster::agent::settings::{AgentConfig, LogFormat};
+use muster::api::{self, ApiState};
 use muster::proto::SwimConfig;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::oneshot;
 
 /// Shortest bound on a graceful leave: `local` and `lan` leaves finish well within it.
 const LEAVE_BOUND_MIN: Duration = Duration::from_secs(10);
@@ -31,6 +36,10 @@ const EXIT_INTERRUPTED: i32 = 130;
 /// How often the data dir's state is saved when it changed: a restart after a crash
 /// rejoins through members at most this stale.
 const SAVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long the API may take to finish requests in flight once the agent has left: its
+/// answers are small snapshots, so anything slower is a stuck client.
+const API_DRAIN: Duration = Duration::from_secs(5);
 
 /// Sets up logging and runs the agent until a signal; reports a failure to start.
 pub(crate) fn run(config: AgentConfig) -> ExitCode {
@@ -86,9 +95,33 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     }
     let mesh_config = config.mesh_config(seeds.clone(), incarnation)?;
     let bound = leave_bound(&mesh_config.swim);
+    // Bound before the mesh starts, so a taken port stops the agent before it joins.
+    let api_listener = TcpListener::bind(config.api_addr)
+        .await
+        .with_context(|| format!("cannot bind the HTTP API to {} (api_addr)", config.api_addr))?;
+    let api_addr = api_listener
+        .local_addr()
+        .context("cannot read the HTTP API's bound address")?;
     let mesh = Mesh::start(mesh_config)
         .await
         .context("cannot start the mesh")?;
+    let api_state = ApiState::new(mesh.view());
+    let (stop_api, api_stopped) = oneshot::channel::<()>();
+    let api_server = axum::serve(api_listener, api::router(api_state.clone()))
+        .with_graceful_shutdown(async {
+            // Sent, or the sender dropped: either way the agent is stopping.
+            let _ = api_stopped.await;
+        });
+    let api_server = tokio::spawn(api_server.into_future());
+    if !api_addr.ip().is_loopback() {
+        tracing::warn!(
+            api = %api_addr,
+            "THE HTTP API IS BOUND TO A NON-LOOPBACK ADDRESS WITHOUT AUTHENTICATION: anyone \
+             who can reach it can read the membership. This version has no API token \
+             support yet; bind api_addr to 127.0.0.1 or firewall the port"
+        );
+    }
+    tracing::info!(api = %api_addr, "HTTP API listening");
     tracing::info!(
         name = %mesh.name(),
         listen = %mesh.local_addr(),
@@ -132,6 +165,7 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         ?bound,
         "leaving the cluster; a second signal exits at once"
     );
+    api_state.set_leaving();
     if let Some(dir) = &data_dir {
         if let Err(e) = dir.save(&SavedState::of(&name, &mesh.members()).leaving()) {
             tracing::warn!(error = %e, "cannot save the data dir before leaving");
@@ -147,6 +181,14 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
             tracing::warn!(signal = which, "second signal: exiting at once");
             std::process::exit(EXIT_INTERRUPTED);
         }
+    }
+    // Receiver gone means the server already ended; its outcome is read below.
+    let _ = stop_api.send(());
+    match tokio::time::timeout(API_DRAIN, api_server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("HTTP API stopped"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP API failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP API task failed"),
+        Err(_) => tracing::warn!(?API_DRAIN, "HTTP API requests still open; exiting anyway"),
     }
     Ok(())
 }

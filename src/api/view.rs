@@ -1,0 +1,174 @@
+//! The JSON shapes of the API's answers. Field names are part of the API: change them
+//! only with a new version prefix.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::proto::{MemberInfo, Time};
+use crate::wire::{MemberState, Tags};
+
+/// A member's status as the API names it (`Dead` is `failed`, as operators say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Answering probes.
+    Alive,
+    /// Missed probes; may yet refute.
+    Suspect,
+    /// Declared dead by the failure detector.
+    Failed,
+    /// Left gracefully (or was force-left).
+    Left,
+}
+
+impl Status {
+    /// Every status, in the order counts are shown.
+    pub const ALL: [Status; 4] = [Status::Alive, Status::Suspect, Status::Failed, Status::Left];
+
+    /// The API status of a protocol state.
+    pub fn of(state: MemberState) -> Status {
+        match state {
+            MemberState::Alive => Status::Alive,
+            MemberState::Suspect => Status::Suspect,
+            MemberState::Dead => Status::Failed,
+            MemberState::Left => Status::Left,
+        }
+    }
+
+    /// Parses the API name (`alive`, `suspect`, `failed`, `left`).
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Alive => "alive",
+            Status::Suspect => "suspect",
+            Status::Failed => "failed",
+            Status::Left => "left",
+        }
+    }
+}
+
+/// One member, as `GET /v1/members`, `/v1/members/{name}` and `/v1/self` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberView {
+    /// Unique node name.
+    pub name: String,
+    /// Address of its endpoint, `ip:port`.
+    pub addr: String,
+    /// Region.
+    pub region: String,
+    /// Zone.
+    pub zone: String,
+    /// Status as this agent sees it.
+    pub status: Status,
+    /// Latest incarnation known.
+    pub incarnation: u32,
+    /// Tags, by key.
+    pub tags: Tags,
+    /// Milliseconds since this agent saw the status change (or first heard of the
+    /// member), on this agent's monotonic clock. No wall-clock time: agents' clocks need
+    /// not agree, and the protocol never reads one.
+    pub status_changed_ms_ago: u64,
+    /// Smoothed direct-probe round-trip time from this agent, in milliseconds
+    /// (microsecond precision); `null` until measured, and always for this agent itself.
+    pub rtt_ms: Option<f64>,
+}
+
+impl MemberView {
+    /// The view of `m` at `now` (on the clock of `m.state_changed`).
+    pub fn new(m: &MemberInfo, now: Time) -> MemberView {
+        MemberView {
+            name: m.name.to_string(),
+            addr: m.addr.to_string(),
+            region: m.region.to_string(),
+            zone: m.zone.to_string(),
+            status: Status::of(m.state),
+            incarnation: m.incarnation,
+            tags: m.tags.clone(),
+            status_changed_ms_ago: u64::try_from(now.saturating_since(m.state_changed).as_millis())
+                .unwrap_or(u64::MAX),
+            rtt_ms: m.rtt.map(|d| d.as_micros() as f64 / 1000.0),
+        }
+    }
+}
+
+/// Member counts by status; every status is present, zero or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    /// Alive members.
+    pub alive: usize,
+    /// Suspect members.
+    pub suspect: usize,
+    /// Failed members not yet reaped.
+    pub failed: usize,
+    /// Departed members not yet reaped.
+    pub left: usize,
+}
+
+impl StatusCounts {
+    /// Counts one member.
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::Alive => self.alive += 1,
+            Status::Suspect => self.suspect += 1,
+            Status::Failed => self.failed += 1,
+            Status::Left => self.left += 1,
+        }
+    }
+}
+
+/// `GET /v1/cluster`: the membership in numbers, as this agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterView {
+    /// This agent's node name.
+    pub name: String,
+    /// Every record this agent holds, tombstones (failed, left) included.
+    pub members: usize,
+    /// Alive and suspect members, this agent included.
+    pub live: usize,
+    /// Counts by status.
+    pub by_status: StatusCounts,
+    /// Counts by status within each region, regions in name order.
+    pub by_region: BTreeMap<String, StatusCounts>,
+    /// This agent's membership digest, 16 hex digits: agents that agree on who is live
+    /// at which incarnation show the same value (a string, so no JSON reader rounds it).
+    pub digest: String,
+}
+
+impl ClusterView {
+    /// Counts a snapshot.
+    pub fn new(name: &str, members: &[MemberInfo], digest: u64) -> ClusterView {
+        let mut by_status = StatusCounts::default();
+        let mut by_region: BTreeMap<String, StatusCounts> = BTreeMap::new();
+        for m in members {
+            let status = Status::of(m.state);
+            by_status.add(status);
+            by_region
+                .entry(m.region.to_string())
+                .or_default()
+                .add(status);
+        }
+        ClusterView {
+            name: name.to_owned(),
+            members: members.len(),
+            live: by_status.alive + by_status.suspect,
+            by_status,
+            by_region,
+            digest: format!("{digest:016x}"),
+        }
+    }
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthView {
+    /// `ok`, or `unavailable`.
+    pub status: &'static str,
+    /// Why not ok; absent when ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
