@@ -386,6 +386,13 @@ impl Drop for TempDir {
 /// Writes an operator CA and two node certificates as PEM files; returns each node's
 /// TLS source.
 fn write_pki(dir: &TempDir) -> Vec<TlsSource> {
+    write_pki_for(dir, &[("p0", true), ("p1", true)])
+}
+
+/// Writes an operator CA and one certificate per `(name, for_cluster)`: issued for
+/// `muster.cluster` and the name, or (when `for_cluster` is false) for the name alone,
+/// like any other certificate the same CA may have issued.
+fn write_pki_for(dir: &TempDir, nodes: &[(&str, bool)]) -> Vec<TlsSource> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
@@ -404,13 +411,15 @@ fn write_pki(dir: &TempDir) -> Vec<TlsSource> {
     let issuer = Issuer::new(ca_params, ca_key);
     let ca_path = dir.0.join("ca.pem");
     std::fs::write(&ca_path, ca_cert.pem()).expect("write ca");
-    ["p0", "p1"]
+    nodes
         .iter()
-        .map(|name| {
+        .map(|&(name, for_cluster)| {
             let key = KeyPair::generate().expect("node key");
-            let mut params =
-                CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_string(), name.to_string()])
-                    .expect("node params");
+            let mut names = vec![name.to_string()];
+            if for_cluster {
+                names.push(CLUSTER_SERVER_NAME.to_string());
+            }
+            let mut params = CertificateParams::new(names).expect("node params");
             params.extended_key_usages = vec![
                 ExtendedKeyUsagePurpose::ServerAuth,
                 ExtendedKeyUsagePurpose::ClientAuth,
@@ -448,6 +457,33 @@ async fn meshes_with_pki_files_join_each_other() {
     for m in meshes {
         m.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_the_cluster_ca_but_not_for_the_cluster_is_refused() {
+    let dir = TempDir::new("pki-name");
+    let mut sources = write_pki_for(&dir, &[("p0", true), ("intruder", false)]).into_iter();
+    let (s0, intruder_tls) = (
+        sources.next().expect("p0"),
+        sources.next().expect("intruder"),
+    );
+    let p0 = start("p0", s0, CLUSTER, vec![]).await;
+    // The intruder's own check of p0 passes (p0's certificate is for the cluster); p0's
+    // check of the intruder's client certificate must not.
+    let intruder = start("intruder", intruder_tls, CLUSTER, vec![p0.local_addr()]).await;
+    eventually(
+        "p0 refuses the intruder's handshake",
+        || p0.transport_stats().handshakes_refused > 0,
+        || format!("{:?}", p0.transport_stats()),
+    )
+    .await;
+    assert!(
+        p0.members().iter().all(|m| m.name != "intruder"),
+        "{:?}",
+        p0.members()
+    );
+    intruder.shutdown().await;
+    p0.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,14 @@ const CLOSE_SHUTDOWN: u32 = 0;
 /// Application close code: the connection was dropped from the cache (it was the least
 /// recently used of a full cache, or a newer connection from the same peer replaced it).
 const CLOSE_EVICTED: u32 = 1;
+/// Handshakes in progress above which incoming ones must first validate their address
+/// (a stateless retry, one extra round trip); below it, handshakes cost no extra trip.
+const VALIDATE_ABOVE_PENDING: u64 = 16;
+/// Stream messages being read at once, across all connections: each may hold up to
+/// `MAX_STREAM_LEN` bytes, so this bounds what peers can make us buffer.
+const MAX_STREAM_READS: usize = 16;
+/// Longest a stream message may take to hand to QUIC (open, write, finish).
+const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code: the membership protocol declared the peer failed.
 const CLOSE_PEER_FAILED: u32 = 2;
 /// Stream stop code: the message exceeded the size limit.
@@ -92,6 +100,7 @@ struct Shared {
     cache: ConnCache,
     counters: Counters,
     meter: Arc<WireMeter>,
+    stream_reads: tokio::sync::Semaphore,
     incoming: mpsc::Sender<Incoming>,
     options: TransportOptions,
 }
@@ -130,6 +139,7 @@ impl Transport {
             cache: ConnCache::<Connection>::new(options.max_cached),
             counters: Counters::default(),
             meter,
+            stream_reads: tokio::sync::Semaphore::new(MAX_STREAM_READS),
             incoming: tx,
             options,
         });
@@ -179,7 +189,7 @@ impl Transport {
             });
         }
         let conn = self.shared.connection(to).await?;
-        let sent = async {
+        let write = async {
             let mut send = conn
                 .open_uni()
                 .await
@@ -191,8 +201,13 @@ impl Transport {
             // write above would have reported; dropping the stream then delivers the rest.
             let _ = send.finish();
             Ok(())
-        }
-        .await;
+        };
+        // A peer that stops granting flow-control credit must not hold this task (and
+        // its payload) forever.
+        let sent = match tokio::time::timeout(STREAM_SEND_TIMEOUT, write).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::StreamTimeout { to }),
+        };
         match &sent {
             Ok(()) => {
                 add(&counters.streams_out, 1);
@@ -295,7 +310,18 @@ impl Shared {
     /// cache (so replies to this peer reuse it) and gets its reader.
     async fn accept(self: Arc<Self>, incoming: quinn::Incoming) {
         let from = canonical(incoming.remote_address());
-        match incoming.await {
+        // quinn has no handshake timer of its own: an abandoned handshake would hold its
+        // state until the idle timeout. Dropping it on timeout abandons it.
+        let outcome = tokio::time::timeout(self.options.dial_timeout, incoming).await;
+        self.counters
+            .handshakes_pending
+            .fetch_sub(1, Ordering::Relaxed);
+        let Ok(outcome) = outcome else {
+            add(&self.counters.handshakes_failed, 1);
+            tracing::debug!(peer = %from, "incoming handshake timed out");
+            return;
+        };
+        match outcome {
             Ok(conn) => {
                 add(&self.counters.handshakes_ok, 1);
                 add(&self.counters.open_connections, 1);
@@ -380,12 +406,23 @@ impl Shared {
 async fn accept_loop(shared: Arc<Shared>) {
     while let Some(incoming) = shared.endpoint.accept().await {
         let open = shared.counters.open_connections.load(Ordering::Relaxed);
-        if open >= shared.options.max_open as u64 {
+        let pending = shared.counters.handshakes_pending.load(Ordering::Relaxed);
+        if open + pending >= shared.options.max_open as u64 {
             add(&shared.counters.connections_refused, 1);
-            tracing::debug!(peer = %incoming.remote_address(), open, "too many connections; refused");
+            tracing::debug!(peer = %incoming.remote_address(), open, pending, "too many connections; refused");
             incoming.refuse();
             continue;
         }
+        // Under a burst of handshakes (a flood of Initials from forged addresses), make
+        // the client prove its address with a stateless retry before any state is kept.
+        if pending >= VALIDATE_ABOVE_PENDING
+            && !incoming.remote_address_validated()
+            && incoming.may_retry()
+        {
+            let _ = incoming.retry();
+            continue;
+        }
+        add(&shared.counters.handshakes_pending, 1);
         tokio::spawn(shared.clone().accept(incoming));
     }
     tracing::debug!("endpoint closed; accept loop done");
@@ -421,8 +458,13 @@ async fn read_connection(shared: Arc<Shared>, conn: Connection, from: SocketAddr
     }
 }
 
-/// Reads one stream message whole and hands it to the driver.
+/// Reads one stream message whole and hands it to the driver. At most
+/// [`MAX_STREAM_READS`] are read at once; a message the driver has no room for is dropped
+/// (anti-entropy and joins retry), never queued ahead of probes.
 async fn read_stream(shared: Arc<Shared>, mut recv: quinn::RecvStream, from: SocketAddr) {
+    let Ok(_permit) = shared.stream_reads.acquire().await else {
+        return; // closed: the transport is shutting down
+    };
     match recv.read_to_end(MAX_STREAM_LEN).await {
         Ok(bytes) => {
             add(&shared.counters.streams_in, 1);
@@ -432,8 +474,9 @@ async fn read_stream(shared: Arc<Shared>, mut recv: quinn::RecvStream, from: Soc
                 bytes: Bytes::from(bytes),
                 channel: Channel::Stream,
             };
-            // An error means the driver is gone: nothing left to deliver to.
-            let _ = shared.incoming.send(msg).await;
+            if let Err(mpsc::error::TrySendError::Full(_)) = shared.incoming.try_send(msg) {
+                add(&shared.counters.streams_dropped, 1);
+            }
         }
         Err(e) => {
             add(&shared.counters.streams_dropped, 1);

@@ -139,6 +139,12 @@ pub enum TransportError {
         /// The limit.
         max: usize,
     },
+    /// A stream message could not be handed to QUIC in time (the peer grants no credit).
+    #[error("stream message to {to} not sent within the time limit")]
+    StreamTimeout {
+        /// The peer.
+        to: SocketAddr,
+    },
 }
 
 /// Why a dial failed. Cloneable, because every sender waiting on the same dial gets it.

@@ -19,6 +19,8 @@ pub struct TransportStats {
     /// The failures that were TLS refusals, by either side: a certificate that does not
     /// chain to the cluster CA, or an ALPN (cluster name) mismatch.
     pub handshakes_refused: u64,
+    /// Incoming handshakes in progress now.
+    pub handshakes_pending: u64,
     /// Incoming connections turned away because too many were open.
     pub connections_refused: u64,
     /// Connections open now.
@@ -69,6 +71,7 @@ pub(crate) struct Counters {
     pub(crate) handshakes_ok: AtomicU64,
     pub(crate) handshakes_failed: AtomicU64,
     pub(crate) handshakes_refused: AtomicU64,
+    pub(crate) handshakes_pending: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) open_connections: AtomicU64,
     pub(crate) evictions: AtomicU64,
@@ -100,6 +103,7 @@ impl Counters {
             handshakes_ok: get(&self.handshakes_ok),
             handshakes_failed: get(&self.handshakes_failed),
             handshakes_refused: get(&self.handshakes_refused),
+            handshakes_pending: get(&self.handshakes_pending),
             connections_refused: get(&self.connections_refused),
             open_connections: get(&self.open_connections),
             evictions: get(&self.evictions),

@@ -9,12 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 use crate::transport::TransportError;
-use crate::transport::identity::Identity;
+use crate::transport::identity::{CLUSTER_SERVER_NAME, Identity};
 
 /// Prefix of the ALPN protocol id; the cluster name follows it.
 pub const ALPN_PREFIX: &str = "muster/1/";
@@ -34,8 +37,12 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(240);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Concurrent unidirectional streams a peer may open to us: join and push-pull are rare,
-/// so 64 leaves room for bursts while bounding what one peer can hold open.
-const MAX_UNI_STREAMS: u32 = 64;
+/// so 8 leaves room for bursts while bounding what one peer can hold open.
+const MAX_UNI_STREAMS: u32 = 8;
+
+/// Bytes a peer may have in flight to us on one connection, all streams together: room
+/// for a 10,000-member table, without letting one peer make us buffer gigabytes.
+const CONNECTION_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// Datagrams buffered per connection before the oldest are dropped (about 1 MiB).
 const DATAGRAM_RECEIVE_BUFFER: usize = 1024 * 1024;
@@ -50,6 +57,62 @@ pub fn alpn(cluster: &str) -> Result<Vec<u8>, TransportError> {
         });
     }
     Ok(id)
+}
+
+/// Checks a client certificate as a server certificate is checked: it must chain to the
+/// CA (rustls' WebPKI verifier) **and** be issued for [`CLUSTER_SERVER_NAME`]. With an
+/// operator's CA, chaining alone would admit any certificate that CA ever issued (a VPN
+/// client's, another service's); the cluster-key CA only ever issues muster nodes'.
+#[derive(Debug)]
+struct ClusterClientVerifier {
+    chain_check: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for ClusterClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.chain_check.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .chain_check
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let name = ServerName::try_from(CLUSTER_SERVER_NAME)
+            .map_err(|_| rustls::Error::General("invalid cluster server name".into()))?;
+        webpki::EndEntityCert::try_from(end_entity)
+            .and_then(|cert| cert.verify_is_valid_for_subject_name(&name))
+            .map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            })?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain_check.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain_check.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chain_check.supported_verify_schemes()
+    }
 }
 
 /// The provider behind every config: ring.
@@ -71,13 +134,18 @@ pub fn server_crypto(
     cluster: &str,
 ) -> Result<rustls::ServerConfig, TransportError> {
     let provider = provider();
-    let verifier =
+    let chain_check =
         WebPkiClientVerifier::builder_with_provider(roots(identity)?, provider.clone()).build()?;
+    let verifier = Arc::new(ClusterClientVerifier { chain_check });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     config.alpn_protocols = vec![alpn(cluster)?];
+    // Every peer shares one server name, so a ticket from one peer is useless with the
+    // next: issuing and caching them would only cost bytes in every handshake.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(config)
 }
 
@@ -92,6 +160,7 @@ pub fn client_crypto(
         .with_root_certificates(roots(identity)?)
         .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?;
     config.alpn_protocols = vec![alpn(cluster)?];
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
 
@@ -103,6 +172,7 @@ pub fn transport_config() -> quinn::TransportConfig {
             quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("600 s is a valid idle timeout"),
         ))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS))
+        .receive_window(quinn::VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
         // Peers never open bidirectional streams.
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
         .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
