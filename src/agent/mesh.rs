@@ -74,8 +74,25 @@ impl Mesh {
             TlsSource::ClusterKey(key) => Identity::from_cluster_key(key, &name)?,
             TlsSource::Pki { ca, cert, key } => Identity::from_pem_files(ca, cert, key)?,
         };
-        let (transport, incoming) =
-            Transport::bind(bind, &identity, &cluster, TransportOptions::default())?;
+        // What survives a restart: the cluster key (made this node's own with its
+        // name, so no two members share a reset key), or the node's own key file.
+        let reset_secret: [u8; 32] = match &tls {
+            TlsSource::ClusterKey(key) => {
+                let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
+                let tag =
+                    ring::hmac::sign(&k, format!("muster node reset secret {name}").as_bytes());
+                tag.as_ref().try_into().expect("HMAC-SHA256 is 32 bytes")
+            }
+            TlsSource::Pki { .. } => {
+                let digest = ring::digest::digest(&ring::digest::SHA256, identity.key.secret_der());
+                digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+            }
+        };
+        let options = TransportOptions {
+            reset_secret: Some(reset_secret),
+            ..TransportOptions::default()
+        };
+        let (transport, incoming) = Transport::bind(bind, &identity, &cluster, options)?;
         let advertise = advertise.unwrap_or_else(|| transport.local_addr());
         let seed = node_seed(&name, advertise);
         let seeded = seeds.iter().any(|s| *s != advertise);

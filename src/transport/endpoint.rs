@@ -58,6 +58,12 @@ pub struct TransportOptions {
     /// Share of outgoing UDP packets dropped on purpose (0.0–1.0), to test and measure
     /// under loss; 0 in production. Changeable later with [`Transport::set_loss`].
     pub loss: f64,
+    /// A secret that survives restarts (the cluster key, or the node's key file), from
+    /// which, with the bound address, the QUIC stateless-reset key is derived. Then a
+    /// node restarted at the same address can reset its peers' connections to its old
+    /// life, which they recognise, instead of those peers sending into a connection
+    /// nobody knows until the idle timeout. `None`: a random key per process.
+    pub reset_secret: Option<[u8; 32]>,
 }
 
 impl Default for TransportOptions {
@@ -75,6 +81,7 @@ impl Default for TransportOptions {
             // is better served by drops than by memory growth.
             incoming_queue: 4096,
             loss: 0.0,
+            reset_secret: None,
         }
     }
 }
@@ -118,13 +125,18 @@ impl Transport {
         let bind_err = |source| TransportError::Bind { addr, source };
         // Endpoint::server, with our metered socket in between.
         let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        let local = socket.local_addr().map_err(bind_err)?;
         let runtime = Arc::new(quinn::TokioRuntime);
         let inner = quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(bind_err)?;
         let seed = u64::from(addr.port()) ^ 0x9e37_79b9_7f4a_7c15;
         let meter = Arc::new(WireMeter::new(options.loss, seed));
         let socket = Arc::new(MeteredSocket::new(inner, meter.clone()));
+        let endpoint_config = match options.reset_secret {
+            Some(secret) => quinn::EndpointConfig::new(Arc::new(reset_key(&secret, local))),
+            None => quinn::EndpointConfig::default(),
+        };
         let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
+            endpoint_config,
             Some(server),
             socket,
             runtime,
@@ -399,6 +411,15 @@ impl Shared {
             add(&self.counters.incoming_dropped, 1);
         }
     }
+}
+
+/// The stateless-reset key of the endpoint bound at `addr`: HMAC-SHA256 of the address
+/// under `secret`, so it is the same after a restart and different per address.
+fn reset_key(secret: &[u8; 32], addr: SocketAddr) -> ring::hmac::Key {
+    let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let label = format!("muster stateless reset v1 {addr}");
+    let tag = ring::hmac::sign(&derive, label.as_bytes());
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, tag.as_ref())
 }
 
 /// Accepts connections until the endpoint closes. Handshakes run on their own tasks, so
