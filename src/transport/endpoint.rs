@@ -28,7 +28,7 @@ use crate::wire::MAX_STREAM_LEN;
 /// Application close code: the agent is shutting down.
 const CLOSE_SHUTDOWN: u32 = 0;
 /// Application close code: the connection was dropped from the cache (it was the least
-/// recently used of a full cache, or a newer connection from the same peer replaced it).
+/// recently used of a full cache).
 const CLOSE_EVICTED: u32 = 1;
 /// Handshakes in progress above which incoming ones must first validate their address
 /// (a stateless retry, one extra round trip); below it, handshakes cost no extra trip.
@@ -357,7 +357,7 @@ impl Shared {
         }
     }
 
-    /// Closes a connection the cache dropped (least recently used, or replaced).
+    /// Closes a connection the cache dropped (the least recently used of a full cache).
     fn evict(&self, conn: &Connection) {
         add(&self.counters.evictions, 1);
         conn.close(VarInt::from_u32(CLOSE_EVICTED), b"evicted");

@@ -25,8 +25,7 @@ pub struct TransportStats {
     pub connections_refused: u64,
     /// Connections open now.
     pub open_connections: u64,
-    /// Connections closed by the cache: the least recently used of a full cache, or one
-    /// replaced by a newer connection the same peer dialed.
+    /// Connections closed by the cache: the least recently used of a full cache.
     pub evictions: u64,
     /// Datagrams sent.
     pub datagrams_out: u64,
