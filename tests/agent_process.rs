@@ -180,6 +180,52 @@ fn keygen_prints_one_key_that_parses() -> Result<()> {
 }
 
 #[test]
+fn an_unusable_data_dir_stops_the_agent_before_it_starts() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Inside a plain file: neither readable nor writable as a directory, even as root.
+    let file = write(dir.path(), "not-a-dir", "x")?;
+    let unreadable = format!("{file}/state");
+    // Readable (no state yet) but not writable: the temporary file's name is taken by a
+    // directory, so the write-ahead save of the new incarnation fails.
+    let unwritable = dir.path().join("unwritable");
+    std::fs::create_dir_all(unwritable.join("state.toml.tmp"))?;
+    let unwritable = unwritable.display().to_string();
+    for data_dir in [unreadable, unwritable] {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let out = command()
+            .args(["agent", "--dev", "--name", "a", "--bind", &bind])
+            .args(["--api-addr", "127.0.0.1:0", "--data-dir", &data_dir])
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{data_dir}: {stderr}");
+        assert!(stderr.contains("data_dir"), "{data_dir}: {stderr}");
+        assert!(
+            !stderr.contains("mesh started"),
+            "{data_dir}: refused before joining: {stderr}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn check_config_refuses_a_path_that_is_not_utf8() -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let out = command()
+        .args(["agent", "--dev", "--name", "a", "--bind", "127.0.0.1:7000"])
+        .arg("--check-config")
+        .arg("--data-dir")
+        .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("data_dir"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}
+
+#[test]
 fn check_config_prints_the_effective_config_with_flags_over_the_file() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let key = write(

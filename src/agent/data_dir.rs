@@ -3,8 +3,9 @@
 //! announced, and the addresses of the members it knew).
 //!
 //! On start the agent announces the next incarnation, so records of its past life cannot
-//! out-bid it, and joins through the saved members as well as its seeds, so it rejoins
-//! even when the seeds are gone (Serf's snapshot and rejoin).
+//! out-bid it, and joins through a random sample of the saved members (see
+//! [`join_seeds`]) as well as its seeds, so it rejoins even when the seeds are gone
+//! (Serf's snapshot and rejoin).
 //!
 //! Invariants: writes are atomic (a temporary file in the same directory, fsynced, then
 //! renamed over the old one, then the directory fsynced), so a crash mid-write leaves the
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::Members;
+use crate::proto::rng::{self, NodeRng};
 use crate::wire::MemberState;
 
 /// The state file's name inside the data dir.
@@ -25,6 +27,45 @@ pub const STATE_FILE: &str = "state.toml";
 
 /// The temporary file a write goes through before it is renamed over [`STATE_FILE`].
 const TEMP_FILE: &str = "state.toml.tmp";
+
+/// How many remembered members a restart joins through besides the configured seeds.
+pub const REMEMBERED_WITH_SEEDS: usize = 3;
+
+/// How many remembered members a restart joins through when no seeds are configured.
+pub const REMEMBERED_WITHOUT_SEEDS: usize = 5;
+
+/// The join seeds of a restart: the configured `seeds`, plus a random sample of the
+/// `remembered` members ([`REMEMBERED_WITH_SEEDS`] of them, or
+/// [`REMEMBERED_WITHOUT_SEEDS`] when there are no seeds), without duplicates. A sample,
+/// not all of them: every seed gets a full-state join (and the driver re-contacts its
+/// seeds), so joining through every remembered member would cost O(N²) bytes per restart.
+pub fn join_seeds(
+    seeds: &[SocketAddr],
+    remembered: &[SocketAddr],
+    rng: &mut NodeRng,
+) -> Vec<SocketAddr> {
+    let limit = if seeds.is_empty() {
+        REMEMBERED_WITHOUT_SEEDS
+    } else {
+        REMEMBERED_WITH_SEEDS
+    };
+    let mut out: Vec<SocketAddr> = Vec::with_capacity(seeds.len() + limit);
+    for addr in seeds {
+        if !out.contains(addr) {
+            out.push(*addr);
+        }
+    }
+    let mut pool: Vec<SocketAddr> = Vec::new();
+    for addr in remembered {
+        if !out.contains(addr) && !pool.contains(addr) {
+            pool.push(*addr);
+        }
+    }
+    rng::shuffle(rng, &mut pool);
+    pool.truncate(limit);
+    out.extend(pool);
+    out
+}
 
 /// Why the data dir could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +224,48 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    fn addrs(ports: std::ops::Range<u16>) -> Vec<SocketAddr> {
+        ports
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_joins_through_the_seeds_and_a_sample_of_the_remembered() {
+        let seeds = addrs(1..3);
+        let remembered = addrs(1..101);
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..20 {
+            let mut r = rng::node_rng(seed);
+            let join = join_seeds(&seeds, &remembered, &mut r);
+            assert_eq!(join.len(), seeds.len() + REMEMBERED_WITH_SEEDS, "{join:?}");
+            assert_eq!(&join[..2], &seeds[..]);
+            let mut unique = join.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), join.len(), "no duplicates: {join:?}");
+            assert!(join.iter().all(|a| remembered.contains(a)));
+            seen.extend(join[2..].iter().copied());
+        }
+        assert!(seen.len() > REMEMBERED_WITH_SEEDS, "random: {seen:?}");
+    }
+
+    #[test]
+    fn without_seeds_a_restart_joins_through_at_most_five_remembered() {
+        let mut r = rng::node_rng(7);
+        let remembered = addrs(1..51);
+        let join = join_seeds(&[], &remembered, &mut r);
+        assert_eq!(join.len(), REMEMBERED_WITHOUT_SEEDS);
+        assert!(join.iter().all(|a| remembered.contains(a)));
+        let few = addrs(1..3);
+        let mut join = join_seeds(&[], &few, &mut r);
+        join.sort();
+        assert_eq!(join, few);
+        assert!(join_seeds(&[], &[], &mut r).is_empty());
+        let seeds = addrs(1..2);
+        assert_eq!(join_seeds(&seeds, &seeds, &mut r), seeds);
+    }
     use crate::proto::{MemberInfo, Time};
     use crate::wire::Tags;
 

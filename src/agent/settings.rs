@@ -11,14 +11,16 @@
 //! [`AgentConfig::mesh_config`] reports naming the field.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::agent::config::{MeshConfig, TlsSource};
 use crate::proto::{ConfigError, SwimConfig};
-use crate::transport::ClusterKey;
+use crate::transport::{ClusterKey, Identity, IdentityError};
 use crate::wire::{Name, Tags};
 
 mod validate;
@@ -195,7 +197,8 @@ impl AgentConfig {
 
     /// The effective config as TOML (what `--check-config` prints).
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("every field has a TOML form")
+        // `validate` refuses the only values without one: paths that are not UTF-8.
+        toml::to_string(self).expect("every validated field has a TOML form")
     }
 
     /// The node name (after load, always set; empty if it never was).
@@ -208,7 +211,9 @@ impl AgentConfig {
         Tags::from_pairs(self.tags.clone()).map_err(|e| invalid("tags", e.to_string()))
     }
 
-    /// Where the TLS identity comes from, reading the cluster key file if there is one.
+    /// Where the TLS identity comes from, reading the cluster key file if there is one,
+    /// or reading and parsing the PKI files (and checking the key matches the
+    /// certificate), so a bad file is a config error naming its field.
     pub fn tls_source(&self) -> Result<TlsSource, SettingsError> {
         if self.dev {
             return Ok(TlsSource::ClusterKey(ClusterKey::dev()));
@@ -226,11 +231,28 @@ impl AgentConfig {
         }
         match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
             (Some(ca), Some(cert), Some(key)) => {
-                for (field, path) in [("tls_ca", ca), ("tls_cert", cert), ("tls_key", key)] {
-                    std::fs::File::open(path).map_err(|e| {
+                // Parsed now, not only at start, so a bad file is a config error. Read
+                // here and parsed in memory, so an error names its field even when two
+                // fields name the same file.
+                let files = [("tls_ca", ca), ("tls_cert", cert), ("tls_key", key)];
+                let mut pem = Vec::with_capacity(3);
+                for (field, path) in files {
+                    pem.push(std::fs::read(path).map_err(|e| {
                         invalid(field, format!("cannot read {}: {e}", path.display()))
-                    })?;
+                    })?);
                 }
+                Identity::from_pem(&pem[0], &pem[1], &pem[2]).map_err(|e| match e {
+                    IdentityError::Pem { path, reason } => {
+                        let (field, file) = match path.to_str() {
+                            Some("<ca>") => files[0],
+                            Some("<key>") => files[2],
+                            _ => files[1],
+                        };
+                        invalid(field, format!("{}: {reason}", file.display()))
+                    }
+                    e => invalid("tls_cert", e.to_string()),
+                })?;
+                check_key_matches(cert, &pem[1], key, &pem[2])?;
                 Ok(TlsSource::Pki {
                     ca: ca.clone(),
                     cert: cert.clone(),
@@ -268,6 +290,16 @@ impl AgentConfig {
     /// seed that does not resolve is logged and skipped (the others may answer); in dev
     /// mode only loopback addresses are kept.
     pub async fn resolve_join(&self) -> Vec<SocketAddr> {
+        self.resolve_seeds(true).await
+    }
+
+    /// [`AgentConfig::resolve_join`], logging seeds that do not resolve at debug level
+    /// only: for retries, whose streak the caller logs once.
+    pub async fn resolve_join_quietly(&self) -> Vec<SocketAddr> {
+        self.resolve_seeds(false).await
+    }
+
+    async fn resolve_seeds(&self, loud: bool) -> Vec<SocketAddr> {
         let mut seeds = Vec::new();
         for seed in &self.join {
             match tokio::net::lookup_host(seed.as_str()).await {
@@ -280,10 +312,79 @@ impl AgentConfig {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(%seed, error = %e, "seed does not resolve; skipping it"),
+                Err(e) if loud => {
+                    tracing::warn!(%seed, error = %e, "seed does not resolve; skipping it");
+                }
+                Err(e) => tracing::debug!(%seed, error = %e, "seed still does not resolve"),
             }
         }
         seeds
+    }
+}
+
+/// Checks that the private key in `key_pem` (already parsed once) can sign and belongs
+/// to the first certificate in `cert_pem`, as the TLS handshake will need.
+fn check_key_matches(
+    cert: &Path,
+    cert_pem: &[u8],
+    key: &Path,
+    key_pem: &[u8],
+) -> Result<(), SettingsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("tls_cert", format!("{}: {e}", cert.display())))?;
+    let private = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| invalid("tls_key", format!("{}: {e}", key.display())))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(private)
+        .map_err(|e| invalid("tls_key", format!("{}: unusable key: {e}", key.display())))?;
+    match rustls::sign::CertifiedKey::new(chain, signing).keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(invalid(
+                "tls_key",
+                format!(
+                    "{}: does not match the certificate in {} (tls_cert)",
+                    key.display(),
+                    cert.display()
+                ),
+            ))
+        }
+        Err(e) => Err(invalid("tls_cert", format!("{}: {e}", cert.display()))),
+    }
+}
+
+/// First wait before resolving the seeds again when none resolved.
+pub const RESOLVE_RETRY_MIN: Duration = Duration::from_secs(1);
+
+/// Longest wait between seed resolution attempts.
+pub const RESOLVE_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Resolves the seeds again and again until at least one address comes back, waiting
+/// (through `sleep`) [`RESOLVE_RETRY_MIN`] before the first attempt and twice as long
+/// after each failure, up to [`RESOLVE_RETRY_MAX`]. For an agent whose configured seeds
+/// did not resolve at start (DNS not ready yet): it must join once they do, not stay a
+/// cluster of one. The resolver and the sleep are parameters so tests need no DNS or
+/// clock.
+pub async fn resolve_with_backoff<R, RF, S, SF>(mut resolve: R, mut sleep: S) -> Vec<SocketAddr>
+where
+    R: FnMut() -> RF,
+    RF: Future<Output = Vec<SocketAddr>>,
+    S: FnMut(Duration) -> SF,
+    SF: Future<Output = ()>,
+{
+    let mut delay = RESOLVE_RETRY_MIN;
+    loop {
+        sleep(delay).await;
+        let seeds = resolve().await;
+        if !seeds.is_empty() {
+            return seeds;
+        }
+        delay = (delay * 2).min(RESOLVE_RETRY_MAX);
     }
 }
 
@@ -365,6 +466,47 @@ k = 1
     }
 
     #[test]
+    fn a_pki_file_that_does_not_parse_names_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let made = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        // Distinct files: an error names the field by the file it is about.
+        let ca = write("ca.pem", &made.cert.pem());
+        let cert = write("cert.pem", &made.cert.pem());
+        let key = write("key.pem", &made.signing_key.serialize_pem());
+        let other = rcgen::generate_simple_self_signed(vec!["b".into()]).unwrap();
+        let other_key = write("other-key.pem", &other.signing_key.serialize_pem());
+        let garbage = write("garbage.pem", "-----BEGIN GARBAGE-----\nnot pem\n");
+        let missing = dir.path().join("missing.pem");
+        let pki = |ca: &Path, cert: &Path, key: &Path| AgentConfig {
+            dev: false,
+            tls_ca: Some(ca.to_owned()),
+            tls_cert: Some(cert.to_owned()),
+            tls_key: Some(key.to_owned()),
+            ..dev()
+        };
+        pki(&ca, &cert, &key).mesh_config(Vec::new(), 0).unwrap();
+        for (config, expected) in [
+            (pki(&garbage, &cert, &key), "tls_ca"),
+            (pki(&missing, &cert, &key), "tls_ca"),
+            (pki(&ca, &garbage, &key), "tls_cert"),
+            (pki(&ca, &missing, &key), "tls_cert"),
+            (pki(&ca, &cert, &garbage), "tls_key"),
+            (pki(&ca, &cert, &cert), "tls_key"),
+            (pki(&ca, &cert, &other_key), "tls_key"),
+        ] {
+            match config.mesh_config(Vec::new(), 0) {
+                Err(SettingsError::Invalid(e)) => assert_eq!(e.field, expected, "{e}"),
+                other => panic!("expected {expected}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn dev_mode_builds_a_mesh_config_with_the_dev_key() {
         let seeds = vec!["127.0.0.1:7001".parse().unwrap()];
         let c = AgentConfig {
@@ -377,6 +519,47 @@ k = 1
         assert_eq!(mesh.swim, SwimConfig::local());
         assert_eq!(mesh.region, "r");
         assert!(matches!(mesh.tls, TlsSource::ClusterKey(k) if k == ClusterKey::dev()));
+    }
+
+    #[tokio::test]
+    async fn unresolved_seeds_are_retried_with_backoff_until_one_resolves() {
+        use std::sync::{Arc, Mutex};
+        let c = AgentConfig {
+            join: vec!["nonexistent.invalid:7946".into()],
+            ..dev()
+        };
+        assert!(c.resolve_join_quietly().await.is_empty());
+        let found: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let mut attempts = 0;
+        let seeds = resolve_with_backoff(
+            || {
+                attempts += 1;
+                let now = attempts;
+                let c = c.clone();
+                async move {
+                    if now < 8 {
+                        c.resolve_join_quietly().await
+                    } else {
+                        vec![found]
+                    }
+                }
+            },
+            |d| {
+                waits.lock().unwrap().push(d);
+                async {}
+            },
+        )
+        .await;
+        assert_eq!(seeds, vec![found]);
+        assert_eq!(attempts, 8);
+        let secs: Vec<u64> = waits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Duration::as_secs)
+            .collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 
     #[tokio::test]

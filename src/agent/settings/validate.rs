@@ -21,6 +21,21 @@ impl AgentConfig {
         if self.dev {
             self.validate_dev()?;
         }
+        // TOML (and `--check-config`) has no form for a path that is not UTF-8.
+        for (field, path) in [
+            ("data_dir", &self.data_dir),
+            ("cluster_key_file", &self.cluster_key_file),
+            ("tls_ca", &self.tls_ca),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+        ] {
+            if let Some(path) = path.as_ref().filter(|p| p.to_str().is_none()) {
+                return Err(invalid(
+                    field,
+                    format!("{}: must be valid UTF-8", path.display()),
+                ));
+            }
+        }
         let name = self.node_name();
         if name.is_empty() {
             return Err(invalid(
@@ -183,6 +198,23 @@ mod tests {
     }
 
     #[test]
+    fn a_path_that_is_not_utf8_is_named_not_a_panic() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b"\xff"));
+        let c = AgentConfig {
+            data_dir: Some(bad.clone()),
+            ..dev()
+        };
+        assert_eq!(field(&c), "data_dir");
+        let c = AgentConfig {
+            dev: false,
+            cluster_key_file: Some(bad),
+            ..dev()
+        };
+        assert_eq!(field(&c), "cluster_key_file");
+    }
+
+    #[test]
     fn no_key_and_no_dev_refuses_to_start() {
         let c = AgentConfig {
             dev: false,
@@ -327,7 +359,16 @@ mod tests {
             Err(SettingsError::Invalid(e)) => assert_eq!(e.field, "tls_cert"),
             other => panic!("expected tls_cert to be named, got {other:?}"),
         }
+        // Readable is not enough: empty files are not PEM.
         std::fs::write(&cert, "").unwrap();
+        match c.tls_source() {
+            Err(SettingsError::Invalid(e)) => assert_eq!(e.field, "tls_ca"),
+            other => panic!("expected tls_ca to be named, got {other:?}"),
+        }
+        let made = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        std::fs::write(&ca, made.cert.pem()).unwrap();
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
         assert!(matches!(c.tls_source().unwrap(), TlsSource::Pki { .. }));
     }
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use muster::Mesh;
-use muster::agent::data_dir::{DataDir, SavedState};
-use muster::agent::settings::{AgentConfig, LogFormat};
+use muster::agent::data_dir::{self, DataDir, DataDirError, SavedState};
+use muster::agent::settings::{self, AgentConfig, LogFormat};
 use muster::api::{self, ApiState};
-use muster::proto::SwimConfig;
+use muster::proto::{ConfigError, SwimConfig, rng};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::oneshot;
@@ -55,9 +55,30 @@ pub(crate) fn run(config: AgentConfig) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("muster: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(crate::EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// A data dir that cannot be read or written: a config error (exit 2) naming the field,
+/// found before the node announces itself.
+fn data_dir_error(e: DataDirError) -> anyhow::Error {
+    ConfigError {
+        field: "data_dir",
+        reason: e.to_string(),
+    }
+    .into()
+}
+
+/// A seed for the join sample: different on every start (`RandomState` is keyed from
+/// the system's random source).
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }
 
 /// Logs to stderr in the configured format, filtered by the configured level (already
@@ -75,24 +96,24 @@ fn init_logging(config: &AgentConfig) {
     }
 }
 
-/// Starts the mesh, then saves its state now and then until a signal, then leaves.
+/// Saves the new incarnation (write-ahead), starts the mesh, then saves its state now
+/// and then until a signal (joining late if the seeds did not resolve at start), then
+/// leaves.
 async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let name = config.node_name().to_owned();
     let data_dir = config.data_dir.as_ref().map(DataDir::new);
     let saved = match &data_dir {
-        Some(dir) => dir.load(&name)?,
+        Some(dir) => dir.load(&name).map_err(data_dir_error)?,
         None => None,
     };
     let incarnation = saved.as_ref().map_or(0, SavedState::next_incarnation);
-    let mut seeds = config.resolve_join().await;
+    let configured = config.resolve_join().await;
     let remembered: Vec<SocketAddr> = saved.iter().flat_map(|s| s.members.clone()).collect();
-    for addr in &remembered {
-        if !seeds.contains(addr) {
-            seeds.push(*addr);
-        }
-    }
+    // The seeds plus a sample of the remembered members, not all of them: each gets a
+    // full-state join, and the driver re-contacts its seeds.
+    let seeds = data_dir::join_seeds(&configured, &remembered, &mut rng::node_rng(random_seed()));
     let mesh_config = config.mesh_config(seeds.clone(), incarnation)?;
     let bound = leave_bound(&mesh_config.swim);
     // Bound before the mesh starts, so a taken port stops the agent before it joins.
@@ -102,6 +123,17 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let api_addr = api_listener
         .local_addr()
         .context("cannot read the HTTP API's bound address")?;
+    // Write-ahead: record the new incarnation before announcing it, so an unwritable
+    // data dir stops the agent before it joins, and a crash before the first periodic
+    // save cannot lead the next start to announce it again.
+    let mut last_saved = SavedState {
+        name: name.clone(),
+        incarnation,
+        members: remembered,
+    };
+    if let Some(dir) = &data_dir {
+        dir.save(&last_saved).map_err(data_dir_error)?;
+    }
     let mesh = Mesh::start(mesh_config)
         .await
         .context("cannot start the mesh")?;
@@ -131,23 +163,43 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         dev = config.dev,
         incarnation,
         ?seeds,
-        remembered = remembered.len(),
+        remembered = last_saved.members.len(),
         "agent listening"
     );
-    // Record the new incarnation at once: a crash before the first periodic save must
-    // not lead the next start to announce it again.
-    let mut last_saved = SavedState {
-        name: name.clone(),
-        incarnation,
-        members: remembered,
-    };
-    if let Some(dir) = &data_dir {
-        dir.save(&last_saved)?;
-    }
+    // Seeds were configured but none resolves (DNS not ready?): keep resolving, with
+    // backoff, and join once one does, rather than stay a cluster of one.
+    let mut resolving = (!config.join.is_empty() && configured.is_empty()).then(|| {
+        tracing::warn!(
+            join = ?config.join,
+            "no seed resolves; retrying with backoff and joining once one does"
+        );
+        let config = config.clone();
+        tokio::spawn(async move {
+            let config = &config;
+            settings::resolve_with_backoff(
+                move || config.resolve_join_quietly(),
+                tokio::time::sleep,
+            )
+            .await
+        })
+    });
     let mut save_timer = tokio::time::interval(SAVE_INTERVAL);
     let which = loop {
         tokio::select! {
             which = next_signal(&mut sigint, &mut sigterm) => break which,
+            resolved = async { resolving.as_mut().expect("guarded by is_some").await },
+                if resolving.is_some() => {
+                resolving = None;
+                match resolved {
+                    Ok(seeds) => {
+                        tracing::info!(?seeds, "seeds resolve now; joining through them");
+                        if let Err(e) = mesh.join(seeds).await {
+                            tracing::warn!(error = %e, "cannot join through the resolved seeds");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "seed resolution task failed"),
+                }
+            }
             _ = save_timer.tick() => {
                 let Some(dir) = &data_dir else { continue };
                 let now = SavedState::of(&name, &mesh.members());
@@ -166,6 +218,9 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         "leaving the cluster; a second signal exits at once"
     );
     api_state.set_leaving();
+    if let Some(resolving) = resolving.take() {
+        resolving.abort();
+    }
     if let Some(dir) = &data_dir {
         if let Err(e) = dir.save(&SavedState::of(&name, &mesh.members()).leaving()) {
             tracing::warn!(error = %e, "cannot save the data dir before leaving");
