@@ -388,6 +388,12 @@ async fn health_is_ok_when_joined_and_503_when_not_joined_or_leaving() {
     let (status, body) = get(&router(&solo), "/v1/health").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"status": "ok"}));
+    // The same, but meant to join a cluster whose seed names did not resolve yet: alone
+    // is not healthy.
+    let waiting = ApiState::new(solo.view());
+    waiting.expect_peers();
+    let (status, body) = get(&api::router(waiting), "/v1/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 
     // Seeds that never answer: not joined.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");

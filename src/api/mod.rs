@@ -45,6 +45,7 @@ use crate::agent::MeshView;
 pub struct ApiState {
     mesh: MeshView,
     leaving: Arc<AtomicBool>,
+    expects_peers: Arc<AtomicBool>,
 }
 
 impl ApiState {
@@ -53,7 +54,15 @@ impl ApiState {
         ApiState {
             mesh,
             leaving: Arc::new(AtomicBool::new(false)),
+            expects_peers: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Marks this agent as meant to be in a cluster even though its mesh started with
+    /// no seed (its seed names did not resolve yet): `/v1/health` answers 503 until it
+    /// sees another live member, instead of reporting a cluster of one as healthy.
+    pub fn expect_peers(&self) {
+        self.expects_peers.store(true, Ordering::Relaxed);
     }
 
     /// Marks the agent as leaving: `/v1/health` answers 503 from now on, so load
@@ -72,7 +81,9 @@ impl ApiState {
         let others_live = members
             .iter()
             .any(|m| m.name != *self.mesh.name() && m.state.is_live());
-        if self.mesh.started_with_seeds() && !others_live {
+        let expects_peers =
+            self.mesh.started_with_seeds() || self.expects_peers.load(Ordering::Relaxed);
+        if expects_peers && !others_live {
             return Some("not joined: no other live member seen");
         }
         None

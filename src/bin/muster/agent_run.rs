@@ -138,6 +138,10 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         .await
         .context("cannot start the mesh")?;
     let api_state = ApiState::new(mesh.view());
+    if !config.join.is_empty() {
+        // Seeds were configured, whether or not they resolved: alone is not healthy.
+        api_state.expect_peers();
+    }
     let (stop_api, api_stopped) = oneshot::channel::<()>();
     let api_server = axum::serve(api_listener, api::router(api_state.clone()))
         .with_graceful_shutdown(async {
