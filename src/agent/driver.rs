@@ -66,6 +66,8 @@ pub(super) struct Driver {
     pub(super) peak_live: usize,
     /// When the seeds are next considered for re-contact.
     pub(super) recontact_at: Instant,
+    /// The node's health score, for readers outside the driver (the API).
+    pub(super) health: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// How often the seeds are re-contacted while the cluster looks smaller than it was.
@@ -184,6 +186,10 @@ impl Driver {
 
     /// Drains the node's outputs.
     fn flush(&mut self) {
+        self.health.store(
+            self.node.health_score(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.peak_live = self.peak_live.max(self.node.members().live_count());
         while let Some(transmit) = self.node.poll_transmit() {
             self.send(transmit);

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -48,6 +49,7 @@ pub struct Mesh {
     leave_wait: Duration,
     clock: Clock,
     seeded: bool,
+    health: Arc<AtomicU32>,
 }
 
 impl Mesh {
@@ -122,7 +124,9 @@ impl Mesh {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (members_tx, members) = watch::channel(driver::snapshot(&node));
         let (requests, requests_rx) = mpsc::channel(REQUEST_BUFFER);
+        let health = Arc::new(AtomicU32::new(0));
         let driver = Driver {
+            health: health.clone(),
             node,
             clock,
             transport: transport.clone(),
@@ -151,6 +155,7 @@ impl Mesh {
             leave_wait,
             clock,
             seeded,
+            health,
         })
     }
 
@@ -185,6 +190,7 @@ impl Mesh {
             members: self.members.clone(),
             clock: self.clock,
             seeded: self.seeded,
+            health: self.health.clone(),
         }
     }
 
@@ -293,9 +299,15 @@ pub struct MeshView {
     members: watch::Receiver<Members>,
     clock: Clock,
     seeded: bool,
+    health: Arc<AtomicU32>,
 }
 
 impl MeshView {
+    /// This node's Lifeguard health score (0 is healthy), as of the driver's last step.
+    pub fn health_score(&self) -> u32 {
+        self.health.load(Ordering::Relaxed)
+    }
+
     /// This node's name.
     pub fn name(&self) -> &Name {
         &self.name

@@ -17,7 +17,7 @@
 //! | `GET /v1/members` | every member (filters `status`, `region`, `zone`, `tag=key:value`, `name` glob) |
 //! | `GET /v1/members/{name}` | one member, or 404 |
 //! | `GET /v1/self` | this agent's own record |
-//! | `GET /v1/cluster` | counts by status and region, the membership digest |
+//! | `GET /v1/cluster` | counts by status and region, the membership digest, the health score |
 //! | `GET /v1/health` | 200 when joined and not leaving, else 503 |
 
 mod error;
@@ -148,7 +148,12 @@ async fn self_member(State(state): State<ApiState>) -> Result<Json<MemberView>, 
 async fn cluster(State(state): State<ApiState>) -> Json<ClusterView> {
     let members = state.mesh.members();
     let digest = MeshView::digest(&members);
-    Json(ClusterView::new(state.mesh.name(), &members, digest))
+    Json(ClusterView::new(
+        state.mesh.name(),
+        &members,
+        digest,
+        state.mesh.health_score(),
+    ))
 }
 
 /// `GET /v1/health`: 200 `{"status":"ok"}` when this agent has joined (it sees another

@@ -137,11 +137,14 @@ pub struct ClusterView {
     /// This agent's membership digest, 16 hex digits: agents that agree on who is live
     /// at which incarnation show the same value (a string, so no JSON reader rounds it).
     pub digest: String,
+    /// This agent's Lifeguard health score: 0 is healthy; it rises with missed acks and
+    /// refutations, and stretches this agent's probing.
+    pub health_score: u32,
 }
 
 impl ClusterView {
     /// Counts a snapshot.
-    pub fn new(name: &str, members: &[MemberInfo], digest: u64) -> ClusterView {
+    pub fn new(name: &str, members: &[MemberInfo], digest: u64, health_score: u32) -> ClusterView {
         let mut by_status = StatusCounts::default();
         let mut by_region: BTreeMap<String, StatusCounts> = BTreeMap::new();
         for m in members {
@@ -159,6 +162,7 @@ impl ClusterView {
             by_status,
             by_region,
             digest: format!("{digest:016x}"),
+            health_score,
         }
     }
 }
