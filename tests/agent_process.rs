@@ -11,31 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use muster::transport::ClusterKey;
-use support::{Agent, command, eventually, free_port, muster};
-
-/// Starts `muster agent` named `name` on `port`, joining through `join` if given, with
-/// `extra` arguments.
-fn start_dev(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Result<Agent> {
-    let bind = format!("127.0.0.1:{port}");
-    let mut command = command();
-    command
-        .args([
-            "agent",
-            "--dev",
-            "--profile",
-            "local",
-            "--log-format",
-            "json",
-        ])
-        .args(["--name", name, "--bind", &bind])
-        // Any free port: these agents run side by side and must not fight over 7947.
-        .args(["--api-addr", "127.0.0.1:0"])
-        .args(extra);
-    if let Some(seed) = join {
-        command.args(["--join", &format!("127.0.0.1:{seed}")]);
-    }
-    Agent::spawn(name, port, command)
-}
+use support::{command, eventually, free_port, muster, start_dev};
 
 #[test]
 fn three_agents_see_a_kill_as_failed_and_a_sigterm_as_left() -> Result<()> {

@@ -21,7 +21,7 @@ use muster::proto::SwimConfig;
 use muster::transport::ClusterKey;
 use muster::wire::{MemberState, Tags};
 use serde_json::{Value, json};
-use support::{Agent, command, eventually, free_port};
+use support::{Agent, command, eventually, free_port, start_dev};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -537,22 +537,7 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
 /// `muster agent --dev` with its API on any free loopback port; returns it and the API
 /// address it logged.
 fn spawn_agent(name: &str, join: Option<u16>) -> Result<(Agent, SocketAddr)> {
-    let port = free_port();
-    let mut cmd = command();
-    cmd.args([
-        "agent",
-        "--dev",
-        "--profile",
-        "local",
-        "--log-format",
-        "json",
-    ])
-    .args(["--name", name, "--bind", &format!("127.0.0.1:{port}")])
-    .args(["--api-addr", "127.0.0.1:0"]);
-    if let Some(seed) = join {
-        cmd.args(["--join", &format!("127.0.0.1:{seed}")]);
-    }
-    let agent = Agent::spawn(name, port, cmd)?;
+    let agent = start_dev(name, free_port(), join, &[])?;
     eventually("the agent logs its API address", &[&agent], || {
         agent.first_field("HTTP API listening", "api").is_some()
     })?;

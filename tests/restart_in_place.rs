@@ -9,31 +9,13 @@
 mod support;
 
 use anyhow::Result;
-use support::{Agent, command, eventually, free_port};
-
-fn start(name: &str, port: u16, join: Option<u16>) -> Result<Agent> {
-    let mut cmd = command();
-    cmd.args([
-        "agent",
-        "--dev",
-        "--profile",
-        "local",
-        "--log-format",
-        "json",
-    ])
-    .args(["--name", name, "--bind", &format!("127.0.0.1:{port}")])
-    .args(["--api-addr", "127.0.0.1:0"]);
-    if let Some(seed) = join {
-        cmd.args(["--join", &format!("127.0.0.1:{seed}")]);
-    }
-    Agent::spawn(name, port, cmd)
-}
+use support::{eventually, free_port, start_dev};
 
 #[test]
 fn a_node_killed_and_restarted_in_place_is_never_declared_failed() -> Result<()> {
-    let a = start("a", free_port(), None)?;
+    let a = start_dev("a", free_port(), None, &[])?;
     let b_port = free_port();
-    let mut b = start("b", b_port, Some(a.port))?;
+    let mut b = start_dev("b", b_port, Some(a.port), &[])?;
     eventually("a and b join", &[&a, &b], || {
         a.saw("member joined", "b") && b.saw("member joined", "a")
     })?;
@@ -41,7 +23,7 @@ fn a_node_killed_and_restarted_in_place_is_never_declared_failed() -> Result<()>
     std::thread::sleep(std::time::Duration::from_secs(2));
     b.child.kill()?;
     b.child.wait()?;
-    let b = start("b", b_port, Some(a.port))?;
+    let b = start_dev("b", b_port, Some(a.port), &[])?;
     eventually("the restarted b joins", &[&a, &b], || {
         b.saw("member joined", "a")
     })?;

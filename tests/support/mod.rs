@@ -205,3 +205,27 @@ pub fn muster(args: &[&str]) -> Result<Output> {
         .output()
         .context("run muster")
 }
+
+/// Starts `muster agent` named `name` on `port`, joining through `join` if given, with
+/// `extra` arguments.
+pub fn start_dev(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Result<Agent> {
+    let bind = format!("127.0.0.1:{port}");
+    let mut command = command();
+    command
+        .args([
+            "agent",
+            "--dev",
+            "--profile",
+            "local",
+            "--log-format",
+            "json",
+        ])
+        .args(["--name", name, "--bind", &bind])
+        // Any free port: these agents run side by side and must not fight over 7947.
+        .args(["--api-addr", "127.0.0.1:0"])
+        .args(extra);
+    if let Some(seed) = join {
+        command.args(["--join", &format!("127.0.0.1:{seed}")]);
+    }
+    Agent::spawn(name, port, command)
+}
