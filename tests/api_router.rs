@@ -21,7 +21,7 @@ use muster::proto::SwimConfig;
 use muster::transport::ClusterKey;
 use muster::wire::{MemberState, Tags};
 use serde_json::{Value, json};
-use support::{Agent, command, eventually, free_port, start_dev};
+use support::{Agent, command, eventually, free_port, start_dev_api};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -534,24 +534,10 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     Ok((status, body.to_owned()))
 }
 
-/// `muster agent --dev` with its API on any free loopback port; returns it and the API
-/// address it logged.
-fn spawn_agent(name: &str, join: Option<u16>) -> Result<(Agent, SocketAddr)> {
-    let agent = start_dev(name, free_port(), join, &[])?;
-    eventually("the agent logs its API address", &[&agent], || {
-        agent.first_field("HTTP API listening", "api").is_some()
-    })?;
-    let api = agent
-        .first_field("HTTP API listening", "api")
-        .and_then(|v| v.as_str()?.parse().ok())
-        .context("the API address parses")?;
-    Ok((agent, api))
-}
-
 #[test]
 fn the_agent_serves_members_over_a_real_socket_and_stops_it_on_leave() -> Result<()> {
-    let (a, api) = spawn_agent("a", None)?;
-    let (b, _) = spawn_agent("b", Some(a.port))?;
+    let (a, api) = start_dev_api("a", None)?;
+    let (b, _) = start_dev_api("b", Some(a.port))?;
     let list = || -> Result<Vec<Value>> {
         let (status, body) = http_get(api, "/v1/members")?;
         if status != 200 {

@@ -20,6 +20,7 @@
 //! | `GET /v1/cluster` | counts by status and region, the membership digest, the health score |
 //! | `GET /v1/health` | 200 when joined and not leaving, else 503 |
 
+pub mod client;
 mod error;
 mod filter;
 mod view;

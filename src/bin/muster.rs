@@ -9,6 +9,8 @@
 
 #[path = "muster/agent_run.rs"]
 mod agent_run;
+#[path = "muster/cli_query.rs"]
+mod cli_query;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +43,10 @@ enum Cmd {
     Agent(Box<AgentArgs>),
     /// Print a new cluster key, one line (`muster keygen > cluster.key`).
     Keygen,
+    /// List the members the local agent knows, with the API's filters.
+    Members(cli_query::MembersArgs),
+    /// Show this agent and the cluster as it sees it.
+    Info(cli_query::ApiArgs),
     /// Show the protocol timing a profile gives a cluster of N members: probe and
     /// suspicion timeouts, retransmissions, push-pull interval.
     Timing {
@@ -230,6 +236,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Agent(args) => agent(&args),
+        Cmd::Members(args) => cli_query::members(&args),
+        Cmd::Info(args) => cli_query::info(&args),
         Cmd::Keygen => match ClusterKey::generate() {
             Ok(key) => {
                 println!("{key}");

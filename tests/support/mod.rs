@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -228,4 +228,18 @@ pub fn start_dev(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Re
         command.args(["--join", &format!("127.0.0.1:{seed}")]);
     }
     Agent::spawn(name, port, command)
+}
+
+/// `muster agent --dev` with its API on any free loopback port; returns it and the API
+/// address it logged.
+pub fn start_dev_api(name: &str, join: Option<u16>) -> Result<(Agent, SocketAddr)> {
+    let agent = start_dev(name, free_port(), join, &[])?;
+    eventually("the agent logs its API address", &[&agent], || {
+        agent.first_field("HTTP API listening", "api").is_some()
+    })?;
+    let api = agent
+        .first_field("HTTP API listening", "api")
+        .and_then(|v| v.as_str()?.parse().ok())
+        .context("the API address parses")?;
+    Ok((agent, api))
 }

@@ -1,0 +1,259 @@
+//! `muster members` and `muster info`: ask the local agent's API and print the answer as
+//! an aligned table (status coloured on a terminal) or, with `--json`, as the API's JSON.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Args;
+use muster::api::client::{self, ClientError};
+use serde_json::Value;
+
+/// Where the agent's API is, and how to print.
+#[derive(Args, Debug)]
+pub(crate) struct ApiArgs {
+    /// The local agent's API address.
+    #[arg(long, env = "MUSTER_API_ADDR", default_value = "127.0.0.1:7947")]
+    pub(crate) api_addr: SocketAddr,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `muster members` flags: the API's filters.
+#[derive(Args, Debug)]
+pub(crate) struct MembersArgs {
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+    /// Only members with this status: alive, suspect, failed or left (repeatable).
+    #[arg(long)]
+    pub(crate) status: Vec<String>,
+    /// Only members in this region (repeatable).
+    #[arg(long)]
+    pub(crate) region: Vec<String>,
+    /// Only members in this zone (repeatable).
+    #[arg(long)]
+    pub(crate) zone: Vec<String>,
+    /// Only members with this tag, key:value (repeatable; all must match).
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
+    /// Only members whose name matches this glob (`*`, `?`).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+}
+
+/// Fetches `path` and parses its JSON; an error answer or a failure is one line on
+/// stderr and exit 1.
+fn fetch(addr: SocketAddr, path: &str) -> Result<Value, ExitCode> {
+    let fail = |message: String| {
+        eprintln!("muster: {message}");
+        ExitCode::FAILURE
+    };
+    let (status, body) = client::get(addr, path).map_err(|e: ClientError| fail(e.to_string()))?;
+    let value: Value = serde_json::from_str(&body).map_err(|_| {
+        fail(format!(
+            "the agent at {addr} answered {status} with a body that is not JSON"
+        ))
+    })?;
+    if !(200..300).contains(&status) && status != 503 {
+        let error = value["error"].as_str().unwrap_or("request failed");
+        return Err(match value["field"].as_str() {
+            Some(field) => fail(format!("{error} (field `{field}`)")),
+            None => fail(error.to_owned()),
+        });
+    }
+    Ok(value)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The member's tags as `k=v,k=v`, or `-`.
+fn tags(v: &Value) -> String {
+    let pairs: Vec<String> = v
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", text(v))).collect())
+        .unwrap_or_default();
+    if pairs.is_empty() {
+        "-".into()
+    } else {
+        pairs.join(",")
+    }
+}
+
+/// A status word, coloured when printing to a terminal.
+fn paint(status: &str, width: usize, colour: bool) -> String {
+    let padded = format!("{status:<width$}");
+    if !colour {
+        return padded;
+    }
+    let code = match status {
+        "alive" => "32",
+        "suspect" => "33",
+        "failed" => "31",
+        _ => "2",
+    };
+    format!("\x1b[{code}m{padded}\x1b[0m")
+}
+
+/// Rows as aligned columns.
+fn table(header: &[&str], rows: &[Vec<String>], status_col: Option<usize>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let colour = std::io::stdout().is_terminal();
+    let mut out = String::new();
+    let line = |cells: Vec<String>| cells.join("  ").trim_end().to_owned() + "\n";
+    out.push_str(&line(
+        header
+            .iter()
+            .zip(&widths)
+            .map(|(h, w)| format!("{h:<w$}"))
+            .collect(),
+    ));
+    for row in rows {
+        let cells = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if Some(i) == status_col {
+                    paint(c, *w, colour)
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(&line(cells));
+    }
+    out
+}
+
+/// `muster members`.
+pub(crate) fn members(args: &MembersArgs) -> ExitCode {
+    let mut query: Vec<String> = Vec::new();
+    for (key, values) in [
+        ("status", &args.status),
+        ("region", &args.region),
+        ("zone", &args.zone),
+        ("tag", &args.tag),
+    ] {
+        query.extend(
+            values
+                .iter()
+                .map(|v| format!("{key}={}", client::encode(v))),
+        );
+    }
+    if let Some(name) = &args.name {
+        query.push(format!("name={}", client::encode(name)));
+    }
+    let path = if query.is_empty() {
+        "/v1/members".to_owned()
+    } else {
+        format!("/v1/members?{}", query.join("&"))
+    };
+    let value = match fetch(args.api.api_addr, &path) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    if args.api.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let rows: Vec<Vec<String>> = value
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| {
+                    vec![
+                        text(&m["name"]),
+                        text(&m["addr"]),
+                        text(&m["status"]),
+                        text(&m["region"]),
+                        text(&m["zone"]),
+                        text(&m["incarnation"]),
+                        tags(&m["tags"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print!(
+        "{}",
+        table(
+            &["NAME", "ADDRESS", "STATUS", "REGION", "ZONE", "INC", "TAGS"],
+            &rows,
+            Some(2)
+        )
+    );
+    ExitCode::SUCCESS
+}
+
+/// `muster info`: this agent and the cluster as it sees it.
+pub(crate) fn info(args: &ApiArgs) -> ExitCode {
+    let me = match fetch(args.api_addr, "/v1/self") {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let cluster = match fetch(args.api_addr, "/v1/cluster") {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    if args.json {
+        let both = serde_json::json!({ "self": me, "cluster": cluster });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&both).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let counts = |v: &Value| {
+        ["alive", "suspect", "failed", "left"]
+            .iter()
+            .map(|s| format!("{} {s}", text(&v[*s])))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "agent     {} at {} ({} / {})",
+        text(&me["name"]),
+        text(&me["addr"]),
+        text(&me["region"]),
+        text(&me["zone"])
+    );
+    println!(
+        "status    {} · incarnation {} · health score {}",
+        text(&me["status"]),
+        text(&me["incarnation"]),
+        text(&cluster["health_score"])
+    );
+    println!(
+        "members   {} known: {}",
+        text(&cluster["members"]),
+        counts(&cluster["by_status"])
+    );
+    if let Some(regions) = cluster["by_region"].as_object() {
+        for (region, c) in regions {
+            let name = if region.is_empty() {
+                "(no region)"
+            } else {
+                region
+            };
+            println!("  {name:<12} {}", counts(c));
+        }
+    }
+    println!("digest    {}", text(&cluster["digest"]));
+    ExitCode::SUCCESS
+}
