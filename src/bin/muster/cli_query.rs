@@ -65,8 +65,10 @@ fn fetch(addr: SocketAddr, path: &str) -> Result<Value, ExitCode> {
     Ok(value)
 }
 
+/// A JSON value as a table cell: strings bare, absent or empty ones as `-`.
 fn text(v: &Value) -> String {
     match v {
+        Value::String(s) if s.is_empty() => "-".into(),
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
         other => other.to_string(),
