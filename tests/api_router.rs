@@ -21,15 +21,11 @@ use muster::proto::SwimConfig;
 use muster::transport::ClusterKey;
 use muster::wire::{MemberState, Tags};
 use serde_json::{Value, json};
-use support::{Agent, command, eventually, free_port, start_dev_api};
+use support::{
+    Agent, DEADLINE, POLL, command, eventually, eventually_async, free_port, start_dev_api,
+};
 use tokio::time::Instant;
 use tower::ServiceExt;
-
-/// Upper bound on any single wait; far above what an idle machine needs.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// How often a wait re-checks its condition.
-const POLL: Duration = Duration::from_millis(50);
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("a valid address")
@@ -99,24 +95,6 @@ fn describe(meshes: &[&Mesh]) -> String {
             format!("\n  {} sees {seen:?}", m.name())
         })
         .collect()
-}
-
-/// Polls `check` until it holds; panics with `what` and `describe()` after [`DEADLINE`].
-async fn eventually_async(
-    what: &str,
-    mut check: impl FnMut() -> bool,
-    describe: impl Fn() -> String,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return start.elapsed();
-        }
-        if start.elapsed() > DEADLINE {
-            panic!("{what}: not within {DEADLINE:?}; last seen: {}", describe());
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 fn router(mesh: &Mesh) -> Router {

@@ -4,9 +4,10 @@
 //! Every wait polls with a generous deadline (the machine may be loaded); nothing
 //! asserts on a fixed sleep. Each scenario prints how long its waits took.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use bytes::Bytes;
 use muster::agent::{Mesh, MeshConfig, TlsSource};
@@ -16,14 +17,9 @@ use muster::transport::{
     TransportOptions,
 };
 use muster::wire::{MemberState, Tags};
+use support::{DEADLINE, eventually_async as eventually};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// Upper bound on any single wait; far above what an idle machine needs.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// How often a wait re-checks its condition.
-const POLL: Duration = Duration::from_millis(50);
 
 const CLUSTER: &str = "loopback";
 
@@ -50,25 +46,6 @@ async fn start(name: &str, tls: TlsSource, cluster: &str, seeds: Vec<SocketAddr>
     Mesh::start(config(name, tls, cluster, seeds))
         .await
         .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
-}
-
-/// Polls `check` until it holds; panics with `what` and the last `describe()` after
-/// [`DEADLINE`]. Returns the time it took.
-async fn eventually(
-    what: &str,
-    mut check: impl FnMut() -> bool,
-    describe: impl Fn() -> String,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return start.elapsed();
-        }
-        if start.elapsed() > DEADLINE {
-            panic!("{what}: not within {DEADLINE:?}; last seen: {}", describe());
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// What a mesh sees, as `(name, incarnation, state)` sorted by name.

@@ -392,7 +392,8 @@ where
 mod tests {
     use super::*;
 
-    fn dev() -> AgentConfig {
+    /// A valid dev-mode config, for tests here and in `validate`.
+    pub(super) fn dev() -> AgentConfig {
         AgentConfig {
             name: Some("a".into()),
             bind: "127.0.0.1:7946".parse().unwrap(),

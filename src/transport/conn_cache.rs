@@ -150,18 +150,7 @@ impl<C: CachedConn> ConnCache<C> {
                 inner.entries.remove(&to);
                 Vec::new()
             }
-            Ok(conn) => {
-                inner.tick += 1;
-                let tick = inner.tick;
-                inner.entries.insert(
-                    to,
-                    Entry {
-                        slot: Slot::Ready(conn.clone()),
-                        last_used: tick,
-                    },
-                );
-                self.evict(&mut inner, to)
-            }
+            Ok(conn) => self.put_ready(&mut inner, to, conn),
             Err(_) => {
                 inner.entries.remove(&to);
                 Vec::new()
@@ -187,16 +176,17 @@ impl<C: CachedConn> ConnCache<C> {
         {
             return Vec::new();
         }
+        self.put_ready(&mut inner, from, conn)
+    }
+
+    /// Caches `conn` as the ready connection to `addr`, most recently used; returns the
+    /// connections evicted to make room.
+    fn put_ready(&self, inner: &mut Inner<C>, addr: SocketAddr, conn: &C) -> Vec<C> {
         inner.tick += 1;
-        let tick = inner.tick;
-        inner.entries.insert(
-            from,
-            Entry {
-                slot: Slot::Ready(conn.clone()),
-                last_used: tick,
-            },
-        );
-        self.evict(&mut inner, from)
+        let last_used = inner.tick;
+        let slot = Slot::Ready(conn.clone());
+        inner.entries.insert(addr, Entry { slot, last_used });
+        self.evict(inner, addr)
     }
 
     /// Forgets the connection to `addr` if it is the one with `id` (it closed).

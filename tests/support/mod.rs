@@ -243,3 +243,22 @@ pub fn start_dev_api(name: &str, join: Option<u16>) -> Result<(Agent, SocketAddr
         .context("the API address parses")?;
     Ok((agent, api))
 }
+
+/// Polls `check` in async code until it holds; panics with `what` and `describe()` after
+/// [`DEADLINE`]. Returns the time it took.
+pub async fn eventually_async(
+    what: &str,
+    mut check: impl FnMut() -> bool,
+    describe: impl Fn() -> String,
+) -> Duration {
+    let start = tokio::time::Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("{what}: not within {DEADLINE:?}; last seen: {}", describe());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

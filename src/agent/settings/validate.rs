@@ -180,15 +180,7 @@ pub(super) fn split_host_port(seed: &str) -> Result<(&str, u16), SettingsError> 
 mod tests {
     use super::*;
     use crate::agent::TlsSource;
-
-    fn dev() -> AgentConfig {
-        AgentConfig {
-            name: Some("a".into()),
-            bind: "127.0.0.1:7946".parse().unwrap(),
-            dev: true,
-            ..AgentConfig::default()
-        }
-    }
+    use crate::agent::settings::tests::dev;
 
     fn field(c: &AgentConfig) -> &'static str {
         match c.validate() {
