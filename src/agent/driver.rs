@@ -19,7 +19,7 @@ use crate::agent::mesh::Members;
 use crate::proto::rng::{self, NodeRng};
 use crate::proto::{Channel, Command, CommandError, Event, Node, Stats, Transmit};
 use crate::transport::{Incoming, Transport};
-use crate::wire::Tags;
+use crate::wire::{Name, Tags};
 
 /// A request from the [`crate::agent::Mesh`] handle.
 #[derive(Debug)]
@@ -38,6 +38,11 @@ pub(super) enum Request {
     Leave {
         reply: oneshot::Sender<Result<(), CommandError>>,
         done: oneshot::Sender<()>,
+    },
+    /// Mark a failed member as left.
+    ForceLeave {
+        name: Name,
+        reply: oneshot::Sender<Result<(), CommandError>>,
     },
     /// A copy of the node's counters.
     Stats { reply: oneshot::Sender<Stats> },
@@ -128,6 +133,10 @@ impl Driver {
                     self.join.stop();
                     self.leave_done.push(done);
                 }
+                let _ = reply.send(result);
+            }
+            Request::ForceLeave { name, reply } => {
+                let result = self.node.handle_command(now, Command::ForceLeave { name });
                 let _ = reply.send(result);
             }
             Request::Stats { reply } => {

@@ -205,26 +205,35 @@ impl Mesh {
         self.events.subscribe()
     }
 
+    /// A cloneable handle that sends this mesh requests (join, tags, force-leave,
+    /// leave, counters): for the HTTP API, usable while [`Mesh::leave`] holds the mesh.
+    pub fn control(&self) -> MeshControl {
+        MeshControl {
+            requests: self.requests.clone(),
+            transport: self.transport.clone(),
+        }
+    }
+
     /// Joins through `seeds`, retrying with backoff until one answers. Errors if the node
     /// refuses (no seed but itself, or it has left).
     pub async fn join(&self, seeds: Vec<SocketAddr>) -> Result<(), AgentError> {
-        let (reply, answer) = oneshot::channel();
-        self.request(Request::Join { seeds, reply }).await?;
-        Ok(answer.await.map_err(|_| AgentError::Stopped)??)
+        self.control().join(seeds).await
     }
 
     /// Replaces this node's tags; the change spreads with a higher incarnation.
     pub async fn set_tags(&self, tags: Tags) -> Result<(), AgentError> {
-        let (reply, answer) = oneshot::channel();
-        self.request(Request::SetTags { tags, reply }).await?;
-        Ok(answer.await.map_err(|_| AgentError::Stopped)??)
+        self.control().set_tags(tags).await
+    }
+
+    /// Marks a failed member as left, so it is no longer re-contacted and its departure
+    /// spreads (Serf's force-leave). Errors if the member is unknown or not failed.
+    pub async fn force_leave(&self, name: Name) -> Result<(), AgentError> {
+        self.control().force_leave(name).await
     }
 
     /// A copy of the protocol core's counters.
     pub async fn node_stats(&self) -> Result<Stats, AgentError> {
-        let (reply, answer) = oneshot::channel();
-        self.request(Request::Stats { reply }).await?;
-        answer.await.map_err(|_| AgentError::Stopped)
+        self.control().node_stats().await
     }
 
     /// A copy of the transport's counters (handshakes, connections, traffic, drops).
@@ -242,15 +251,7 @@ impl Mesh {
     /// the departure to spread (bounded by twice the leave timeout plus a second), then
     /// closes the endpoint. The endpoint is closed even when this returns an error.
     pub async fn leave(mut self) -> Result<(), AgentError> {
-        let (reply, answer) = oneshot::channel();
-        let (done, completed) = oneshot::channel();
-        self.request(Request::Leave { reply, done }).await?;
-        answer.await.map_err(|_| AgentError::Stopped)??;
-        let outcome = match tokio::time::timeout(self.leave_wait, completed).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(AgentError::Stopped),
-            Err(_) => Err(AgentError::LeaveTimeout(self.leave_wait)),
-        };
+        let outcome = self.control().leave(self.leave_wait).await;
         self.stop().await;
         outcome
     }
@@ -259,13 +260,6 @@ impl Mesh {
     /// endpoint closes, so peers hear nothing more and mark this node failed.
     pub async fn shutdown(mut self) {
         self.stop().await;
-    }
-
-    async fn request(&self, request: Request) -> Result<(), AgentError> {
-        self.requests
-            .send(request)
-            .await
-            .map_err(|_| AgentError::Stopped)
     }
 
     async fn stop(&mut self) {
@@ -286,6 +280,70 @@ impl Drop for Mesh {
             driver.abort();
         }
         self.transport.close();
+    }
+}
+
+/// Sends requests to a running mesh's driver; see [`Mesh::control`]. Once the mesh has
+/// stopped, every request answers [`AgentError::Stopped`].
+#[derive(Debug, Clone)]
+pub struct MeshControl {
+    requests: mpsc::Sender<Request>,
+    transport: Transport,
+}
+
+impl MeshControl {
+    async fn request(&self, request: Request) -> Result<(), AgentError> {
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| AgentError::Stopped)
+    }
+
+    /// As [`Mesh::join`].
+    pub async fn join(&self, seeds: Vec<SocketAddr>) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Join { seeds, reply }).await?;
+        Ok(answer.await.map_err(|_| AgentError::Stopped)??)
+    }
+
+    /// As [`Mesh::set_tags`].
+    pub async fn set_tags(&self, tags: Tags) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::SetTags { tags, reply }).await?;
+        Ok(answer.await.map_err(|_| AgentError::Stopped)??)
+    }
+
+    /// As [`Mesh::force_leave`].
+    pub async fn force_leave(&self, name: Name) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::ForceLeave { name, reply }).await?;
+        Ok(answer.await.map_err(|_| AgentError::Stopped)??)
+    }
+
+    /// As [`Mesh::node_stats`].
+    pub async fn node_stats(&self) -> Result<Stats, AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Stats { reply }).await?;
+        answer.await.map_err(|_| AgentError::Stopped)
+    }
+
+    /// As [`Mesh::transport_stats`].
+    pub fn transport_stats(&self) -> TransportStats {
+        self.transport.stats()
+    }
+
+    /// Starts a graceful leave and waits up to `wait` for it to spread. The mesh keeps
+    /// running (inert) until its owner stops it: [`Mesh::leave`] does both.
+    pub async fn leave(&self, wait: Duration) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        let (done, completed) = oneshot::channel();
+        self.request(Request::Leave { reply, done }).await?;
+        answer.await.map_err(|_| AgentError::Stopped)??;
+        match tokio::time::timeout(wait, completed).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(AgentError::Stopped),
+            Err(_) => Err(AgentError::LeaveTimeout(wait)),
+        }
     }
 }
 

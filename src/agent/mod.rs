@@ -28,7 +28,7 @@ pub mod overrides;
 pub mod settings;
 
 pub use config::{MeshConfig, TlsSource};
-pub use mesh::{Members, Mesh, MeshView};
+pub use mesh::{Members, Mesh, MeshControl, MeshView};
 
 use std::time::Duration;
 

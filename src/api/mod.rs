@@ -20,9 +20,11 @@
 //! | `GET /v1/cluster` | counts by status and region, the membership digest, the health score |
 //! | `GET /v1/health` | 200 when joined and not leaving, else 503 |
 
+pub mod availability;
 pub mod client;
 mod error;
 mod filter;
+pub mod journal;
 mod view;
 
 pub use error::{ApiError, ErrorBody};

@@ -1,0 +1,304 @@
+//! The event journal: membership events numbered in order, the last
+//! [`HISTORY`] of them kept for clients that reconnect (`Last-Event-ID`), offered live to
+//! every subscriber (the `GET /v1/events` streams, the event hooks), and folded into each
+//! member's [availability](crate::api::availability) history.
+//!
+//! One task per agent follows the mesh's events; it runs off the protocol path (the
+//! driver only offers events to a broadcast channel), so a slow stream or hook never
+//! delays probing. Resuming and recording take the same lock, so a client resuming
+//! from an id gets every later event exactly once: the backlog, then the live ones.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::agent::{Mesh, MeshView};
+use crate::api::availability::{Availability, AvailabilityView};
+use crate::api::view::{MemberView, Status};
+use crate::proto::{Event, MemberInfo};
+
+/// Events kept for resuming clients.
+pub const HISTORY: usize = 4096;
+
+/// Events buffered per live subscriber; one that falls further behind is told to resync.
+pub const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// What happened to a member, as the event stream, hooks and metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// First seen (or back after leaving).
+    MemberJoined,
+    /// A live member changed its address, region, zone or tags.
+    MemberUpdated,
+    /// Became suspect.
+    MemberSuspected,
+    /// Alive again after a suspicion or a failure.
+    MemberAlive,
+    /// Declared failed.
+    MemberFailed,
+    /// Left gracefully, or was force-left.
+    MemberLeft,
+    /// Forgotten after its retention time.
+    MemberReaped,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::MemberJoined,
+        EventKind::MemberUpdated,
+        EventKind::MemberSuspected,
+        EventKind::MemberAlive,
+        EventKind::MemberFailed,
+        EventKind::MemberLeft,
+        EventKind::MemberReaped,
+    ];
+
+    /// The kind's name, e.g. `member-failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::MemberJoined => "member-joined",
+            EventKind::MemberUpdated => "member-updated",
+            EventKind::MemberSuspected => "member-suspected",
+            EventKind::MemberAlive => "member-alive",
+            EventKind::MemberFailed => "member-failed",
+            EventKind::MemberLeft => "member-left",
+            EventKind::MemberReaped => "member-reaped",
+        }
+    }
+
+    /// Parses a kind's name.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The kind and member of a membership event; `None` for events about this agent's
+    /// own join and leave, which are not membership changes.
+    pub fn of(event: &Event) -> Option<(EventKind, &MemberInfo)> {
+        Some(match event {
+            Event::MemberJoined(m) => (EventKind::MemberJoined, m),
+            Event::MemberUpdated(m) => (EventKind::MemberUpdated, m),
+            Event::MemberSuspected(m) => (EventKind::MemberSuspected, m),
+            Event::MemberAlive(m) => (EventKind::MemberAlive, m),
+            Event::MemberFailed(m) => (EventKind::MemberFailed, m),
+            Event::MemberLeft(m) => (EventKind::MemberLeft, m),
+            Event::MemberReaped(m) => (EventKind::MemberReaped, m),
+            Event::Joined { .. } | Event::JoinFailed { .. } | Event::LeaveCompleted => {
+                return None;
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One numbered event, as `GET /v1/events` sends it and hooks receive it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    /// Position in this agent's journal, from 1; the SSE event id.
+    pub seq: u64,
+    /// What happened.
+    pub event: EventKind,
+    /// The agent that saw it.
+    pub node: String,
+    /// Wall-clock time the agent recorded it, milliseconds since the Unix epoch (for
+    /// people and alerting tools; the protocol itself never reads a wall clock).
+    pub time_ms: u64,
+    /// The member's record as of the event.
+    pub member: MemberView,
+}
+
+/// Where a resuming client starts.
+#[derive(Debug)]
+pub struct Resume {
+    /// Set when events after the client's id are no longer all held (too old, or the
+    /// id is from before this agent started): the client should re-read the membership.
+    pub gap: Option<Gap>,
+    /// Held events after the client's id, oldest first.
+    pub backlog: Vec<Arc<EventRecord>>,
+    /// Every event from the end of the backlog on.
+    pub live: broadcast::Receiver<Arc<EventRecord>>,
+}
+
+/// Events a resuming client cannot be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// The id the client asked to resume after.
+    pub after: u64,
+    /// The oldest id still held (0 if none is).
+    pub oldest: u64,
+    /// The latest id.
+    pub latest: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    next_seq: u64,
+    history: VecDeque<Arc<EventRecord>>,
+    availability: Availability,
+}
+
+/// The journal of one agent. Cheap to clone; the task stops when the mesh stops.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    shared: Arc<Mutex<Shared>>,
+    live: broadcast::Sender<Arc<EventRecord>>,
+    mesh: MeshView,
+}
+
+/// Milliseconds since the Unix epoch, for event records.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "event records carry wall-clock time for people; the protocol never reads it"
+)]
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Journal {
+    /// Starts following `mesh`'s events (on the current tokio runtime), seeded with its
+    /// current membership.
+    pub fn start(mesh: &Mesh) -> Journal {
+        let events = mesh.subscribe();
+        let journal = Journal::new(mesh.view());
+        tokio::spawn(journal.clone().follow(events));
+        journal
+    }
+
+    fn new(mesh: MeshView) -> Journal {
+        let mut availability = Availability::default();
+        resync(&mut availability, &mesh);
+        let (live, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        Journal {
+            shared: Arc::new(Mutex::new(Shared {
+                next_seq: 1,
+                history: VecDeque::with_capacity(HISTORY),
+                availability,
+            })),
+            live,
+            mesh,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves plain counters and queues: still usable.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn follow(self, mut events: broadcast::Receiver<Event>) {
+        loop {
+            match events.recv().await {
+                Ok(event) => self.record(&event),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "event journal fell behind the mesh; availability resynced from the membership"
+                    );
+                    resync(&mut self.lock().availability, &self.mesh);
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
+
+    /// Numbers, keeps and offers one event (ignoring non-membership events).
+    fn record(&self, event: &Event) {
+        let Some((kind, member)) = EventKind::of(event) else {
+            return;
+        };
+        let now = self.mesh.now();
+        let mut shared = self.lock();
+        let status = (kind != EventKind::MemberReaped).then(|| Status::of(member.state));
+        shared.availability.record(&member.name, now, status);
+        let record = Arc::new(EventRecord {
+            seq: shared.next_seq,
+            event: kind,
+            node: self.mesh.name().to_string(),
+            time_ms: wall_clock_ms(),
+            member: MemberView::new(member, now),
+        });
+        shared.next_seq += 1;
+        if shared.history.len() == HISTORY {
+            shared.history.pop_front();
+        }
+        shared.history.push_back(record.clone());
+        // Under the lock, so `resume` sees each record in the backlog or live, never both.
+        let _ = self.live.send(record);
+    }
+
+    /// Every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRecord>> {
+        self.live.subscribe()
+    }
+
+    /// The held events after `after`, then every event from now on; with no id (a new
+    /// client), only what happens from now on.
+    pub fn resume(&self, after: Option<u64>) -> Resume {
+        let shared = self.lock();
+        let live = self.live.subscribe();
+        let latest = shared.next_seq - 1;
+        let Some(after) = after else {
+            return Resume {
+                gap: None,
+                backlog: Vec::new(),
+                live,
+            };
+        };
+        let oldest = shared.history.front().map_or(0, |r| r.seq);
+        // The id is from before the oldest held event, or from a previous run of this
+        // agent (ahead of anything this run numbered).
+        let gap = (after > latest || (oldest > 0 && after + 1 < oldest)).then_some(Gap {
+            after,
+            oldest,
+            latest,
+        });
+        let backlog = if after > latest {
+            Vec::new()
+        } else {
+            shared
+                .history
+                .iter()
+                .filter(|r| r.seq > after)
+                .cloned()
+                .collect()
+        };
+        Resume { gap, backlog, live }
+    }
+
+    /// The latest event id (0 before the first event).
+    pub fn latest(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    /// `name`'s availability history, if known.
+    pub fn availability(&self, name: &str) -> Option<AvailabilityView> {
+        let now = self.mesh.now();
+        self.lock().availability.view(name, now)
+    }
+
+    /// Runs `f` with the availability table (one lock for a whole member list).
+    pub fn with_availability<R>(&self, f: impl FnOnce(&Availability) -> R) -> R {
+        f(&self.lock().availability)
+    }
+}
+
+/// Brings `availability` to the statuses of the mesh's current snapshot.
+fn resync(availability: &mut Availability, mesh: &MeshView) {
+    let members = mesh.members();
+    availability.resync(
+        mesh.now(),
+        members
+            .iter()
+            .map(|m| (m.name.as_str(), Status::of(m.state))),
+    );
+}
