@@ -98,7 +98,7 @@ fn describe(meshes: &[&Mesh]) -> String {
 }
 
 fn router(mesh: &Mesh) -> Router {
-    api::router(ApiState::new(mesh.view()))
+    api::router(ApiState::new(mesh))
 }
 
 /// Calls the router once; returns the status and the body as JSON (every answer of
@@ -193,10 +193,18 @@ async fn members_lists_every_member_sorted_by_name_with_its_record() {
             .collect();
         assert_eq!(
             keys.len(),
-            9,
+            10,
             "{name}: name, addr, region, zone, status, incarnation, tags, \
-             status_changed_ms_ago, rtt_ms: {keys:?}"
+             status_changed_ms_ago, rtt_ms, availability: {keys:?}"
         );
+        let availability = &member["availability"];
+        assert_eq!(availability["flaps"], 0, "{name}: {member}");
+        assert!(availability["last_flap_ms_ago"].is_null(), "{name}: {member}");
+        for share in ["alive_share_1h", "alive_share_24h"] {
+            let v = availability[share].as_f64().expect("a share");
+            assert!((0.0..=1.0).contains(&v), "{name}: {share} {member}");
+        }
+        assert!(availability["observed_ms"].is_u64(), "{name}: {member}");
     }
     assert!(list[0]["rtt_ms"].is_null(), "no rtt to itself: {}", list[0]);
 
@@ -370,7 +378,7 @@ async fn health_is_ok_when_joined_and_503_when_not_joined_or_leaving() {
     assert_eq!(body, json!({"status": "ok"}));
     // The same, but meant to join a cluster whose seed names did not resolve yet: alone
     // is not healthy.
-    let waiting = ApiState::new(solo.view());
+    let waiting = ApiState::new(&solo);
     waiting.expect_peers();
     let (status, body) = get(&api::router(waiting), "/v1/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -406,7 +414,7 @@ async fn health_is_ok_when_joined_and_503_when_not_joined_or_leaving() {
         vec![seed.local_addr()],
     )
     .await;
-    let state = ApiState::new(joiner.view());
+    let state = ApiState::new(&joiner);
     let router = api::router(state.clone());
     eventually_async(
         "joiner sees seed",
@@ -594,7 +602,7 @@ fn a_non_loopback_api_address_gets_a_loud_warning_about_missing_tokens() -> Resu
         .map(str::to_owned)
         .with_context(|| format!("a warning line\n{}", agent.tail()))?;
     assert!(warning.contains("WARN"), "{warning}");
-    assert!(warning.contains("no API token"), "{warning}");
+    assert!(warning.contains("WITHOUT A TOKEN"), "{warning}");
     assert!(warning.contains("0.0.0.0:"), "{warning}");
     Ok(())
 }

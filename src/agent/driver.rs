@@ -39,6 +39,12 @@ pub(super) enum Request {
         reply: oneshot::Sender<Result<(), CommandError>>,
         done: oneshot::Sender<()>,
     },
+    /// Set some tags and remove others, keeping the rest; answers the new tags.
+    UpdateTags {
+        set: Vec<(String, String)>,
+        delete: Vec<String>,
+        reply: oneshot::Sender<Result<Tags, CommandError>>,
+    },
     /// Mark a failed member as left.
     ForceLeave {
         name: Name,
@@ -135,6 +141,9 @@ impl Driver {
                 }
                 let _ = reply.send(result);
             }
+            Request::UpdateTags { set, delete, reply } => {
+                let _ = reply.send(self.update_tags(now, set, delete));
+            }
             Request::ForceLeave { name, reply } => {
                 let result = self.node.handle_command(now, Command::ForceLeave { name });
                 let _ = reply.send(result);
@@ -143,6 +152,33 @@ impl Driver {
                 let _ = reply.send(self.node.stats().clone());
             }
         }
+    }
+
+    /// Applies a partial tag change to this node's current tags, atomically with respect
+    /// to other requests (they are served one at a time).
+    fn update_tags(
+        &mut self,
+        now: crate::proto::Time,
+        set: Vec<(String, String)>,
+        delete: Vec<String>,
+    ) -> Result<Tags, CommandError> {
+        let mut tags = self
+            .node
+            .members()
+            .get(self.node.name())
+            .map(|m| m.tags().clone())
+            .unwrap_or_default();
+        for key in &delete {
+            tags.remove(key);
+        }
+        let mut next = tags.clone();
+        for (key, value) in set {
+            next.insert(key, value)?;
+        }
+        if next != tags || !delete.is_empty() {
+            self.node.handle_command(now, Command::SetTags(next.clone()))?;
+        }
+        Ok(next)
     }
 
     /// Starts a join that retries on failure.

@@ -211,6 +211,8 @@ impl Mesh {
         MeshControl {
             requests: self.requests.clone(),
             transport: self.transport.clone(),
+            events: self.events.clone(),
+            leave_wait: self.leave_wait,
         }
     }
 
@@ -251,7 +253,7 @@ impl Mesh {
     /// the departure to spread (bounded by twice the leave timeout plus a second), then
     /// closes the endpoint. The endpoint is closed even when this returns an error.
     pub async fn leave(mut self) -> Result<(), AgentError> {
-        let outcome = self.control().leave(self.leave_wait).await;
+        let outcome = self.control().leave().await;
         self.stop().await;
         outcome
     }
@@ -289,6 +291,8 @@ impl Drop for Mesh {
 pub struct MeshControl {
     requests: mpsc::Sender<Request>,
     transport: Transport,
+    events: broadcast::Sender<Event>,
+    leave_wait: Duration,
 }
 
 impl MeshControl {
@@ -313,6 +317,24 @@ impl MeshControl {
         Ok(answer.await.map_err(|_| AgentError::Stopped)??)
     }
 
+    /// Sets the tags in `set` and removes those in `delete`, keeping the others; the
+    /// change spreads with a higher incarnation. Answers the tags now in force.
+    pub async fn update_tags(
+        &self,
+        set: Vec<(String, String)>,
+        delete: Vec<String>,
+    ) -> Result<Tags, AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::UpdateTags { set, delete, reply })
+            .await?;
+        Ok(answer.await.map_err(|_| AgentError::Stopped)??)
+    }
+
+    /// As [`Mesh::subscribe`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
     /// As [`Mesh::force_leave`].
     pub async fn force_leave(&self, name: Name) -> Result<(), AgentError> {
         let (reply, answer) = oneshot::channel();
@@ -332,9 +354,11 @@ impl MeshControl {
         self.transport.stats()
     }
 
-    /// Starts a graceful leave and waits up to `wait` for it to spread. The mesh keeps
-    /// running (inert) until its owner stops it: [`Mesh::leave`] does both.
-    pub async fn leave(&self, wait: Duration) -> Result<(), AgentError> {
+    /// Starts a graceful leave and waits for it to spread (bounded by twice the leave
+    /// timeout plus a second). The mesh keeps running, inert, until its owner stops it:
+    /// [`Mesh::leave`] does both.
+    pub async fn leave(&self) -> Result<(), AgentError> {
+        let wait = self.leave_wait;
         let (reply, answer) = oneshot::channel();
         let (done, completed) = oneshot::channel();
         self.request(Request::Leave { reply, done }).await?;

@@ -77,6 +77,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--api-addr`.
     pub api_addr: Option<SocketAddr>,
+    /// `--api-token-file`.
+    pub api_token_file: Option<PathBuf>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
     /// `--log-level`.
@@ -164,6 +166,9 @@ pub fn apply_env(config: &mut AgentConfig, env: &Environment) -> Result<(), Sett
     if let Some(v) = text("MUSTER_CLUSTER_KEY_FILE") {
         config.cluster_key_file = Some(v.into());
     }
+    if let Some(v) = text("MUSTER_API_TOKEN_FILE") {
+        config.api_token_file = Some(v.into());
+    }
     if let Some(v) = text("MUSTER_PROFILE") {
         config.profile = v;
     }
@@ -200,6 +205,7 @@ pub fn apply_flags(config: &mut AgentConfig, flags: Overrides) {
         dev,
         data_dir,
         api_addr,
+        api_token_file,
         log_format,
         log_level,
     } = flags;
@@ -221,6 +227,7 @@ pub fn apply_flags(config: &mut AgentConfig, flags: Overrides) {
     config.dev |= dev;
     set(&mut config.data_dir, data_dir.map(Some));
     set(&mut config.api_addr, api_addr);
+    set(&mut config.api_token_file, api_token_file.map(Some));
     set(&mut config.log_format, log_format);
     set(&mut config.log_level, log_level);
 }

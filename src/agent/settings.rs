@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::ApiToken;
 use crate::agent::config::{MeshConfig, TlsSource};
 use crate::proto::{ConfigError, SwimConfig};
 use crate::transport::{ClusterKey, Identity, IdentityError};
@@ -89,8 +90,12 @@ pub struct AgentConfig {
     pub profile: String,
     /// Cluster name, bound into the TLS handshake.
     pub cluster: String,
-    /// Local HTTP API address (served once the API exists; validated now).
+    /// Local HTTP API address.
     pub api_addr: SocketAddr,
+    /// File holding the bearer token the API's mutating endpoints require; none leaves
+    /// them open to whoever can reach `api_addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_file: Option<PathBuf>,
     /// Where the agent keeps its state across restarts; none keeps nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -137,6 +142,8 @@ impl Default for AgentConfig {
             // Loopback only: the API is for the local host unless the operator says so;
             // the port next to the gossip port.
             api_addr: SocketAddr::from(([127, 0, 0, 1], 7947)),
+            // Open on loopback by default, as Consul's and Serf's local APIs are.
+            api_token_file: None,
             // Keep nothing on disk unless asked: a restart then rejoins through seeds.
             data_dir: None,
             // Humans read logs more often than collectors parse them.
@@ -209,6 +216,23 @@ impl AgentConfig {
     /// The tags, checked against the wire's size bounds.
     pub fn tags(&self) -> Result<Tags, SettingsError> {
         Tags::from_pairs(self.tags.clone()).map_err(|e| invalid("tags", e.to_string()))
+    }
+
+    /// The API token from `api_token_file`, if one is set; a file that cannot be read
+    /// or holds no usable token is a config error naming the field.
+    pub fn api_token(&self) -> Result<Option<ApiToken>, SettingsError> {
+        let Some(path) = &self.api_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                "api_token_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        ApiToken::new(&text)
+            .map(Some)
+            .map_err(|e| invalid("api_token_file", format!("{}: {e}", path.display())))
     }
 
     /// Where the TLS identity comes from, reading the cluster key file if there is one,

@@ -1,8 +1,8 @@
 //! [`ApiError`]: every way a request can fail, and the JSON body each one becomes
-//! (`{"error": "...", "field": "..."}`, `field` only when one query parameter is to blame).
+//! (`{"error": "...", "field": "..."}`, `field` only when one parameter is to blame).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -17,9 +17,36 @@ pub enum ApiError {
         /// What is wrong with it.
         reason: String,
     },
-    /// `GET /v1/members/{name}` of a name not in the membership.
+    /// A request body is not the JSON the endpoint takes, or a field in it is invalid.
+    #[error("{reason}")]
+    BadBody {
+        /// The field at fault (`body` when the body as a whole is).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The body is not declared as JSON.
+    #[error("expected a JSON body (Content-Type: application/json)")]
+    NotJson,
+    /// The body is over the size limit.
+    #[error("request body too large: the limit is {0} bytes")]
+    TooLarge(usize),
+    /// A mutating request without the API token (or with a wrong one).
+    #[error("missing or wrong API token: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    /// `GET /v1/members/{name}` (or force-leave) of a name not in the membership.
     #[error("no member named {0:?}")]
     UnknownMember(String),
+    /// The agent refuses the change in its current state (e.g. force-leave of a live
+    /// member, anything after it has left).
+    #[error("{0}")]
+    Conflict(String),
+    /// No seed of a join answered in time; the agent keeps retrying in the background.
+    #[error("{0}")]
+    JoinTimeout(String),
+    /// The mesh has stopped; nothing can be changed any more.
+    #[error("the agent is shutting down")]
+    Stopped,
     /// No route matches the path.
     #[error("no such endpoint: {0}")]
     UnknownRoute(String),
@@ -37,11 +64,25 @@ impl ApiError {
         }
     }
 
+    /// A [`ApiError::BadBody`] about `field`.
+    pub fn bad_body(field: impl Into<String>, reason: impl Into<String>) -> ApiError {
+        ApiError::BadBody {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadQuery { .. } | ApiError::BadBody { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::UnknownMember(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::JoinTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -52,7 +93,7 @@ impl ApiError {
 pub struct ErrorBody {
     /// What went wrong, one lowercase line.
     pub error: String,
-    /// The query parameter at fault, if one is.
+    /// The parameter or body field at fault, if one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
@@ -60,13 +101,21 @@ pub struct ErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let field = match &self {
-            ApiError::BadQuery { field, .. } => Some(field.clone()),
+            ApiError::BadQuery { field, .. } | ApiError::BadBody { field, .. } => {
+                Some(field.clone())
+            }
             _ => None,
         };
         let body = ErrorBody {
             error: self.to_string(),
             field,
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if self == ApiError::Unauthorized {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }

@@ -8,7 +8,7 @@
 //! delays probing. Resuming and recording take the same lock, so a client resuming
 //! from an id gets every later event exactly once: the backlog, then the live ones.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -142,6 +142,7 @@ pub struct Gap {
 #[derive(Debug)]
 struct Shared {
     next_seq: u64,
+    counts: BTreeMap<&'static str, u64>,
     history: VecDeque<Arc<EventRecord>>,
     availability: Availability,
 }
@@ -182,6 +183,7 @@ impl Journal {
         Journal {
             shared: Arc::new(Mutex::new(Shared {
                 next_seq: 1,
+                counts: EventKind::ALL.iter().map(|k| (k.as_str(), 0)).collect(),
                 history: VecDeque::with_capacity(HISTORY),
                 availability,
             })),
@@ -228,6 +230,7 @@ impl Journal {
             member: MemberView::new(member, now),
         });
         shared.next_seq += 1;
+        *shared.counts.entry(kind.as_str()).or_default() += 1;
         if shared.history.len() == HISTORY {
             shared.history.pop_front();
         }
@@ -278,6 +281,11 @@ impl Journal {
     /// The latest event id (0 before the first event).
     pub fn latest(&self) -> u64 {
         self.lock().next_seq - 1
+    }
+
+    /// Events recorded so far, by kind name (every kind present).
+    pub fn counts(&self) -> BTreeMap<&'static str, u64> {
+        self.lock().counts.clone()
     }
 
     /// `name`'s availability history, if known.

@@ -1,16 +1,25 @@
 //! The agent's local HTTP API (axum), served by `muster agent` on `api_addr`.
 //!
 //! [`router`] builds the whole API over an [`ApiState`]; it needs no server, so tests call
-//! it with `tower::ServiceExt::oneshot`. Handlers only read: the membership snapshot the
-//! driver publishes (never a lock on the node) and the driver's clock. Every answer is
-//! JSON, errors included (`{"error": ..., "field": ...}`); member lists are sorted by name.
+//! it with `tower::ServiceExt::oneshot`. Reads never lock the node: they use the
+//! membership snapshot the driver publishes and the event journal; changes go to the
+//! driver as requests. Every answer is JSON (errors: `{"error": ..., "field": ...}`),
+//! except the event stream (SSE) and `/metrics` (Prometheus text). Member lists are
+//! sorted by name.
 //!
 //! | file | holds |
 //! |---|---|
-//! | `mod` | [`ApiState`], [`router`] and the handlers |
+//! | `mod` | [`ApiState`], [`router`] and the read handlers |
 //! | `view` | the JSON shapes: [`MemberView`], [`ClusterView`], [`HealthView`] |
 //! | `filter` | the `GET /v1/members` filters and the name glob |
+//! | `journal` | the numbered event history, shared by the stream and the hooks |
+//! | `availability` | each member's alive share, flaps and last flap |
+//! | `events` | `GET /v1/events` (SSE, `Last-Event-ID`) |
+//! | `mutate` | join, leave, force-leave, tags, and the JSON body extractor |
+//! | `auth` | the bearer token for mutating requests |
+//! | `metrics` | `GET /metrics` |
 //! | `error` | [`ApiError`] and its JSON body |
+//! | `client` | the small blocking client the CLI uses |
 //!
 //! | endpoint | answers |
 //! |---|---|
@@ -19,14 +28,25 @@
 //! | `GET /v1/self` | this agent's own record |
 //! | `GET /v1/cluster` | counts by status and region, the membership digest, the health score |
 //! | `GET /v1/health` | 200 when joined and not leaving, else 503 |
+//! | `GET /v1/events` | the event stream (SSE) |
+//! | `POST /v1/join` | join through `{"addresses": [...]}` |
+//! | `POST /v1/leave` | leave gracefully (the agent then exits) |
+//! | `POST /v1/force-leave/{name}` | mark a failed member left |
+//! | `PUT /v1/self/tags` | `{"set": {...}, "delete": [...]}` |
+//! | `GET /metrics` | Prometheus text format |
 
+mod auth;
 pub mod availability;
 pub mod client;
 mod error;
+mod events;
 mod filter;
 pub mod journal;
+pub mod metrics;
+pub mod mutate;
 mod view;
 
+pub use auth::{ApiToken, TokenError};
 pub use error::{ApiError, ErrorBody};
 pub use filter::{MemberFilter, glob_match};
 pub use view::{ClusterView, HealthView, MemberView, Status, StatusCounts};
@@ -34,31 +54,82 @@ pub use view::{ClusterView, HealthView, MemberView, Status, StatusCounts};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode, Uri};
-use axum::routing::get;
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::agent::MeshView;
+use crate::agent::{AgentError, Mesh, MeshControl, MeshView};
+use crate::api::journal::Journal;
+use crate::api::metrics::MetricsSource;
 
-/// What the handlers read: the mesh's read-only view, and whether the agent is leaving.
-/// Cheap to clone; clones share the leaving flag.
+/// How the owner of a mesh is asked to leave: the sender gets the outcome once done.
+pub type LeaveRequest = oneshot::Sender<Result<(), AgentError>>;
+
+/// What the handlers use: the mesh's read-only view and its request handle, the event
+/// journal, whether the agent is leaving, the token, and extra metrics. Cheap to clone;
+/// clones share everything.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     mesh: MeshView,
+    control: MeshControl,
+    journal: Journal,
     leaving: Arc<AtomicBool>,
     expects_peers: Arc<AtomicBool>,
+    token: Option<ApiToken>,
+    leave_via: Option<mpsc::Sender<LeaveRequest>>,
+    closing: Arc<watch::Sender<bool>>,
+    metrics: Vec<Arc<dyn MetricsSource>>,
 }
 
 impl ApiState {
-    /// State over a mesh's view ([`crate::Mesh::view`]).
-    pub fn new(mesh: MeshView) -> ApiState {
+    /// State over a running mesh; starts its event journal (on the current runtime).
+    pub fn new(mesh: &Mesh) -> ApiState {
         ApiState {
-            mesh,
+            mesh: mesh.view(),
+            control: mesh.control(),
+            journal: Journal::start(mesh),
             leaving: Arc::new(AtomicBool::new(false)),
             expects_peers: Arc::new(AtomicBool::new(false)),
+            token: None,
+            leave_via: None,
+            closing: Arc::new(watch::channel(false).0),
+            metrics: Vec::new(),
         }
+    }
+
+    /// Requires `token` on mutating requests.
+    pub fn with_token(mut self, token: ApiToken) -> ApiState {
+        self.token = Some(token);
+        self
+    }
+
+    /// Hands `POST /v1/leave` to the mesh's owner (who then stops the mesh, as on a
+    /// signal) instead of leaving through the request handle and staying up, inert.
+    pub fn leave_via(mut self, owner: mpsc::Sender<LeaveRequest>) -> ApiState {
+        self.leave_via = Some(owner);
+        self
+    }
+
+    /// Adds a source of metrics to `GET /metrics` (e.g. the event hooks).
+    pub fn with_metrics(mut self, source: Arc<dyn MetricsSource>) -> ApiState {
+        self.metrics.push(source);
+        self
+    }
+
+    /// The event journal (for the hooks).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Ends every open event stream, so a graceful shutdown of the server is not held
+    /// up by clients that would otherwise stay connected forever.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Marks this agent as meant to be in a cluster even though its mesh started with
@@ -99,10 +170,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/members", get(members))
         .route("/v1/members/{name}", get(member))
         .route("/v1/self", get(self_member))
+        .route("/v1/self/tags", put(mutate::put_tags))
         .route("/v1/cluster", get(cluster))
         .route("/v1/health", get(health))
+        .route("/v1/events", get(events::events))
+        .route("/v1/join", post(mutate::join))
+        .route("/v1/leave", post(mutate::leave))
+        .route("/v1/force-leave/{name}", post(mutate::force_leave))
+        .route("/metrics", get(metrics))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(mutate::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .with_state(state)
 }
 
@@ -115,14 +197,15 @@ async fn members(
         query.map_err(|e| ApiError::bad_query("query", format!("bad query string: {e}")))?;
     let filter = MemberFilter::parse(&pairs)?;
     let now = state.mesh.now();
+    let members = state.mesh.members();
     // The snapshot is sorted by name already.
-    let views = state
-        .mesh
-        .members()
-        .iter()
-        .filter(|m| filter.matches(m))
-        .map(|m| MemberView::new(m, now))
-        .collect();
+    let views = state.journal.with_availability(|history| {
+        members
+            .iter()
+            .filter(|m| filter.matches(m))
+            .map(|m| MemberView::new(m, now).with_availability(history.view(&m.name, now)))
+            .collect()
+    });
     Ok(Json(views))
 }
 
@@ -137,7 +220,9 @@ async fn member(
         .members()
         .iter()
         .find(|m| m.name == name)
-        .map(|m| Json(MemberView::new(m, now)))
+        .map(|m| {
+            Json(MemberView::new(m, now).with_availability(state.journal.availability(&name)))
+        })
         .ok_or(ApiError::UnknownMember(name))
 }
 
@@ -179,6 +264,26 @@ async fn health(State(state): State<ApiState>) -> (StatusCode, Json<HealthView>)
             }),
         ),
     }
+}
+
+/// `GET /metrics`: Prometheus text exposition (see [`metrics`]).
+async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    let node = state.control.node_stats().await.ok();
+    let transport = state.control.transport_stats();
+    let members = state.mesh.members();
+    let events = state.journal.counts();
+    let text = metrics::render(
+        &metrics::Scrape {
+            name: state.mesh.name(),
+            members: &members,
+            health_score: state.mesh.health_score(),
+            node: node.as_ref(),
+            transport: &transport,
+            events: &events,
+        },
+        &state.metrics,
+    );
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
 }
 
 async fn unknown_route(uri: Uri) -> ApiError {

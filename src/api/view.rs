@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::api::availability::AvailabilityView;
 use crate::proto::{MemberInfo, Time};
 use crate::wire::{MemberState, Tags};
 
@@ -76,6 +77,10 @@ pub struct MemberView {
     /// Smoothed direct-probe round-trip time from this agent, in milliseconds
     /// (microsecond precision); `null` until measured, and always for this agent itself.
     pub rtt_ms: Option<f64>,
+    /// Availability history as this agent saw it (member lists and lookups only; absent
+    /// in event records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability: Option<AvailabilityView>,
 }
 
 impl MemberView {
@@ -92,7 +97,14 @@ impl MemberView {
             status_changed_ms_ago: u64::try_from(now.saturating_since(m.state_changed).as_millis())
                 .unwrap_or(u64::MAX),
             rtt_ms: m.rtt.map(|d| d.as_micros() as f64 / 1000.0),
+            availability: None,
         }
+    }
+
+    /// The same view with its availability history.
+    pub fn with_availability(mut self, availability: Option<AvailabilityView>) -> MemberView {
+        self.availability = availability;
+        self
     }
 }
 

@@ -113,6 +113,9 @@ struct AgentArgs {
     /// Local HTTP API address [default: 127.0.0.1:7947].
     #[arg(long)]
     api_addr: Option<SocketAddr>,
+    /// File holding the bearer token the API's mutating endpoints require.
+    #[arg(long, value_name = "FILE")]
+    api_token_file: Option<PathBuf>,
     /// Log format: text or json [default: text].
     #[arg(long, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
@@ -147,6 +150,7 @@ impl AgentArgs {
             dev: self.dev,
             data_dir: self.data_dir.clone(),
             api_addr: self.api_addr,
+            api_token_file: self.api_token_file.clone(),
             log_format: self.log_format,
             log_level: self.log_level.clone(),
         }
@@ -172,8 +176,11 @@ fn agent(args: &AgentArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return refuse(&e),
     };
-    // Reads the key file too, so a bad one is refused before anything starts.
+    // Reads the key and token files too, so a bad one is refused before anything starts.
     if let Err(e) = config.mesh_config(Vec::new(), 0) {
+        return refuse(&e);
+    }
+    if let Err(e) = config.api_token() {
         return refuse(&e);
     }
     if args.check_config {

@@ -40,5 +40,5 @@ pub use config::{ConfigError, SwimConfig};
 pub use event::{Channel, Command, CommandError, Event, Transmit};
 pub use member::{Member, MemberInfo, MemberTable};
 pub use node::{Node, NodeOptions};
-pub use stats::{KindCounters, Stats};
+pub use stats::{KindCounters, RTT_BUCKETS_MICROS, RttHistogram, Stats};
 pub use time::Time;

@@ -264,6 +264,7 @@ impl Node {
             let (_, _, name, sent) = self.recent_pings.remove(k).expect("position is in range");
             if let Some(i) = self.members.position(&name) {
                 self.members.record_rtt(i, now - sent);
+                self.stats.probe_rtt.record(now - sent);
             }
         }
         if let Some(p) = self.probe.take_if(|p| p.seq == seq) {

@@ -32,6 +32,38 @@ impl KindCounters {
     }
 }
 
+/// Upper bounds of the probe round-trip histogram's buckets, in microseconds: loopback
+/// and LAN at the low end, a stretched timeout of a slow peer at the high end.
+pub const RTT_BUCKETS_MICROS: [u64; 12] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+];
+
+/// Direct-probe round-trip times, bucketed (cumulative buckets are derived when exported).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RttHistogram {
+    /// Samples per bucket: `counts[i]` are at most `RTT_BUCKETS_MICROS[i]` and above the
+    /// previous bound; the last entry counts samples above every bound.
+    pub counts: [u64; RTT_BUCKETS_MICROS.len() + 1],
+    /// Sum of all samples, microseconds.
+    pub sum_micros: u64,
+    /// Number of samples.
+    pub count: u64,
+}
+
+impl RttHistogram {
+    /// Records one sample.
+    pub fn record(&mut self, rtt: std::time::Duration) {
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        let bucket = RTT_BUCKETS_MICROS
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(RTT_BUCKETS_MICROS.len());
+        self.counts[bucket] += 1;
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+        self.count += 1;
+    }
+}
+
 /// Everything the core counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -89,4 +121,25 @@ pub struct Stats {
     pub foreign_dropped: u64,
     /// Pings addressed to another node name (a reused address).
     pub misdirected_pings: u64,
+    /// Round-trip times of direct probes answered by datagram.
+    pub probe_rtt: RttHistogram,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rtt_samples_land_in_the_first_bucket_that_holds_them() {
+        let mut h = RttHistogram::default();
+        h.record(Duration::from_micros(100));
+        h.record(Duration::from_micros(250));
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_secs(5));
+        assert_eq!(h.counts[0], 2);
+        assert_eq!(h.counts[4], 1);
+        assert_eq!(h.counts[RTT_BUCKETS_MICROS.len()], 1);
+        assert_eq!((h.count, h.sum_micros), (4, 5_003_350));
+    }
 }

@@ -14,11 +14,11 @@ use anyhow::Context;
 use muster::Mesh;
 use muster::agent::data_dir::{self, DataDir, DataDirError, SavedState};
 use muster::agent::settings::{self, AgentConfig, LogFormat};
-use muster::api::{self, ApiState};
+use muster::api::{self, ApiState, LeaveRequest};
 use muster::proto::{ConfigError, SwimConfig, rng};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Shortest bound on a graceful leave: `local` and `lan` leaves finish well within it.
 const LEAVE_BOUND_MIN: Duration = Duration::from_secs(10);
@@ -137,7 +137,12 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let mesh = Mesh::start(mesh_config)
         .await
         .context("cannot start the mesh")?;
-    let api_state = ApiState::new(mesh.view());
+    let (leave_tx, mut leave_rx) = mpsc::channel::<LeaveRequest>(4);
+    let mut api_state = ApiState::new(&mesh).leave_via(leave_tx);
+    let token = config.api_token()?;
+    if let Some(token) = token.clone() {
+        api_state = api_state.with_token(token);
+    }
     if !config.join.is_empty() {
         // Seeds were configured, whether or not they resolved: alone is not healthy.
         api_state.expect_peers();
@@ -149,12 +154,13 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
             let _ = api_stopped.await;
         });
     let api_server = tokio::spawn(api_server.into_future());
-    if !api_addr.ip().is_loopback() {
+    if !api_addr.ip().is_loopback() && token.is_none() {
         tracing::warn!(
             api = %api_addr,
-            "THE HTTP API IS BOUND TO A NON-LOOPBACK ADDRESS WITHOUT AUTHENTICATION: anyone \
-             who can reach it can read the membership. This version has no API token \
-             support yet; bind api_addr to 127.0.0.1 or firewall the port"
+            "THE HTTP API IS BOUND TO A NON-LOOPBACK ADDRESS WITHOUT A TOKEN: anyone who \
+             can reach it can make this agent leave, join elsewhere, force-leave members \
+             and change its tags. Set api_token_file (--api-token-file), or bind api_addr \
+             to 127.0.0.1"
         );
     }
     tracing::info!(api = %api_addr, "HTTP API listening");
@@ -188,9 +194,11 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         })
     });
     let mut save_timer = tokio::time::interval(SAVE_INTERVAL);
-    let which = loop {
+    // Who asked to leave: a signal, or `POST /v1/leave` (answered once the leave is done).
+    let (which, api_leave) = loop {
         tokio::select! {
-            which = next_signal(&mut sigint, &mut sigterm) => break which,
+            which = next_signal(&mut sigint, &mut sigterm) => break (which, None),
+            Some(reply) = leave_rx.recv() => break ("POST /v1/leave", Some(reply)),
             resolved = async { resolving.as_mut().expect("guarded by is_some").await },
                 if resolving.is_some() => {
                 resolving = None;
@@ -217,7 +225,7 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         }
     };
     tracing::info!(
-        signal = which,
+        by = which,
         ?bound,
         "leaving the cluster; a second signal exits at once"
     );
@@ -231,16 +239,33 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         }
     }
     tokio::select! {
-        outcome = tokio::time::timeout(bound, mesh.leave()) => match outcome {
-            Ok(Ok(())) => tracing::info!("left the cluster; exiting"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "leave incomplete; exiting"),
-            Err(_) => tracing::warn!(?bound, "leave did not finish in time; exiting"),
-        },
+        outcome = tokio::time::timeout(bound, mesh.leave()) => {
+            let outcome = match outcome {
+                Ok(Ok(())) => {
+                    tracing::info!("left the cluster; exiting");
+                    Ok(())
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "leave incomplete; exiting");
+                    Err(e)
+                }
+                Err(_) => {
+                    tracing::warn!(?bound, "leave did not finish in time; exiting");
+                    Err(muster::agent::AgentError::LeaveTimeout(bound))
+                }
+            };
+            if let Some(reply) = api_leave {
+                // The client may have gone; the agent exits either way.
+                let _ = reply.send(outcome);
+            }
+        }
         which = next_signal(&mut sigint, &mut sigterm) => {
             tracing::warn!(signal = which, "second signal: exiting at once");
             std::process::exit(EXIT_INTERRUPTED);
         }
     }
+    // Event streams never end by themselves: end them so the server can drain.
+    api_state.close_streams();
     // Receiver gone means the server already ended; its outcome is read below.
     let _ = stop_api.send(());
     match tokio::time::timeout(API_DRAIN, api_server).await {

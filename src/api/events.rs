@@ -1,0 +1,204 @@
+//! `GET /v1/events`: the membership events as a Server-Sent Events stream.
+//!
+//! Each event goes out as `id: <seq>`, `event: <kind>` (e.g. `member-failed`) and one
+//! `data:` line holding the [`EventRecord`] as JSON. A client that reconnects with
+//! `Last-Event-ID` (or `?after=`) first gets every held event after that id, then the
+//! live ones. When some cannot be given (too old, or the id is from before this agent
+//! started, or the client fell more than
+//! [`SUBSCRIBER_BUFFER`](crate::api::journal::SUBSCRIBER_BUFFER) events behind), it gets
+//! a `reset` event instead, and should re-read `GET /v1/members`. Filters: `?event=`
+//! (repeatable or comma-separated kinds). Comment lines keep idle connections open
+//! through proxies. Streams end when the agent stops.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::stream::{self, Stream};
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+
+use crate::api::journal::{EventKind, EventRecord, Gap};
+use crate::api::{ApiError, ApiState};
+
+/// Interval of the keep-alive comments on an idle stream.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// What a stream sends besides events: why the client must resync.
+#[derive(Debug, Serialize)]
+struct Reset {
+    /// `gap` (the ids asked for are no longer held) or `lagged` (the client read too
+    /// slowly and events were dropped).
+    reason: &'static str,
+    /// For `gap`: the id asked for, the oldest held and the latest.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    gap: Option<Gap>,
+    /// For `lagged`: how many events were dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missed: Option<u64>,
+}
+
+/// The parsed query.
+#[derive(Debug, Default)]
+struct EventQuery {
+    kinds: Option<Vec<EventKind>>,
+    after: Option<u64>,
+}
+
+fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
+    let mut q = EventQuery::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "event" => {
+                for name in value.split(',').filter(|s| !s.is_empty()) {
+                    let kind = EventKind::parse(name).ok_or_else(|| {
+                        let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                        ApiError::bad_query(
+                            "event",
+                            format!("unknown event {name:?}; known: {}", known.join(", ")),
+                        )
+                    })?;
+                    q.kinds.get_or_insert_with(Vec::new).push(kind);
+                }
+            }
+            "after" => {
+                let id = value.parse().map_err(|_| {
+                    ApiError::bad_query("after", format!("{value:?} is not an event id"))
+                })?;
+                q.after = Some(id);
+            }
+            other => {
+                return Err(ApiError::bad_query(
+                    other,
+                    format!("unknown parameter {other:?}; known: event, after"),
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// The stream's state between items.
+struct Cursor {
+    reset: Option<Reset>,
+    backlog: VecDeque<Arc<EventRecord>>,
+    live: broadcast::Receiver<Arc<EventRecord>>,
+    closing: watch::Receiver<bool>,
+    kinds: Option<Vec<EventKind>>,
+}
+
+impl Cursor {
+    fn wants(&self, record: &EventRecord) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(&record.event))
+    }
+
+    /// The next item, or `None` when the stream ends.
+    async fn next(&mut self) -> Option<SseEvent> {
+        if let Some(reset) = self.reset.take() {
+            return Some(reset_event(&reset));
+        }
+        while let Some(record) = self.backlog.pop_front() {
+            if self.wants(&record) {
+                return Some(record_event(&record));
+            }
+        }
+        loop {
+            if *self.closing.borrow() {
+                return None;
+            }
+            tokio::select! {
+                received = self.live.recv() => match received {
+                    Ok(record) if self.wants(&record) => return Some(record_event(&record)),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        return Some(reset_event(&Reset { reason: "lagged", gap: None, missed: Some(missed) }));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                changed = self.closing.changed() => if changed.is_err() {
+                    return None;
+                },
+            }
+        }
+    }
+}
+
+fn record_event(record: &EventRecord) -> SseEvent {
+    let data = serde_json::to_string(record).expect("an event record serializes");
+    SseEvent::default()
+        .id(record.seq.to_string())
+        .event(record.event.as_str())
+        .data(data)
+}
+
+fn reset_event(reset: &Reset) -> SseEvent {
+    let data = serde_json::to_string(reset).expect("a reset serializes");
+    SseEvent::default().event("reset").data(data)
+}
+
+/// `GET /v1/events`. See the module docs.
+pub(super) async fn events(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let Query(pairs) =
+        query.map_err(|e| ApiError::bad_query("query", format!("bad query string: {e}")))?;
+    let q = parse_query(&pairs)?;
+    let header_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_query("Last-Event-ID", "the header is not an event id")
+                })?,
+        ),
+    };
+    // The header (set by a reconnecting browser or client) wins over the query.
+    let resume = state.journal.resume(header_id.or(q.after));
+    let cursor = Cursor {
+        reset: resume.gap.map(|gap| Reset {
+            reason: "gap",
+            gap: Some(gap),
+            missed: None,
+        }),
+        backlog: resume.backlog.into(),
+        live: resume.live,
+        closing: state.closing.subscribe(),
+        kinds: q.kinds,
+    };
+    let stream = stream::unfold(cursor, |mut cursor| async move {
+        cursor.next().await.map(|item| (Ok(item), cursor))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_query_takes_event_kinds_and_an_id() {
+        let q = parse_query(&pairs(&[("event", "member-failed,member-left"), ("after", "7")]))
+            .expect("valid");
+        assert_eq!(q.kinds, Some(vec![EventKind::MemberFailed, EventKind::MemberLeft]));
+        assert_eq!(q.after, Some(7));
+        let bad = parse_query(&pairs(&[("event", "member-exploded")])).expect_err("bad kind");
+        assert!(matches!(bad, ApiError::BadQuery { ref field, .. } if field == "event"));
+        let bad = parse_query(&pairs(&[("after", "x")])).expect_err("bad id");
+        assert!(matches!(bad, ApiError::BadQuery { ref field, .. } if field == "after"));
+        let bad = parse_query(&pairs(&[("since", "1")])).expect_err("unknown");
+        assert!(matches!(bad, ApiError::BadQuery { ref field, .. } if field == "since"));
+    }
+}

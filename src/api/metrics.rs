@@ -1,0 +1,340 @@
+//! `GET /metrics`: the agent's counters in the Prometheus text exposition format
+//! (version 0.0.4), written by hand: every value is a copy taken at scrape time from
+//! the core's [`Stats`], the transport's [`TransportStats`], the membership snapshot, the
+//! event journal and any extra [`MetricsSource`] (the hooks), so there is no registry to
+//! keep in step with them.
+//!
+//! Names follow Prometheus conventions: `muster_` prefix, base units (seconds, bytes),
+//! `_total` on counters, labels for dimensions (`status`, `region`, `direction`, `type`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::api::view::Status;
+use crate::proto::{MemberInfo, RTT_BUCKETS_MICROS, Stats};
+use crate::transport::TransportStats;
+use crate::wire::MessageKind;
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Something that adds its own metrics to a scrape (e.g. the event hooks).
+pub trait MetricsSource: std::fmt::Debug + Send + Sync {
+    /// Writes its metric families.
+    fn write_metrics(&self, out: &mut Exposition);
+}
+
+/// A metric family's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (name ends in `_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// A text exposition being written: families of samples, each with its `HELP` and
+/// `TYPE` lines, label values escaped.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    text: String,
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+impl Exposition {
+    /// Starts a family.
+    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {}", kind.as_str());
+    }
+
+    /// One sample of the family just started.
+    pub fn sample(&mut self, name: &str, pairs: &[(&str, &str)], value: f64) {
+        let _ = writeln!(self.text, "{name}{} {value}", labels(pairs));
+    }
+
+    /// A family with one unlabelled sample.
+    pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    /// A histogram family: `buckets` are (upper bound, count in that bucket alone), in
+    /// increasing order; the `+Inf` bucket is `count`.
+    pub fn histogram(&mut self, name: &str, help: &str, buckets: &[(f64, u64)], sum: f64, count: u64) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in buckets {
+            cumulative += n;
+            let _ = writeln!(self.text, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(self.text, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(self.text, "{name}_sum {sum}");
+        let _ = writeln!(self.text, "{name}_count {count}");
+    }
+
+    /// The finished text.
+    pub fn finish(self) -> String {
+        self.text
+    }
+}
+
+/// Everything a scrape reads, copied out before writing.
+#[derive(Debug)]
+pub struct Scrape<'a> {
+    /// This agent's name.
+    pub name: &'a str,
+    /// The membership snapshot.
+    pub members: &'a [MemberInfo],
+    /// The health score.
+    pub health_score: u32,
+    /// The core's counters (`None` once the mesh has stopped).
+    pub node: Option<&'a Stats>,
+    /// The transport's counters.
+    pub transport: &'a TransportStats,
+    /// Events recorded by the journal, by kind name.
+    pub events: &'a BTreeMap<&'static str, u64>,
+}
+
+/// Writes the whole exposition.
+pub fn render(scrape: &Scrape<'_>, extra: &[std::sync::Arc<dyn MetricsSource>]) -> String {
+    let mut out = Exposition::default();
+    out.family("muster_info", Kind::Gauge, "This agent: always 1, labelled with its name and version.");
+    out.sample(
+        "muster_info",
+        &[("name", scrape.name), ("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    write_members(&mut out, scrape.members);
+    out.single(
+        "muster_health_score",
+        Kind::Gauge,
+        "Lifeguard local health score: 0 is healthy; higher stretches this agent's probing.",
+        f64::from(scrape.health_score),
+    );
+    if let Some(stats) = scrape.node {
+        write_node(&mut out, stats);
+    }
+    write_transport(&mut out, scrape.transport);
+    out.family(
+        "muster_events_total",
+        Kind::Counter,
+        "Membership events this agent recorded, by event.",
+    );
+    for (kind, n) in scrape.events {
+        out.sample("muster_events_total", &[("event", kind)], *n as f64);
+    }
+    out.single(
+        "process_resident_memory_bytes",
+        Kind::Gauge,
+        "Resident memory of the agent process.",
+        crate::process_stats::rss_bytes() as f64,
+    );
+    out.single(
+        "process_cpu_seconds_total",
+        Kind::Counter,
+        "CPU time used by the agent process, user and system.",
+        crate::process_stats::cpu_seconds(),
+    );
+    for source in extra {
+        source.write_metrics(&mut out);
+    }
+    out.finish()
+}
+
+fn write_members(out: &mut Exposition, members: &[MemberInfo]) {
+    let mut counts: BTreeMap<(String, Status), u64> = BTreeMap::new();
+    let mut regions = std::collections::BTreeSet::new();
+    for m in members {
+        regions.insert(m.region.to_string());
+        *counts.entry((m.region.to_string(), Status::of(m.state))).or_default() += 1;
+    }
+    out.family(
+        "muster_members",
+        Kind::Gauge,
+        "Members this agent knows, by status and region (failed and left until reaped).",
+    );
+    // Every status of every known region, zero or not, so a series never vanishes.
+    for region in &regions {
+        for status in Status::ALL {
+            let n = counts.get(&(region.clone(), status)).copied().unwrap_or(0);
+            out.sample(
+                "muster_members",
+                &[("status", status.as_str()), ("region", region)],
+                n as f64,
+            );
+        }
+    }
+}
+
+fn write_node(out: &mut Exposition, s: &Stats) {
+    let counters: [(&str, &str, u64); 14] = [
+        ("muster_probes_total", "Direct probes started.", s.probes),
+        ("muster_probes_failed_total", "Probes that got no ack, direct or indirect.", s.probes_failed),
+        ("muster_indirect_probes_total", "Ping-reqs sent to intermediaries.", s.indirect_probes),
+        ("muster_relayed_probes_total", "Pings sent for another member's ping-req.", s.relayed_probes),
+        ("muster_nacks_sent_total", "Nacks sent as an intermediary.", s.nacks_sent),
+        ("muster_nacks_received_total", "Nacks received for this agent's probes.", s.nacks_received),
+        ("muster_suspicions_raised_total", "Suspicions raised from this agent's failed probes.", s.suspicions_raised),
+        ("muster_suspicions_confirmed_total", "Suspicions confirmed by a failed confirmation check.", s.suspicions_confirmed),
+        ("muster_suspicions_refuted_total", "Suspicions and death notices about this agent that it refuted.", s.refutations),
+        ("muster_deaths_declared_total", "Members this agent declared failed when their suspicion ran out.", s.deaths_declared),
+        ("muster_reconnect_attempts_total", "Failed members contacted again to heal partitions.", s.reconnect_attempts),
+        ("muster_push_pull_in_sync_total", "Push-pull offers answered as already in sync.", s.push_pull_in_sync),
+        ("muster_misdirected_pings_total", "Pings addressed to another node name (a reused address).", s.misdirected_pings),
+        ("muster_confirmation_checks_total", "Confirmation checks started on hearing a suspicion.", s.confirmation_checks),
+    ];
+    for (name, help, value) in counters {
+        out.single(name, Kind::Counter, help, value as f64);
+    }
+    out.family(
+        "muster_messages_total",
+        Kind::Counter,
+        "Protocol messages by direction and type.",
+    );
+    for (direction, kinds) in [("in", &s.received), ("out", &s.sent)] {
+        for kind in MessageKind::ALL {
+            out.sample(
+                "muster_messages_total",
+                &[("direction", direction), ("type", kind.as_str())],
+                kinds.messages_of(kind) as f64,
+            );
+        }
+    }
+    out.family(
+        "muster_message_bytes_total",
+        Kind::Counter,
+        "Encoded protocol message bytes (headers excluded) by direction and type.",
+    );
+    for (direction, kinds) in [("in", &s.received), ("out", &s.sent)] {
+        for kind in MessageKind::ALL {
+            out.sample(
+                "muster_message_bytes_total",
+                &[("direction", direction), ("type", kind.as_str())],
+                kinds.bytes_of(kind) as f64,
+            );
+        }
+    }
+    out.family(
+        "muster_dropped_input_total",
+        Kind::Counter,
+        "Input the protocol dropped, by reason.",
+    );
+    for (reason, n) in [("malformed", s.malformed_dropped), ("foreign", s.foreign_dropped)] {
+        out.sample("muster_dropped_input_total", &[("reason", reason)], n as f64);
+    }
+    let buckets: Vec<(f64, u64)> = RTT_BUCKETS_MICROS
+        .iter()
+        .zip(s.probe_rtt.counts)
+        .map(|(&bound, n)| (bound as f64 / 1e6, n))
+        .collect();
+    out.histogram(
+        "muster_probe_rtt_seconds",
+        "Round-trip time of direct probes answered by datagram.",
+        &buckets,
+        s.probe_rtt.sum_micros as f64 / 1e6,
+        s.probe_rtt.count,
+    );
+}
+
+fn write_transport(out: &mut Exposition, t: &TransportStats) {
+    out.family(
+        "muster_quic_handshakes_total",
+        Kind::Counter,
+        "QUIC handshakes, dialed or accepted, by outcome (refused: a TLS refusal, also counted as failed).",
+    );
+    for (outcome, n) in [
+        ("ok", t.handshakes_ok),
+        ("failed", t.handshakes_failed),
+        ("refused", t.handshakes_refused),
+    ] {
+        out.sample("muster_quic_handshakes_total", &[("outcome", outcome)], n as f64);
+    }
+    let gauges = [
+        ("muster_quic_connections_open", "QUIC connections open now.", t.open_connections),
+        ("muster_quic_handshakes_pending", "Incoming QUIC handshakes in progress.", t.handshakes_pending),
+    ];
+    for (name, help, v) in gauges {
+        out.single(name, Kind::Gauge, help, v as f64);
+    }
+    let counters = [
+        ("muster_quic_dials_total", "Dials started to peers without a live connection.", t.dials),
+        ("muster_quic_connections_refused_total", "Incoming connections turned away at the connection limit.", t.connections_refused),
+        ("muster_quic_evictions_total", "Idle connections closed to make room in the cache.", t.evictions),
+        ("muster_send_failures_total", "Sends that failed (dial failed, connection lost, too large).", t.send_failures + t.datagrams_too_large),
+        ("muster_incoming_dropped_total", "Received messages dropped: the driver's queue was full, or a stream was bad.", t.incoming_dropped + t.streams_dropped),
+    ];
+    for (name, help, v) in counters {
+        out.single(name, Kind::Counter, help, v as f64);
+    }
+    out.family(
+        "muster_udp_packets_total",
+        Kind::Counter,
+        "UDP packets (whole QUIC packets: handshakes, ACKs and keep-alives included) by direction.",
+    );
+    out.sample("muster_udp_packets_total", &[("direction", "in")], t.udp_packets_in as f64);
+    out.sample("muster_udp_packets_total", &[("direction", "out")], t.udp_packets_out as f64);
+    out.family(
+        "muster_udp_bytes_total",
+        Kind::Counter,
+        "UDP payload bytes (what a packet capture sees) by direction.",
+    );
+    out.sample("muster_udp_bytes_total", &[("direction", "in")], t.udp_bytes_in as f64);
+    out.sample("muster_udp_bytes_total", &[("direction", "out")], t.udp_bytes_out as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(labels(&[("a", "x\"y\\z\nw")]), "{a=\"x\\\"y\\\\z\\nw\"}");
+        assert_eq!(labels(&[]), "");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_in_inf() {
+        let mut out = Exposition::default();
+        out.histogram("h", "help", &[(0.1, 2), (1.0, 3)], 2.5, 6);
+        let text = out.finish();
+        assert!(text.contains("h_bucket{le=\"0.1\"} 2\n"), "{text}");
+        assert!(text.contains("h_bucket{le=\"1\"} 5\n"), "{text}");
+        assert!(text.contains("h_bucket{le=\"+Inf\"} 6\n"), "{text}");
+        assert!(text.contains("h_count 6\n"), "{text}");
+    }
+}
