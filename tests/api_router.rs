@@ -13,131 +13,21 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use muster::agent::{Mesh, MeshConfig, TlsSource};
+use axum::http::{Method, StatusCode};
+use muster::agent::Mesh;
 use muster::api::{self, ApiState};
-use muster::proto::SwimConfig;
 use muster::transport::ClusterKey;
-use muster::wire::{MemberState, Tags};
+use muster::wire::MemberState;
 use serde_json::{Value, json};
+use support::meshes::{describe, start, three};
+use support::router::{call, get};
 use support::{
     Agent, DEADLINE, POLL, command, eventually, eventually_async, free_port, start_dev_api,
 };
 use tokio::time::Instant;
-use tower::ServiceExt;
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().expect("a valid address")
-}
-
-/// A dev-key mesh on loopback in `cluster`, in `region`/`zone`, with `tags`.
-async fn start(
-    cluster: &str,
-    name: &str,
-    place: (&str, &str),
-    tags: &[(&str, &str)],
-    seeds: Vec<SocketAddr>,
-) -> Mesh {
-    let config = MeshConfig {
-        swim: SwimConfig::local(),
-        cluster: cluster.into(),
-        seeds,
-        region: place.0.into(),
-        zone: place.1.into(),
-        tags: Tags::from_pairs(tags.iter().copied()).expect("small tags"),
-        ..MeshConfig::new(name, loopback(), TlsSource::ClusterKey(ClusterKey::dev()))
-    };
-    Mesh::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
-}
-
-/// Three meshes: `a` (eu/eu-1, role=db) starts the cluster, `b` (eu/eu-2, role=web,
-/// tier=front) and `c` (us/us-1, role=web) join through it. Returns once all three see
-/// three alive members.
-async fn three(cluster: &str) -> (Mesh, Mesh, Mesh) {
-    let a = start(cluster, "a", ("eu", "eu-1"), &[("role", "db")], vec![]).await;
-    let seeds = vec![a.local_addr()];
-    let b = start(
-        cluster,
-        "b",
-        ("eu", "eu-2"),
-        &[("role", "web"), ("tier", "front")],
-        seeds.clone(),
-    )
-    .await;
-    let c = start(cluster, "c", ("us", "us-1"), &[("role", "web")], seeds).await;
-    let all = [&a, &b, &c];
-    eventually_async(
-        "three meshes see three alive members",
-        || {
-            all.iter().all(|m| {
-                let members = m.members();
-                members.len() == 3 && members.iter().all(|x| x.state == MemberState::Alive)
-            })
-        },
-        || describe(&all),
-    )
-    .await;
-    (a, b, c)
-}
-
-fn describe(meshes: &[&Mesh]) -> String {
-    meshes
-        .iter()
-        .map(|m| {
-            let seen: Vec<_> = m
-                .members()
-                .iter()
-                .map(|x| format!("{}:{}", x.name, x.state.as_str()))
-                .collect();
-            format!("\n  {} sees {seen:?}", m.name())
-        })
-        .collect()
-}
 
 fn router(mesh: &Mesh) -> Router {
     api::router(ApiState::new(mesh))
-}
-
-/// Calls the router once; returns the status and the body as JSON (every answer of
-/// the API is JSON, errors included: a body that does not parse fails the test).
-async fn call(router: &Router, method: Method, uri: &str) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method.clone())
-        .uri(uri)
-        .body(Body::empty())
-        .expect("a valid request");
-    let response = router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("the router is infallible");
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("").to_owned());
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/json"),
-        "{method} {uri}: {status}"
-    );
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("a small body");
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{method} {uri}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, body)
-}
-
-async fn get(router: &Router, uri: &str) -> (StatusCode, Value) {
-    call(router, Method::GET, uri).await
 }
 
 /// The names in a `GET /v1/members` answer, in order.
@@ -199,7 +89,10 @@ async fn members_lists_every_member_sorted_by_name_with_its_record() {
         );
         let availability = &member["availability"];
         assert_eq!(availability["flaps"], 0, "{name}: {member}");
-        assert!(availability["last_flap_ms_ago"].is_null(), "{name}: {member}");
+        assert!(
+            availability["last_flap_ms_ago"].is_null(),
+            "{name}: {member}"
+        );
         for share in ["alive_share_1h", "alive_share_24h"] {
             let v = availability[share].as_f64().expect("a share");
             assert!((0.0..=1.0).contains(&v), "{name}: {share} {member}");

@@ -176,7 +176,8 @@ impl Driver {
             next.insert(key, value)?;
         }
         if next != tags || !delete.is_empty() {
-            self.node.handle_command(now, Command::SetTags(next.clone()))?;
+            self.node
+                .handle_command(now, Command::SetTags(next.clone()))?;
         }
         Ok(next)
     }

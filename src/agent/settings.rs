@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::ApiToken;
 use crate::agent::config::{MeshConfig, TlsSource};
+use crate::api::ApiToken;
 use crate::proto::{ConfigError, SwimConfig};
 use crate::transport::{ClusterKey, Identity, IdentityError};
 use crate::wire::{Name, Tags};

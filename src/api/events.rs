@@ -94,7 +94,9 @@ struct Cursor {
 
 impl Cursor {
     fn wants(&self, record: &EventRecord) -> bool {
-        self.kinds.as_ref().is_none_or(|k| k.contains(&record.event))
+        self.kinds
+            .as_ref()
+            .is_none_or(|k| k.contains(&record.event))
     }
 
     /// The next item, or `None` when the stream ends.
@@ -185,14 +187,22 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn the_query_takes_event_kinds_and_an_id() {
-        let q = parse_query(&pairs(&[("event", "member-failed,member-left"), ("after", "7")]))
-            .expect("valid");
-        assert_eq!(q.kinds, Some(vec![EventKind::MemberFailed, EventKind::MemberLeft]));
+        let q = parse_query(&pairs(&[
+            ("event", "member-failed,member-left"),
+            ("after", "7"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            q.kinds,
+            Some(vec![EventKind::MemberFailed, EventKind::MemberLeft])
+        );
         assert_eq!(q.after, Some(7));
         let bad = parse_query(&pairs(&[("event", "member-exploded")])).expect_err("bad kind");
         assert!(matches!(bad, ApiError::BadQuery { ref field, .. } if field == "event"));

@@ -278,6 +278,11 @@ impl Journal {
         Resume { gap, backlog, live }
     }
 
+    /// Live subscribers now (open event streams, hooks).
+    pub fn subscribers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// The latest event id (0 before the first event).
     pub fn latest(&self) -> u64 {
         self.lock().next_seq - 1

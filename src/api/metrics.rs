@@ -94,7 +94,14 @@ impl Exposition {
 
     /// A histogram family: `buckets` are (upper bound, count in that bucket alone), in
     /// increasing order; the `+Inf` bucket is `count`.
-    pub fn histogram(&mut self, name: &str, help: &str, buckets: &[(f64, u64)], sum: f64, count: u64) {
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        buckets: &[(f64, u64)],
+        sum: f64,
+        count: u64,
+    ) {
         let _ = writeln!(self.text, "# HELP {name} {help}");
         let _ = writeln!(self.text, "# TYPE {name} histogram");
         let mut cumulative = 0;
@@ -133,10 +140,17 @@ pub struct Scrape<'a> {
 /// Writes the whole exposition.
 pub fn render(scrape: &Scrape<'_>, extra: &[std::sync::Arc<dyn MetricsSource>]) -> String {
     let mut out = Exposition::default();
-    out.family("muster_info", Kind::Gauge, "This agent: always 1, labelled with its name and version.");
+    out.family(
+        "muster_info",
+        Kind::Gauge,
+        "This agent: always 1, labelled with its name and version.",
+    );
     out.sample(
         "muster_info",
-        &[("name", scrape.name), ("version", env!("CARGO_PKG_VERSION"))],
+        &[
+            ("name", scrape.name),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ],
         1.0,
     );
     write_members(&mut out, scrape.members);
@@ -181,7 +195,9 @@ fn write_members(out: &mut Exposition, members: &[MemberInfo]) {
     let mut regions = std::collections::BTreeSet::new();
     for m in members {
         regions.insert(m.region.to_string());
-        *counts.entry((m.region.to_string(), Status::of(m.state))).or_default() += 1;
+        *counts
+            .entry((m.region.to_string(), Status::of(m.state)))
+            .or_default() += 1;
     }
     out.family(
         "muster_members",
@@ -204,19 +220,71 @@ fn write_members(out: &mut Exposition, members: &[MemberInfo]) {
 fn write_node(out: &mut Exposition, s: &Stats) {
     let counters: [(&str, &str, u64); 14] = [
         ("muster_probes_total", "Direct probes started.", s.probes),
-        ("muster_probes_failed_total", "Probes that got no ack, direct or indirect.", s.probes_failed),
-        ("muster_indirect_probes_total", "Ping-reqs sent to intermediaries.", s.indirect_probes),
-        ("muster_relayed_probes_total", "Pings sent for another member's ping-req.", s.relayed_probes),
-        ("muster_nacks_sent_total", "Nacks sent as an intermediary.", s.nacks_sent),
-        ("muster_nacks_received_total", "Nacks received for this agent's probes.", s.nacks_received),
-        ("muster_suspicions_raised_total", "Suspicions raised from this agent's failed probes.", s.suspicions_raised),
-        ("muster_suspicions_confirmed_total", "Suspicions confirmed by a failed confirmation check.", s.suspicions_confirmed),
-        ("muster_suspicions_refuted_total", "Suspicions and death notices about this agent that it refuted.", s.refutations),
-        ("muster_deaths_declared_total", "Members this agent declared failed when their suspicion ran out.", s.deaths_declared),
-        ("muster_reconnect_attempts_total", "Failed members contacted again to heal partitions.", s.reconnect_attempts),
-        ("muster_push_pull_in_sync_total", "Push-pull offers answered as already in sync.", s.push_pull_in_sync),
-        ("muster_misdirected_pings_total", "Pings addressed to another node name (a reused address).", s.misdirected_pings),
-        ("muster_confirmation_checks_total", "Confirmation checks started on hearing a suspicion.", s.confirmation_checks),
+        (
+            "muster_probes_failed_total",
+            "Probes that got no ack, direct or indirect.",
+            s.probes_failed,
+        ),
+        (
+            "muster_indirect_probes_total",
+            "Ping-reqs sent to intermediaries.",
+            s.indirect_probes,
+        ),
+        (
+            "muster_relayed_probes_total",
+            "Pings sent for another member's ping-req.",
+            s.relayed_probes,
+        ),
+        (
+            "muster_nacks_sent_total",
+            "Nacks sent as an intermediary.",
+            s.nacks_sent,
+        ),
+        (
+            "muster_nacks_received_total",
+            "Nacks received for this agent's probes.",
+            s.nacks_received,
+        ),
+        (
+            "muster_suspicions_raised_total",
+            "Suspicions raised from this agent's failed probes.",
+            s.suspicions_raised,
+        ),
+        (
+            "muster_suspicions_confirmed_total",
+            "Suspicions confirmed by a failed confirmation check.",
+            s.suspicions_confirmed,
+        ),
+        (
+            "muster_suspicions_refuted_total",
+            "Suspicions and death notices about this agent that it refuted.",
+            s.refutations,
+        ),
+        (
+            "muster_deaths_declared_total",
+            "Members this agent declared failed when their suspicion ran out.",
+            s.deaths_declared,
+        ),
+        (
+            "muster_reconnect_attempts_total",
+            "Failed members contacted again to heal partitions.",
+            s.reconnect_attempts,
+        ),
+        (
+            "muster_push_pull_in_sync_total",
+            "Push-pull offers answered as already in sync.",
+            s.push_pull_in_sync,
+        ),
+        (
+            "muster_misdirected_pings_total",
+            "Pings addressed to another node name (a reused address).",
+            s.misdirected_pings,
+        ),
+        (
+            "muster_confirmation_checks_total",
+            "Confirmation checks started on hearing a suspicion.",
+            s.confirmation_checks,
+        ),
     ];
     for (name, help, value) in counters {
         out.single(name, Kind::Counter, help, value as f64);
@@ -254,8 +322,15 @@ fn write_node(out: &mut Exposition, s: &Stats) {
         Kind::Counter,
         "Input the protocol dropped, by reason.",
     );
-    for (reason, n) in [("malformed", s.malformed_dropped), ("foreign", s.foreign_dropped)] {
-        out.sample("muster_dropped_input_total", &[("reason", reason)], n as f64);
+    for (reason, n) in [
+        ("malformed", s.malformed_dropped),
+        ("foreign", s.foreign_dropped),
+    ] {
+        out.sample(
+            "muster_dropped_input_total",
+            &[("reason", reason)],
+            n as f64,
+        );
     }
     let buckets: Vec<(f64, u64)> = RTT_BUCKETS_MICROS
         .iter()
@@ -282,21 +357,53 @@ fn write_transport(out: &mut Exposition, t: &TransportStats) {
         ("failed", t.handshakes_failed),
         ("refused", t.handshakes_refused),
     ] {
-        out.sample("muster_quic_handshakes_total", &[("outcome", outcome)], n as f64);
+        out.sample(
+            "muster_quic_handshakes_total",
+            &[("outcome", outcome)],
+            n as f64,
+        );
     }
     let gauges = [
-        ("muster_quic_connections_open", "QUIC connections open now.", t.open_connections),
-        ("muster_quic_handshakes_pending", "Incoming QUIC handshakes in progress.", t.handshakes_pending),
+        (
+            "muster_quic_connections_open",
+            "QUIC connections open now.",
+            t.open_connections,
+        ),
+        (
+            "muster_quic_handshakes_pending",
+            "Incoming QUIC handshakes in progress.",
+            t.handshakes_pending,
+        ),
     ];
     for (name, help, v) in gauges {
         out.single(name, Kind::Gauge, help, v as f64);
     }
     let counters = [
-        ("muster_quic_dials_total", "Dials started to peers without a live connection.", t.dials),
-        ("muster_quic_connections_refused_total", "Incoming connections turned away at the connection limit.", t.connections_refused),
-        ("muster_quic_evictions_total", "Idle connections closed to make room in the cache.", t.evictions),
-        ("muster_send_failures_total", "Sends that failed (dial failed, connection lost, too large).", t.send_failures + t.datagrams_too_large),
-        ("muster_incoming_dropped_total", "Received messages dropped: the driver's queue was full, or a stream was bad.", t.incoming_dropped + t.streams_dropped),
+        (
+            "muster_quic_dials_total",
+            "Dials started to peers without a live connection.",
+            t.dials,
+        ),
+        (
+            "muster_quic_connections_refused_total",
+            "Incoming connections turned away at the connection limit.",
+            t.connections_refused,
+        ),
+        (
+            "muster_quic_evictions_total",
+            "Idle connections closed to make room in the cache.",
+            t.evictions,
+        ),
+        (
+            "muster_send_failures_total",
+            "Sends that failed (dial failed, connection lost, too large).",
+            t.send_failures + t.datagrams_too_large,
+        ),
+        (
+            "muster_incoming_dropped_total",
+            "Received messages dropped: the driver's queue was full, or a stream was bad.",
+            t.incoming_dropped + t.streams_dropped,
+        ),
     ];
     for (name, help, v) in counters {
         out.single(name, Kind::Counter, help, v as f64);
@@ -306,15 +413,31 @@ fn write_transport(out: &mut Exposition, t: &TransportStats) {
         Kind::Counter,
         "UDP packets (whole QUIC packets: handshakes, ACKs and keep-alives included) by direction.",
     );
-    out.sample("muster_udp_packets_total", &[("direction", "in")], t.udp_packets_in as f64);
-    out.sample("muster_udp_packets_total", &[("direction", "out")], t.udp_packets_out as f64);
+    out.sample(
+        "muster_udp_packets_total",
+        &[("direction", "in")],
+        t.udp_packets_in as f64,
+    );
+    out.sample(
+        "muster_udp_packets_total",
+        &[("direction", "out")],
+        t.udp_packets_out as f64,
+    );
     out.family(
         "muster_udp_bytes_total",
         Kind::Counter,
         "UDP payload bytes (what a packet capture sees) by direction.",
     );
-    out.sample("muster_udp_bytes_total", &[("direction", "in")], t.udp_bytes_in as f64);
-    out.sample("muster_udp_bytes_total", &[("direction", "out")], t.udp_bytes_out as f64);
+    out.sample(
+        "muster_udp_bytes_total",
+        &[("direction", "in")],
+        t.udp_bytes_in as f64,
+    );
+    out.sample(
+        "muster_udp_bytes_total",
+        &[("direction", "out")],
+        t.udp_bytes_out as f64,
+    );
 }
 
 #[cfg(test)]

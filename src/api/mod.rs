@@ -220,9 +220,7 @@ async fn member(
         .members()
         .iter()
         .find(|m| m.name == name)
-        .map(|m| {
-            Json(MemberView::new(m, now).with_availability(state.journal.availability(&name)))
-        })
+        .map(|m| Json(MemberView::new(m, now).with_availability(state.journal.availability(&name))))
         .ok_or(ApiError::UnknownMember(name))
 }
 

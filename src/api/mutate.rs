@@ -56,7 +56,12 @@ fn body_error(rejection: &JsonRejection) -> ApiError {
                 .split_once("target type: ")
                 .map_or(text.as_str(), |(_, d)| d);
             match detail.split_once(": ") {
-                Some((path, reason)) if !path.contains(' ') => {
+                // A path names a field only when it starts with one (`[0]` of a body
+                // that is an array where an object belongs names nothing useful).
+                Some((path, reason))
+                    if !path.contains(' ')
+                        && path.starts_with(|c: char| c.is_ascii_alphabetic()) =>
+                {
                     ApiError::bad_body(path, reason.to_owned())
                 }
                 _ => ApiError::bad_body("body", detail.to_owned()),
@@ -76,10 +81,9 @@ fn agent_error(e: AgentError) -> ApiError {
             ApiError::UnknownMember(name.to_string())
         }
         AgentError::Command(CommandError::Tags(e)) => ApiError::bad_body("set", e.to_string()),
-        AgentError::Command(CommandError::NoSeeds) => ApiError::bad_body(
-            "addresses",
-            "no seed addresses other than this agent's own",
-        ),
+        AgentError::Command(CommandError::NoSeeds) => {
+            ApiError::bad_body("addresses", "no seed addresses other than this agent's own")
+        }
         AgentError::Command(e) => ApiError::Conflict(e.to_string()),
         AgentError::Stopped => ApiError::Stopped,
         other => ApiError::Conflict(other.to_string()),
@@ -121,12 +125,18 @@ async fn resolve(i: usize, text: &str) -> Result<Vec<SocketAddr>, ApiError> {
         Ok(addrs) => {
             let addrs: Vec<SocketAddr> = addrs.collect();
             if addrs.is_empty() {
-                Err(ApiError::bad_body(field, format!("{text:?} resolves to no address")))
+                Err(ApiError::bad_body(
+                    field,
+                    format!("{text:?} resolves to no address"),
+                ))
             } else {
                 Ok(addrs)
             }
         }
-        Err(e) => Err(ApiError::bad_body(field, format!("cannot resolve {text:?}: {e}"))),
+        Err(e) => Err(ApiError::bad_body(
+            field,
+            format!("cannot resolve {text:?}: {e}"),
+        )),
     }
 }
 
@@ -137,7 +147,10 @@ pub(super) async fn join(
     JsonBody(body): JsonBody<JoinRequest>,
 ) -> Result<Json<JoinAnswer>, ApiError> {
     if body.addresses.is_empty() {
-        return Err(ApiError::bad_body("addresses", "give at least one seed address"));
+        return Err(ApiError::bad_body(
+            "addresses",
+            "give at least one seed address",
+        ));
     }
     if body.addresses.len() > MAX_JOIN_ADDRESSES {
         return Err(ApiError::bad_body(

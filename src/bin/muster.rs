@@ -2,6 +2,10 @@
 //!
 //! - `muster agent`: runs an agent (config from a file, `MUSTER_*` variables and flags,
 //!   merged and validated by [`muster::agent::overrides`]); see `muster/agent_run.rs`;
+//! - `muster members`, `info`, `monitor`: what the local agent knows (`muster/cli_query.rs`,
+//!   `muster/cli_monitor.rs`);
+//! - `muster join`, `leave`, `force-leave`, `tags`: changes through the local agent's API
+//!   (`muster/cli_change.rs`);
 //! - `muster keygen`: prints a new cluster key;
 //! - `muster timing`: the protocol timing a profile gives a cluster of a given size.
 //!
@@ -9,6 +13,10 @@
 
 #[path = "muster/agent_run.rs"]
 mod agent_run;
+#[path = "muster/cli_change.rs"]
+mod cli_change;
+#[path = "muster/cli_monitor.rs"]
+mod cli_monitor;
 #[path = "muster/cli_query.rs"]
 mod cli_query;
 
@@ -47,6 +55,17 @@ enum Cmd {
     Members(cli_query::MembersArgs),
     /// Show this agent and the cluster as it sees it.
     Info(cli_query::ApiArgs),
+    /// Follow the local agent's membership events, one line each.
+    Monitor(cli_monitor::MonitorArgs),
+    /// Ask the local agent to join a cluster through these seeds.
+    Join(cli_change::JoinArgs),
+    /// Ask the local agent to leave the cluster gracefully (it then exits).
+    Leave(cli_query::ApiArgs),
+    /// Mark a failed member as left, so the cluster stops re-contacting it.
+    ForceLeave(cli_change::ForceLeaveArgs),
+    /// Set or delete the local agent's tags; the change spreads to the cluster.
+    #[command(subcommand)]
+    Tags(cli_change::TagsCmd),
     /// Show the protocol timing a profile gives a cluster of N members: probe and
     /// suspicion timeouts, retransmissions, push-pull interval.
     Timing {
@@ -245,6 +264,11 @@ fn main() -> ExitCode {
         Cmd::Agent(args) => agent(&args),
         Cmd::Members(args) => cli_query::members(&args),
         Cmd::Info(args) => cli_query::info(&args),
+        Cmd::Monitor(args) => cli_monitor::monitor(&args),
+        Cmd::Join(args) => cli_change::join(&args),
+        Cmd::Leave(args) => cli_change::leave(&args),
+        Cmd::ForceLeave(args) => cli_change::force_leave(&args),
+        Cmd::Tags(cmd) => cli_change::tags(&cmd),
         Cmd::Keygen => match ClusterKey::generate() {
             Ok(key) => {
                 println!("{key}");

@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod meshes;
+pub mod router;
+
 use anyhow::{Context, Result, bail};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_muster");

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Args;
-use muster::api::client::{self, ClientError};
+use muster::api::client::{self, Call, ClientError};
 use serde_json::Value;
 
 /// Where the agent's API is, and how to print.
@@ -18,6 +18,32 @@ pub(crate) struct ApiArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// File holding the API token, for commands that change something (or set
+    /// MUSTER_API_TOKEN).
+    #[arg(long, env = "MUSTER_API_TOKEN_FILE", value_name = "FILE")]
+    pub(crate) api_token_file: Option<std::path::PathBuf>,
+}
+
+impl ApiArgs {
+    /// The API token: from `--api-token-file`, else `MUSTER_API_TOKEN`, else none.
+    pub(crate) fn token(&self) -> Result<Option<String>, ExitCode> {
+        if let Some(path) = &self.api_token_file {
+            return match std::fs::read_to_string(path) {
+                Ok(text) => Ok(Some(text.trim().to_owned())),
+                Err(e) => {
+                    eprintln!(
+                        "muster: cannot read the API token file {}: {e}",
+                        path.display()
+                    );
+                    Err(ExitCode::FAILURE)
+                }
+            };
+        }
+        Ok(std::env::var("MUSTER_API_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()))
+    }
 }
 
 /// `muster members` flags: the API's filters.
@@ -45,11 +71,27 @@ pub(crate) struct MembersArgs {
 /// Fetches `path` and parses its JSON; an error answer or a failure is one line on
 /// stderr and exit 1.
 fn fetch(addr: SocketAddr, path: &str) -> Result<Value, ExitCode> {
+    call(addr, Call::get(path))
+}
+
+/// Sends `call` and parses the JSON answer; an error answer (4xx/5xx, except 503 from
+/// `/v1/health`-like reads) or a failure is one line on stderr and exit 1.
+pub(crate) fn call(addr: SocketAddr, call: Call<'_>) -> Result<Value, ExitCode> {
     let fail = |message: String| {
         eprintln!("muster: {message}");
         ExitCode::FAILURE
     };
-    let (status, body) = client::get(addr, path).map_err(|e: ClientError| fail(e.to_string()))?;
+    let (status, body) =
+        client::request(addr, call).map_err(|e: ClientError| fail(e.to_string()))?;
+    if status == 503 && call.method != "GET" {
+        let value: Value = serde_json::from_str(&body).unwrap_or_default();
+        return Err(fail(
+            value["error"]
+                .as_str()
+                .unwrap_or("the agent is shutting down")
+                .to_owned(),
+        ));
+    }
     let value: Value = serde_json::from_str(&body).map_err(|_| {
         fail(format!(
             "the agent at {addr} answered {status} with a body that is not JSON"
@@ -89,7 +131,7 @@ fn tags(v: &Value) -> String {
 }
 
 /// A status word, coloured when printing to a terminal.
-fn paint(status: &str, width: usize, colour: bool) -> String {
+pub(crate) fn paint(status: &str, width: usize, colour: bool) -> String {
     let padded = format!("{status:<width$}");
     if !colour {
         return padded;

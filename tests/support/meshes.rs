@@ -1,0 +1,81 @@
+//! In-process meshes on loopback for the API tests: dev key, `local` timing, a cluster
+//! name per test so parallel tests never meet.
+
+use std::net::SocketAddr;
+
+use muster::agent::{Mesh, MeshConfig, TlsSource};
+use muster::proto::SwimConfig;
+use muster::transport::ClusterKey;
+use muster::wire::{MemberState, Tags};
+
+use super::eventually_async;
+
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("a valid address")
+}
+
+/// A dev-key mesh on loopback in `cluster`, in `region`/`zone`, with `tags`.
+pub async fn start(
+    cluster: &str,
+    name: &str,
+    place: (&str, &str),
+    tags: &[(&str, &str)],
+    seeds: Vec<SocketAddr>,
+) -> Mesh {
+    let config = MeshConfig {
+        swim: SwimConfig::local(),
+        cluster: cluster.into(),
+        seeds,
+        region: place.0.into(),
+        zone: place.1.into(),
+        tags: Tags::from_pairs(tags.iter().copied()).expect("small tags"),
+        ..MeshConfig::new(name, loopback(), TlsSource::ClusterKey(ClusterKey::dev()))
+    };
+    Mesh::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+}
+
+/// Three meshes: `a` (eu/eu-1, role=db) starts the cluster, `b` (eu/eu-2, role=web,
+/// tier=front) and `c` (us/us-1, role=web) join through it. Returns once all three see
+/// three alive members.
+pub async fn three(cluster: &str) -> (Mesh, Mesh, Mesh) {
+    let a = start(cluster, "a", ("eu", "eu-1"), &[("role", "db")], vec![]).await;
+    let seeds = vec![a.local_addr()];
+    let b = start(
+        cluster,
+        "b",
+        ("eu", "eu-2"),
+        &[("role", "web"), ("tier", "front")],
+        seeds.clone(),
+    )
+    .await;
+    let c = start(cluster, "c", ("us", "us-1"), &[("role", "web")], seeds).await;
+    let all = [&a, &b, &c];
+    eventually_async(
+        "three meshes see three alive members",
+        || {
+            all.iter().all(|m| {
+                let members = m.members();
+                members.len() == 3 && members.iter().all(|x| x.state == MemberState::Alive)
+            })
+        },
+        || describe(&all),
+    )
+    .await;
+    (a, b, c)
+}
+
+pub fn describe(meshes: &[&Mesh]) -> String {
+    meshes
+        .iter()
+        .map(|m| {
+            let seen: Vec<_> = m
+                .members()
+                .iter()
+                .map(|x| format!("{}:{}", x.name, x.state.as_str()))
+                .collect();
+            format!("\n  {} sees {seen:?}", m.name())
+        })
+        .collect()
+}
