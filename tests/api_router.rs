@@ -415,8 +415,8 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
 
 #[test]
 fn the_agent_serves_members_over_a_real_socket_and_stops_it_on_leave() -> Result<()> {
-    let (a, api) = start_dev_api("a", None)?;
-    let (b, _) = start_dev_api("b", Some(a.port))?;
+    let (a, api) = start_dev_api("a", None, &[])?;
+    let (b, _) = start_dev_api("b", Some(a.port), &[])?;
     let list = || -> Result<Vec<Value>> {
         let (status, body) = http_get(api, "/v1/members")?;
         if status != 200 {

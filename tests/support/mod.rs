@@ -235,8 +235,8 @@ pub fn start_dev(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Re
 
 /// `muster agent --dev` with its API on any free loopback port; returns it and the API
 /// address it logged.
-pub fn start_dev_api(name: &str, join: Option<u16>) -> Result<(Agent, SocketAddr)> {
-    let agent = start_dev(name, free_port(), join, &[])?;
+pub fn start_dev_api(name: &str, join: Option<u16>, extra: &[&str]) -> Result<(Agent, SocketAddr)> {
+    let agent = start_dev(name, free_port(), join, extra)?;
     eventually("the agent logs its API address", &[&agent], || {
         agent.first_field("HTTP API listening", "api").is_some()
     })?;
