@@ -11,10 +11,13 @@
 //!   marks it failed (first, median, p99, all).
 //!
 //! `--loss PERCENT` drops that share of every agent's outgoing UDP packets (the metered
-//! socket's injected loss). Prints a table; `--json FILE` writes the same figures.
+//! socket's injected loss). `--api-addr ADDR` serves the first agent's HTTP API there
+//! (for a load tool such as `wrk` during the steady window) and also measures the time
+//! from the crash to the `member-failed` event on that agent's SSE stream
+//! (`GET /v1/events`). Prints a table; `--json FILE` writes the same figures.
 //!
 //! ```sh
-//! cargo bench --bench cluster -- --nodes 64 [--loss 10] [--duration 30] [--json out.json]
+//! cargo bench --bench cluster -- --nodes 64 [--loss 10] [--duration 30] [--api-addr 127.0.0.1:7947] [--json out.json]
 //! ```
 
 use std::path::PathBuf;
@@ -46,6 +49,12 @@ struct Args {
     /// Protocol profile.
     #[arg(long, default_value = "lan")]
     profile: String,
+    /// Serve the first agent's HTTP API here (it is never the one crashed).
+    #[arg(long)]
+    api_addr: Option<std::net::SocketAddr>,
+    /// Seconds the cluster may take to form before the run is abandoned.
+    #[arg(long, default_value_t = 120)]
+    join_patience: u64,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -54,7 +63,7 @@ struct Args {
     bench: bool,
 }
 
-/// Upper bound of every wait.
+/// Upper bound of every wait but the join's (`--join-patience`).
 const PATIENCE: Duration = Duration::from_secs(120);
 
 fn spread(mut v: Vec<f64>) -> serde_json::Value {
@@ -114,13 +123,31 @@ async fn main() -> anyhow::Result<()> {
     };
     while !all_see_all(&meshes) {
         anyhow::ensure!(
-            join_started.elapsed() < PATIENCE,
-            "the cluster did not form within {PATIENCE:?}"
+            join_started.elapsed() < Duration::from_secs(args.join_patience),
+            "the cluster did not form within {} s (--join-patience)",
+            args.join_patience
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let join = join_started.elapsed().as_secs_f64();
     eprintln!("{n} agents joined in {join:.2} s");
+    let api = match args.api_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the API to {addr}"))?;
+            let addr = listener.local_addr()?;
+            let state = muster::api::ApiState::new(&meshes[0]);
+            let router = muster::api::router(state.clone());
+            tokio::spawn(async move { axum::serve(listener, router).await });
+            eprintln!(
+                "agent-0's API at http://{addr}/v1/members for the next {} s",
+                args.duration
+            );
+            Some((addr, state))
+        }
+        None => None,
+    };
 
     // Steady window: false alarms and cost.
     for m in &meshes {
@@ -181,6 +208,37 @@ async fn main() -> anyhow::Result<()> {
             None
         }));
     }
+    // The same crash as seen on agent-0's event stream, over HTTP: the stream is open
+    // (subscribed) before the crash, and notes when the event arrives.
+    let sse = match &api {
+        Some((addr, state)) => {
+            let (addr, name) = (*addr, victim_name.clone());
+            let before = state.journal().subscribers();
+            let task = tokio::task::spawn_blocking(move || {
+                let mut seen = None;
+                let _ = muster::api::client::follow_events(
+                    addr,
+                    "/v1/events?event=member-failed",
+                    None,
+                    |m| {
+                        if m.data.contains(&format!("\"name\":\"{name}\"")) {
+                            seen = Some(Instant::now());
+                            std::ops::ControlFlow::Break(())
+                        } else {
+                            std::ops::ControlFlow::Continue(())
+                        }
+                    },
+                );
+                seen
+            });
+            while state.journal().subscribers() <= before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Some(task)
+        }
+        None => None,
+    };
+    let crashed_at = Instant::now();
     victim.shutdown().await;
     let mut detected = Vec::new();
     for w in waits {
@@ -189,6 +247,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let missing = meshes.len() - detected.len();
+    let sse_secs = match sse {
+        Some(task) => match tokio::time::timeout(PATIENCE, task).await {
+            Ok(Ok(Some(at))) => Some((at - crashed_at).as_secs_f64()),
+            _ => None,
+        },
+        None => None,
+    };
     for m in meshes {
         m.shutdown().await;
     }
@@ -207,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
         "rss_bytes_per_agent": rss_per_agent,
         "detection_secs": detection,
         "detection_missing": missing,
+        "sse_member_failed_secs": sse_secs,
     });
     println!(
         "cluster benchmark · {n} agents · profile {} · loss {}%",
@@ -221,6 +287,9 @@ async fn main() -> anyhow::Result<()> {
         secs(&detection, "all"),
         missing
     );
+    if let Some(t) = sse_secs {
+        println!("  crash -> member-failed on agent-0's SSE stream   {t:.2} s");
+    }
     println!("  false alarms over {window:.0} s            {false_alarms}");
     println!(
         "  per agent                            {bytes_per_agent_s:.0} B/s · {packets_per_agent_s:.1} packets/s (UDP, whole QUIC packets)"
