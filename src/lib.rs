@@ -16,6 +16,7 @@
 //! | [`transport`] | the QUIC endpoint, mutual-TLS identities (cluster key or PKI), connection cache |
 //! | [`agent`] | the tokio driver of a [`proto::Node`] and the library API, [`agent::Mesh`] |
 //! | [`api`] | the agent's local HTTP API (axum): members, self, cluster, health |
+//! | [`hooks`] | event hooks: commands and webhooks run on membership events, off the protocol path |
 //!
 //! # Driving a node
 //!
@@ -44,6 +45,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod hooks;
 pub mod process_stats;
 pub mod proto;
 pub mod stable_hash;

@@ -24,7 +24,14 @@ use crate::proto::{ConfigError, SwimConfig};
 use crate::transport::{ClusterKey, Identity, IdentityError};
 use crate::wire::{Name, Tags};
 
+pub mod duration;
+mod hook;
 mod validate;
+
+pub use hook::{
+    ALL_EVENTS, DEFAULT_HOOK_RETRIES, DEFAULT_HOOK_TIMEOUT, HookAction, HookConfig,
+    MAX_HOOK_NAME_LEN, MAX_HOOK_RETRIES, MAX_HOOK_TIMEOUT,
+};
 
 /// Why a deployment config cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,15 @@ pub enum SettingsError {
     /// A value that cannot work, naming its field.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// A value inside an entry of a list of tables (`hooks[0].events`) that cannot
+    /// work; the field is built from the entry's index, so it is not a `&'static str`.
+    #[error("invalid config field `{field}`: {reason}")]
+    InvalidEntry {
+        /// The entry and key, e.g. `hooks[0].events`.
+        field: String,
+        /// Why the value was refused.
+        reason: String,
+    },
     /// Neither a cluster key, nor certificates, nor `--dev`.
     #[error(
         "refusing to start: pass --cluster-key FILE (make one with `muster keygen`), or \
@@ -117,8 +133,11 @@ pub struct AgentConfig {
     pub tls_key: Option<PathBuf>,
     /// Loopback-only trial mode with the fixed, insecure development key.
     pub dev: bool,
-    /// Operator-defined labels (last: TOML writes tables after plain keys).
+    /// Operator-defined labels (after the plain keys: TOML writes tables after them).
     pub tags: BTreeMap<String, String>,
+    /// Commands and webhooks run on membership events (file only: no flag or variable).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookConfig>,
 }
 
 impl Default for AgentConfig {
@@ -157,6 +176,8 @@ impl Default for AgentConfig {
             // Secure by default: dev mode must be asked for.
             dev: false,
             tags: BTreeMap::new(),
+            // Alerting is the operator's choice of tools: none unless configured.
+            hooks: Vec::new(),
         }
     }
 }

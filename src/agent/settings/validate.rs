@@ -90,6 +90,7 @@ impl AgentConfig {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| invalid("log_level", e.to_string()))?;
+        super::hook::validate_hooks(&self.hooks)?;
         Ok(())
     }
 

@@ -1,0 +1,227 @@
+//! Command hooks: run a program (not through a shell) with the event as one line of JSON
+//! on stdin and as `MUSTER_*` environment variables.
+//!
+//! Success is exit status 0 within the timeout. The command runs in its own process
+//! group; on timeout the whole group is killed (SIGKILL), so a `sh -c '…'` wrapper does
+//! not leave its children running. Stdout is discarded; the first
+//! [`STDERR_KEPT`] bytes of stderr go into the failure's log line.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::api::journal::EventRecord;
+use crate::hooks::error::HookError;
+
+/// Bytes of stderr kept for the log line of a failure: enough for an error message,
+/// bounded so a chatty command cannot grow the agent.
+pub const STDERR_KEPT: usize = 2048;
+
+/// How long stderr may stay open after the command exits (a background child may hold
+/// it): the attempt's outcome does not wait for that child.
+const STDERR_GRACE: Duration = Duration::from_millis(100);
+
+/// The environment a command hook gets, on top of the agent's.
+pub fn environment(record: &EventRecord) -> Vec<(&'static str, String)> {
+    let m = &record.member;
+    vec![
+        ("MUSTER_EVENT", record.event.as_str().to_owned()),
+        ("MUSTER_SEQ", record.seq.to_string()),
+        ("MUSTER_NODE", record.node.clone()),
+        ("MUSTER_TIME_MS", record.time_ms.to_string()),
+        ("MUSTER_MEMBER_NAME", m.name.clone()),
+        ("MUSTER_MEMBER_ADDR", m.addr.clone()),
+        ("MUSTER_MEMBER_STATUS", m.status.as_str().to_owned()),
+        ("MUSTER_MEMBER_REGION", m.region.clone()),
+        ("MUSTER_MEMBER_ZONE", m.zone.clone()),
+        ("MUSTER_MEMBER_INCARNATION", m.incarnation.to_string()),
+    ]
+}
+
+/// Runs `argv` once for `record` (`json` is its serialized form), within `timeout`.
+pub(crate) async fn run(
+    argv: &[String],
+    record: &EventRecord,
+    json: &[u8],
+    timeout: Duration,
+) -> Result<(), HookError> {
+    let (program, args) = argv.split_first().ok_or_else(|| HookError::Spawn {
+        program: String::new(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"),
+    })?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .envs(environment(record))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // Its own group, so a timeout can kill everything it started.
+        .process_group(0)
+        // If the runner goes away mid-attempt, the command goes with it.
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|source| HookError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let reader = child
+        .stderr
+        .take()
+        .map(|pipe| tokio::spawn(read_bounded(pipe, stderr.clone())));
+    let mut stdin = child.stdin.take();
+    let outcome = tokio::time::timeout(timeout, async {
+        if let Some(mut pipe) = stdin.take() {
+            // A command that ignores stdin may exit before reading it: not a failure.
+            let _ = pipe.write_all(json).await;
+            let _ = pipe.write_all(b"\n").await;
+            // Dropping the pipe closes it, so `cat` and friends see the end.
+        }
+        child.wait().await
+    })
+    .await;
+    let status = match outcome {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => {
+            abort(reader);
+            return Err(HookError::Io(e));
+        }
+        Err(_) => {
+            kill_group(&mut child).await;
+            abort(reader);
+            return Err(HookError::Timeout(timeout));
+        }
+    };
+    if let Some(mut reader) = reader {
+        // The command is done and its stderr normally closes with it; if a background
+        // child still holds it, keep what was read so far.
+        if tokio::time::timeout(STDERR_GRACE, &mut reader)
+            .await
+            .is_err()
+        {
+            reader.abort();
+        }
+    }
+    if status.success() {
+        return Ok(());
+    }
+    let bytes = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Err(HookError::Exit {
+        status,
+        stderr: String::from_utf8_lossy(&bytes).trim().to_owned(),
+    })
+}
+
+fn abort(reader: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(reader) = reader {
+        reader.abort();
+    }
+}
+
+/// Kills the command's process group, then the command itself (reaping it).
+async fn kill_group(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // No `libc` (unsafe is forbidden here): `kill(1)` signals the group by its
+        // negative id. The group id is the command's pid (`process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+    let _ = child.kill().await;
+}
+
+/// Reads `pipe` to its end, keeping the first [`STDERR_KEPT`] bytes in `kept`. It keeps
+/// reading past that, so the command never blocks on a full pipe.
+async fn read_bounded(mut pipe: impl AsyncRead + Unpin, kept: Arc<Mutex<Vec<u8>>>) {
+    let mut buf = [0u8; 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                let room = STDERR_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::tests::record;
+
+    fn argv(script: &str) -> Vec<String> {
+        ["sh", "-c", script].map(String::from).to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_command_gets_the_event_on_stdin_and_in_its_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let script = format!(
+            "cat > '{0}.json' && echo \"$MUSTER_EVENT $MUSTER_SEQ $MUSTER_MEMBER_NAME $MUSTER_MEMBER_STATUS\" > '{0}.env'",
+            out.display()
+        );
+        let record = record(7, "c");
+        let json = serde_json::to_vec(&record).unwrap();
+        run(&argv(&script), &record, &json, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let stdin = std::fs::read(out.with_extension("json")).unwrap();
+        assert_eq!(stdin, [json.as_slice(), b"\n"].concat());
+        let env = std::fs::read_to_string(out.with_extension("env")).unwrap();
+        assert_eq!(env.trim(), "member-failed 7 c failed");
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_reports_its_status_and_stderr() {
+        let record = record(1, "c");
+        let err = run(
+            &argv("echo boom >&2; exit 3"),
+            &record,
+            b"{}",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("exit status: 3") && text.contains("boom"),
+            "{text}"
+        );
+        let err = run(
+            &["/nonexistent/hook".to_owned()],
+            &record,
+            b"{}",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, HookError::Spawn { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stderr_is_kept_bounded() {
+        let record = record(1, "c");
+        let err = run(
+            &argv("head -c 100000 /dev/zero | tr '\\0' x >&2; exit 1"),
+            &record,
+            b"{}",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+        match err {
+            HookError::Exit { stderr, .. } => assert_eq!(stderr.len(), STDERR_KEPT),
+            other => panic!("expected an exit, got {other}"),
+        }
+    }
+}

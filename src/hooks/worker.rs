@@ -1,0 +1,205 @@
+//! One hook's task: take events from its queue one at a time and deliver each, retrying
+//! failed attempts with exponential backoff, logging and counting every outcome.
+//!
+//! Events are delivered in journal order; while one is retried, later ones wait in the
+//! queue (bounded, dropping the oldest), so one hook's trouble stays its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::api::journal::{EventKind, EventRecord};
+use crate::hooks::command;
+use crate::hooks::error::HookError;
+use crate::hooks::queue::Queue;
+use crate::hooks::webhook::{self, TlsClient, WebhookUrl};
+
+/// Waits between attempts: `base`, then twice as long after each further failure, at
+/// most `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Wait after the first failure.
+    pub base: Duration,
+    /// Longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        // 1 s rides out a receiver's brief hiccup; 30 s (as for seed resolution) keeps a
+        // hook that is down for minutes from hammering it, while the bounded retries end
+        // the attempts before an alert goes stale.
+        Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after failed attempt number `attempt` (from 1).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// What a hook does, ready to run.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Run a program.
+    Command(Vec<String>),
+    /// POST to a URL.
+    Webhook {
+        url: WebhookUrl,
+        headers: Vec<(String, String)>,
+        tls: Option<TlsClient>,
+    },
+}
+
+impl Action {
+    /// `command` or `webhook`, for logs.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Action::Command(_) => "command",
+            Action::Webhook { .. } => "webhook",
+        }
+    }
+
+    async fn attempt(
+        &self,
+        record: &EventRecord,
+        json: &[u8],
+        timeout: Duration,
+    ) -> Result<(), HookError> {
+        match self {
+            Action::Command(argv) => command::run(argv, record, json, timeout).await,
+            Action::Webhook { url, headers, tls } => {
+                webhook::post(url, headers, json, tls.as_ref(), timeout).await
+            }
+        }
+    }
+}
+
+/// A hook's counters, shared between its task, the dispatcher and [`super::HookRunner::stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) delivered: AtomicU64,
+    pub(crate) runs: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) gave_up: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One configured hook.
+#[derive(Debug)]
+pub(crate) struct Hook {
+    pub(crate) name: String,
+    pub(crate) kinds: Vec<EventKind>,
+    pub(crate) action: Action,
+    pub(crate) timeout: Duration,
+    pub(crate) retries: u32,
+    pub(crate) queue: Queue<Arc<EventRecord>>,
+    pub(crate) counters: Counters,
+}
+
+impl Hook {
+    /// Whether this hook runs on `kind`.
+    pub(crate) fn wants(&self, kind: EventKind) -> bool {
+        self.kinds.contains(&kind)
+    }
+
+    /// The hook's task: until the queue closes and empties.
+    pub(crate) async fn run(self: Arc<Self>, backoff: Backoff) {
+        while let Some(record) = self.queue.pop().await {
+            self.deliver(&record, backoff).await;
+        }
+        tracing::debug!(hook = %self.name, "hook stopped: no more events");
+    }
+
+    /// Delivers one event: up to `retries + 1` attempts.
+    async fn deliver(&self, record: &EventRecord, backoff: Backoff) {
+        let json = match serde_json::to_vec(record) {
+            Ok(json) => json,
+            Err(e) => {
+                // Plain strings and numbers always serialize; counted should it happen.
+                bump(&self.counters.gave_up);
+                tracing::error!(hook = %self.name, seq = record.seq, error = %e, "cannot serialize event for hook");
+                return;
+            }
+        };
+        let attempts = self.retries.saturating_add(1);
+        for attempt in 1..=attempts {
+            bump(&self.counters.runs);
+            match self.action.attempt(record, &json, self.timeout).await {
+                Ok(()) => {
+                    bump(&self.counters.delivered);
+                    tracing::debug!(
+                        hook = %self.name,
+                        event = %record.event,
+                        seq = record.seq,
+                        member = %record.member.name,
+                        attempt,
+                        "hook ran"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    bump(&self.counters.failures);
+                    let retry_in = (attempt < attempts).then(|| backoff.delay(attempt));
+                    tracing::warn!(
+                        hook = %self.name,
+                        kind = self.action.kind(),
+                        event = %record.event,
+                        seq = record.seq,
+                        member = %record.member.name,
+                        attempt,
+                        attempts,
+                        retry_in = ?retry_in,
+                        reason = %error,
+                        "hook failed"
+                    );
+                    if let Some(delay) = retry_in {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        }
+        bump(&self.counters.gave_up);
+        tracing::error!(
+            hook = %self.name,
+            kind = self.action.kind(),
+            event = %record.event,
+            seq = record.seq,
+            member = %record.member.name,
+            attempts,
+            "hook gave up on an event after every attempt failed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap() {
+        let b = Backoff::default();
+        let secs: Vec<u64> = (1..=8).map(|a| b.delay(a).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(b.delay(200), b.max);
+        let fast = Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(25),
+        };
+        assert_eq!(fast.delay(1), Duration::from_millis(10));
+        assert_eq!(fast.delay(2), Duration::from_millis(20));
+        assert_eq!(fast.delay(3), Duration::from_millis(25));
+    }
+}
