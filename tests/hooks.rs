@@ -325,6 +325,7 @@ fn record(seq: u64, member: &str) -> Arc<EventRecord> {
             tags: Tags::new(),
             status_changed_ms_ago: 0,
             rtt_ms: None,
+            availability: None,
         },
     })
 }
@@ -388,4 +389,42 @@ async fn a_hook_past_its_timeout_is_killed_retried_and_does_not_delay_others() {
         || format!("{started:?}"),
     )
     .await;
+}
+
+/// `muster agent` as a process with a `[[hooks]]` command in its config file: a crashed
+/// member's `member-failed` reaches the command, and `/metrics` counts the run.
+#[test]
+fn the_agent_runs_its_configured_hooks_and_counts_them() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("events.jsonl");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[hooks]]\nname = \"record\"\nevents = [\"member-failed\"]\ncommand = [\"sh\", \"-c\", \"cat >> {}\"]\ntimeout = \"5s\"\n",
+            out.display()
+        ),
+    )?;
+    let config = config.display().to_string();
+    let (a, api) = support::start_dev_api("a", None, &["--config", &config])?;
+    let (mut b, _) = support::start_dev_api("b", Some(a.port), &[])?;
+    support::eventually("a sees b", &[&a, &b], || a.saw("member joined", "b"))?;
+    b.child.kill()?;
+    support::eventually("the hook wrote b's failure", &[&a], || {
+        std::fs::read_to_string(&out).is_ok_and(|t| {
+            t.lines().any(|l| {
+                serde_json::from_str::<Value>(l)
+                    .is_ok_and(|v| v["event"] == "member-failed" && v["member"]["name"] == "b")
+            })
+        })
+    })?;
+    let (status, metrics) = muster::api::client::get(api, "/metrics")?;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("muster_hook_runs_total{hook=\"record\"} ") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+    Ok(())
 }

@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::agent::settings::{HookAction, HookConfig, SettingsError};
 use crate::api::journal::EventRecord;
+use crate::api::metrics::{Exposition, Kind, MetricsSource};
 
 mod command;
 mod error;
@@ -175,6 +176,49 @@ impl HookRunner {
     }
 }
 
+/// A metric family of the hooks: name, help, and the counter it reads.
+type Family = (&'static str, &'static str, fn(&HookStats) -> u64);
+
+/// The hooks' counters on `GET /metrics`, one series per hook.
+impl MetricsSource for HookRunner {
+    fn write_metrics(&self, out: &mut Exposition) {
+        let stats = self.stats();
+        let families: [Family; 5] = [
+            (
+                "muster_hook_runs_total",
+                "Event hook attempts, retries included.",
+                |s| s.runs,
+            ),
+            (
+                "muster_hook_failures_total",
+                "Event hook attempts that failed.",
+                |s| s.failures,
+            ),
+            (
+                "muster_hook_delivered_total",
+                "Events an event hook delivered.",
+                |s| s.delivered,
+            ),
+            (
+                "muster_hook_gave_up_total",
+                "Events an event hook abandoned after every retry failed.",
+                |s| s.gave_up,
+            ),
+            (
+                "muster_hook_dropped_total",
+                "Events an event hook never attempted (full queue, or the hooks fell behind).",
+                |s| s.dropped,
+            ),
+        ];
+        for (name, help, value) in families {
+            out.family(name, Kind::Counter, help);
+            for s in &stats {
+                out.sample(name, &[("hook", &s.name)], value(s) as f64);
+            }
+        }
+    }
+}
+
 impl Drop for HookRunner {
     fn drop(&mut self) {
         for task in &self.tasks {
@@ -244,6 +288,7 @@ pub(crate) mod tests {
                 tags: Tags::new(),
                 status_changed_ms_ago: 0,
                 rtt_ms: None,
+                availability: None,
             },
         }
     }

@@ -143,6 +143,15 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     if let Some(token) = token.clone() {
         api_state = api_state.with_token(token);
     }
+    // Hooks follow the journal off the protocol path; dropping the runner stops them.
+    let hooks = std::sync::Arc::new(
+        muster::hooks::HookRunner::spawn(&config.hooks, api_state.journal().subscribe())
+            .context("cannot start the event hooks")?,
+    );
+    if !hooks.is_empty() {
+        tracing::info!(hooks = config.hooks.len(), "event hooks running");
+        api_state = api_state.with_metrics(hooks.clone());
+    }
     if !config.join.is_empty() {
         // Seeds were configured, whether or not they resolved: alone is not healthy.
         api_state.expect_peers();
