@@ -3,6 +3,8 @@
 //! - `muster agent`: runs an agent (config from a file, `MUSTER_*` variables and flags,
 //!   merged and validated by [`muster::agent::overrides`]); see `muster/agent_run.rs`;
 //! - `muster keygen`: prints a new cluster key;
+//! - `muster demo`: a local cluster of dev agents in this process, crashing and
+//!   restarting nodes while it shows what they see; see `muster/demo.rs`;
 //! - `muster timing`: the protocol timing a profile gives a cluster of a given size.
 //!
 //! A bad config or bad arguments exit with code 2 and one line naming the field.
@@ -11,6 +13,8 @@
 mod agent_run;
 #[path = "muster/cli_query.rs"]
 mod cli_query;
+#[path = "muster/demo.rs"]
+mod demo;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +51,9 @@ enum Cmd {
     Members(cli_query::MembersArgs),
     /// Show this agent and the cluster as it sees it.
     Info(cli_query::ApiArgs),
+    /// A local cluster of dev agents in this process: watch them detect a crashed node
+    /// and take it back, with each node's API to poke at.
+    Demo(demo::DemoArgs),
     /// Show the protocol timing a profile gives a cluster of N members: probe and
     /// suspicion timeouts, retransmissions, push-pull interval.
     Timing {
@@ -238,6 +245,7 @@ fn main() -> ExitCode {
         Cmd::Agent(args) => agent(&args),
         Cmd::Members(args) => cli_query::members(&args),
         Cmd::Info(args) => cli_query::info(&args),
+        Cmd::Demo(args) => demo::run(&args),
         Cmd::Keygen => match ClusterKey::generate() {
             Ok(key) => {
                 println!("{key}");
