@@ -7,6 +7,8 @@
 //! - `muster join`, `leave`, `force-leave`, `tags`: changes through the local agent's API
 //!   (`muster/cli_change.rs`);
 //! - `muster keygen`: prints a new cluster key;
+//! - `muster demo`: a local cluster of dev agents in this process, crashing and
+//!   restarting nodes while it shows what they see; see `muster/demo.rs`;
 //! - `muster timing`: the protocol timing a profile gives a cluster of a given size.
 //!
 //! A bad config or bad arguments exit with code 2 and one line naming the field.
@@ -19,6 +21,8 @@ mod cli_change;
 mod cli_monitor;
 #[path = "muster/cli_query.rs"]
 mod cli_query;
+#[path = "muster/demo.rs"]
+mod demo;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +70,9 @@ enum Cmd {
     /// Set or delete the local agent's tags; the change spreads to the cluster.
     #[command(subcommand)]
     Tags(cli_change::TagsCmd),
+    /// A local cluster of dev agents in this process: watch them detect a crashed node
+    /// and take it back, with each node's API to poke at.
+    Demo(demo::DemoArgs),
     /// Show the protocol timing a profile gives a cluster of N members: probe and
     /// suspicion timeouts, retransmissions, push-pull interval.
     Timing {
@@ -269,6 +276,7 @@ fn main() -> ExitCode {
         Cmd::Leave(args) => cli_change::leave(&args),
         Cmd::ForceLeave(args) => cli_change::force_leave(&args),
         Cmd::Tags(cmd) => cli_change::tags(&cmd),
+        Cmd::Demo(args) => demo::run(&args),
         Cmd::Keygen => match ClusterKey::generate() {
             Ok(key) => {
                 println!("{key}");

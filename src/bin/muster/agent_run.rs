@@ -74,9 +74,9 @@ fn data_dir_error(e: DataDirError) -> anyhow::Error {
     .into()
 }
 
-/// A seed for the join sample: different on every start (`RandomState` is keyed from
-/// the system's random source).
-fn random_seed() -> u64 {
+/// A seed for random choices (the join sample, the demo's crashes): different on every
+/// start (`RandomState` is keyed from the system's random source).
+pub(crate) fn random_seed() -> u64 {
     use std::hash::BuildHasher;
     std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }

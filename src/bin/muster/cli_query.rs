@@ -145,8 +145,9 @@ pub(crate) fn paint(status: &str, width: usize, colour: bool) -> String {
     format!("\x1b[{code}m{padded}\x1b[0m")
 }
 
-/// Rows as aligned columns.
-fn table(header: &[&str], rows: &[Vec<String>], status_col: Option<usize>) -> String {
+/// Rows as aligned columns, the status column coloured on a terminal. (`muster demo`
+/// draws its tables with this too.)
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>], status_col: Option<usize>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
