@@ -11,13 +11,16 @@
 //!   marks it failed (first, median, p99, all).
 //!
 //! `--loss PERCENT` drops that share of every agent's outgoing UDP packets (the metered
-//! socket's injected loss). `--api-addr ADDR` serves the first agent's HTTP API there
+//! socket's injected loss). `--slow-node DELAY` makes agent-1 handle all its input that
+//! late, from its start (a CPU-starved or paused host): any suspicion of it is a false
+//! alarm. `--warmup SECS` waits after the join before the steady window, so first
+//! contacts (a TLS handshake to each peer) are not counted as steady-state cost. `--api-addr ADDR` serves the first agent's HTTP API there
 //! (for a load tool such as `wrk` during the steady window) and also measures the time
 //! from the crash to the `member-failed` event on that agent's SSE stream
 //! (`GET /v1/events`). Prints a table; `--json FILE` writes the same figures.
 //!
 //! ```sh
-//! cargo bench --bench cluster -- --nodes 64 [--loss 10] [--duration 30] [--api-addr 127.0.0.1:7947] [--json out.json]
+//! cargo bench --bench cluster -- --nodes 64 [--loss 10] [--slow-node 5s] [--warmup 70] [--duration 30] [--api-addr 127.0.0.1:7947] [--json out.json]
 //! ```
 
 use std::path::PathBuf;
@@ -43,6 +46,12 @@ struct Args {
     /// Percent of outgoing UDP packets dropped at every agent.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Agent-1 handles all its input this late (e.g. 1s, 5s).
+    #[arg(long, value_parser = muster::agent::settings::duration::parse_duration)]
+    slow_node: Option<Duration>,
+    /// Seconds between the join and the steady window [default: nodes + 5, at most 70].
+    #[arg(long)]
+    warmup: Option<u64>,
     /// Seconds of steady state measured between the join and the crash.
     #[arg(long, default_value_t = 30)]
     duration: u64,
@@ -96,20 +105,40 @@ async fn main() -> anyhow::Result<()> {
         )
     };
     let rss_before = rss_bytes();
+    // Every agent is alive until the crash: any suspicion or failure before it is false.
+    let alarms = Arc::new(AtomicU64::new(0));
+    let mut listeners = Vec::new();
+    let listen = |m: &Mesh, listeners: &mut Vec<tokio::task::JoinHandle<()>>| {
+        let mut events = m.subscribe();
+        let alarms = alarms.clone();
+        listeners.push(tokio::spawn(async move {
+            while let Ok(e) = events.recv().await {
+                if matches!(e, Event::MemberSuspected(_) | Event::MemberFailed(_)) {
+                    alarms.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    };
 
     // Join.
     let first = Mesh::start(config("agent-0".into(), vec![]))
         .await
         .context("starting agent-0")?;
+    listen(&first, &mut listeners);
     let seed = first.local_addr();
     let join_started = Instant::now();
     let mut meshes = vec![first];
     for i in 1..args.nodes {
-        meshes.push(
-            Mesh::start(config(format!("agent-{i}"), vec![seed]))
-                .await
-                .with_context(|| format!("starting agent-{i}"))?,
-        );
+        let mesh = Mesh::start(config(format!("agent-{i}"), vec![seed]))
+            .await
+            .with_context(|| format!("starting agent-{i}"))?;
+        if i == 1
+            && let Some(delay) = args.slow_node
+        {
+            mesh.set_input_delay(delay);
+        }
+        listen(&mesh, &mut listeners);
+        meshes.push(mesh);
     }
     let n = args.nodes;
     let all_see_all = |meshes: &[Mesh]| {
@@ -149,38 +178,32 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
 
-    // Steady window: false alarms and cost.
+    // Warm-up (first contacts), then the steady window: false alarms and cost.
     for m in &meshes {
         m.set_loss(args.loss / 100.0);
     }
-    // Every agent is alive during the window: any suspicion or failure is false.
-    let alarms = Arc::new(AtomicU64::new(0));
-    let mut listeners = Vec::new();
-    for m in &meshes {
-        let mut events = m.subscribe();
-        let alarms = alarms.clone();
-        listeners.push(tokio::spawn(async move {
-            while let Ok(e) = events.recv().await {
-                if matches!(e, Event::MemberSuspected(_) | Event::MemberFailed(_)) {
-                    alarms.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
+    let warmup = args.warmup.unwrap_or((n as u64 + 5).min(70));
+    eprintln!("warming up for {warmup} s");
+    tokio::time::sleep(Duration::from_secs(warmup)).await;
     let udp = |meshes: &[Mesh]| {
-        meshes.iter().fold((0u64, 0u64), |(b, p), m| {
+        meshes.iter().fold((0u64, 0u64, 0u64), |(b, p, h), m| {
             let s = m.transport_stats();
-            (b + s.udp_bytes_out, p + s.udp_packets_out)
+            (
+                b + s.udp_bytes_out,
+                p + s.udp_packets_out,
+                h + s.handshakes_ok,
+            )
         })
     };
-    let (bytes0, packets0) = udp(&meshes);
+    let (bytes0, packets0, handshakes0) = udp(&meshes);
     let cpu0 = cpu_seconds();
     let window_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let window = window_started.elapsed().as_secs_f64();
     let false_alarms = alarms.load(Ordering::Relaxed);
     listeners.iter().for_each(|l| l.abort());
-    let (bytes1, packets1) = udp(&meshes);
+    let (bytes1, packets1, handshakes1) = udp(&meshes);
+    let handshakes_per_agent = (handshakes1 - handshakes0) as f64 / n as f64;
     let cpu = cpu_seconds() - cpu0;
     let rss = rss_bytes();
     let per_agent_s = (n as f64) * window;
@@ -263,6 +286,9 @@ async fn main() -> anyhow::Result<()> {
         "nodes": n,
         "profile": args.profile,
         "loss_percent": args.loss,
+        "slow_node_secs": args.slow_node.map(|d| d.as_secs_f64()),
+        "warmup_secs": warmup,
+        "handshakes_per_agent_in_window": handshakes_per_agent,
         "join_secs": join,
         "steady_window_secs": window,
         "false_alarms": false_alarms,
@@ -275,8 +301,11 @@ async fn main() -> anyhow::Result<()> {
         "sse_member_failed_secs": sse_secs,
     });
     println!(
-        "cluster benchmark · {n} agents · profile {} · loss {}%",
-        args.profile, args.loss
+        "cluster benchmark · {n} agents · profile {} · loss {}% · slow node {}",
+        args.profile,
+        args.loss,
+        args.slow_node
+            .map_or("none".into(), |d| format!("agent-1, input {:?} late", d))
     );
     println!("  join (every agent lists {n} alive)   {join:.2} s");
     println!(
@@ -290,9 +319,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(t) = sse_secs {
         println!("  crash -> member-failed on agent-0's SSE stream   {t:.2} s");
     }
-    println!("  false alarms over {window:.0} s            {false_alarms}");
+    println!("  false alarms (join, warm-up, {window:.0} s window)   {false_alarms}");
     println!(
-        "  per agent                            {bytes_per_agent_s:.0} B/s · {packets_per_agent_s:.1} packets/s (UDP, whole QUIC packets)"
+        "  per agent                            {bytes_per_agent_s:.0} B/s · {packets_per_agent_s:.1} packets/s (UDP, whole QUIC packets) · {handshakes_per_agent:.1} handshakes in the window"
     );
     println!(
         "  per agent                            {:.4} CPU s/s · {:.1} MiB resident",

@@ -79,6 +79,11 @@ pub(super) struct Driver {
     pub(super) recontact_at: Instant,
     /// The node's health score, for readers outside the driver (the API).
     pub(super) health: Arc<std::sync::atomic::AtomicU32>,
+    /// How late this node handles its input, in nanoseconds (0 in production): the
+    /// benchmarks' model of a CPU-starved or paused host. See [`crate::Mesh::set_input_delay`].
+    pub(super) input_delay: Arc<std::sync::atomic::AtomicU64>,
+    /// Input received and not yet due, oldest first (the delay is the same for all).
+    pub(super) delayed: std::collections::VecDeque<(Instant, Incoming)>,
 }
 
 /// How often the seeds are re-contacted while the cluster looks smaller than it was.
@@ -101,16 +106,24 @@ impl Driver {
         loop {
             let timer = self.node.poll_timeout().map(|t| self.clock.instant(t));
             let retry = self.join.next_at();
+            let due = self.delayed.front().map(|(at, _)| *at);
             tokio::select! {
                 request = self.requests.recv() => match request {
                     Some(request) => self.on_request(request),
                     None => break,
                 },
                 Some(msg) = self.incoming.recv() => {
-                    let now = self.clock.now();
-                    match msg.channel {
-                        Channel::Datagram => self.node.handle_datagram(now, msg.from, &msg.bytes),
-                        Channel::Stream => self.node.handle_stream(now, msg.from, &msg.bytes),
+                    let delay = self.input_delay.load(std::sync::atomic::Ordering::Relaxed);
+                    if delay == 0 && self.delayed.is_empty() {
+                        self.handle_input(msg);
+                    } else {
+                        let at = Instant::now() + std::time::Duration::from_nanos(delay);
+                        self.delayed.push_back((at, msg));
+                    }
+                }
+                () = sleep_until(due) => {
+                    if let Some((_, msg)) = self.delayed.pop_front() {
+                        self.handle_input(msg);
                     }
                 }
                 () = sleep_until(timer) => self.node.handle_timeout(self.clock.now()),
@@ -120,6 +133,15 @@ impl Driver {
             self.flush();
         }
         tracing::debug!(name = %self.node.name(), "driver stopped");
+    }
+
+    /// Hands one message from a peer to the node.
+    fn handle_input(&mut self, msg: Incoming) {
+        let now = self.clock.now();
+        match msg.channel {
+            Channel::Datagram => self.node.handle_datagram(now, msg.from, &msg.bytes),
+            Channel::Stream => self.node.handle_stream(now, msg.from, &msg.bytes),
+        }
     }
 
     fn on_request(&mut self, request: Request) {

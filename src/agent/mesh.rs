@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -50,6 +50,7 @@ pub struct Mesh {
     clock: Clock,
     seeded: bool,
     health: Arc<AtomicU32>,
+    input_delay: Arc<AtomicU64>,
 }
 
 impl Mesh {
@@ -125,8 +126,11 @@ impl Mesh {
         let (members_tx, members) = watch::channel(driver::snapshot(&node));
         let (requests, requests_rx) = mpsc::channel(REQUEST_BUFFER);
         let health = Arc::new(AtomicU32::new(0));
+        let input_delay = Arc::new(AtomicU64::new(0));
         let driver = Driver {
             health: health.clone(),
+            input_delay: input_delay.clone(),
+            delayed: std::collections::VecDeque::new(),
             node,
             clock,
             transport: transport.clone(),
@@ -156,6 +160,7 @@ impl Mesh {
             clock,
             seeded,
             health,
+            input_delay,
         })
     }
 
@@ -247,6 +252,13 @@ impl Mesh {
     /// link would: for tests and benchmarks.
     pub fn set_loss(&self, loss: f64) {
         self.transport.set_loss(loss);
+    }
+
+    /// Handles every message from peers this late (zero: at once), as a CPU-starved or
+    /// paused host would: for tests and benchmarks. The node's own timers keep time.
+    pub fn set_input_delay(&self, delay: Duration) {
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.input_delay.store(nanos, Ordering::Relaxed);
     }
 
     /// Leaves gracefully: the others will see this node as left, not failed. Waits for

@@ -30,6 +30,9 @@ const CLOSE_SHUTDOWN: u32 = 0;
 /// Application close code: the connection was dropped from the cache (it was the least
 /// recently used of a full cache).
 const CLOSE_EVICTED: u32 = 1;
+/// Length of the connection ids this endpoint issues; see `Transport::bind`.
+const CID_LEN: usize = 4;
+
 /// Handshakes in progress above which incoming ones must first validate their address
 /// (a stateless retry, one extra round trip); below it, handshakes cost no extra trip.
 const VALIDATE_ABOVE_PENDING: u64 = 16;
@@ -131,10 +134,15 @@ impl Transport {
         let seed = u64::from(addr.port()) ^ 0x9e37_79b9_7f4a_7c15;
         let meter = Arc::new(WireMeter::new(options.loss, seed));
         let socket = Arc::new(MeteredSocket::new(inner, meter.clone()));
-        let endpoint_config = match options.reset_secret {
+        let mut endpoint_config = match options.reset_secret {
             Some(secret) => quinn::EndpointConfig::new(Arc::new(reset_key(&secret, local))),
             None => quinn::EndpointConfig::default(),
         };
+        // Every packet carries the receiver's connection id: 4 random bytes instead of
+        // quinn's 8 tell apart the few hundred connections an agent holds, and save 4
+        // bytes on each of the ~3 packets a probe costs (about 12 B/s per agent).
+        endpoint_config
+            .cid_generator(|| Box::new(quinn_proto::RandomConnectionIdGenerator::new(CID_LEN)));
         let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
             endpoint_config,
             Some(server),
