@@ -106,16 +106,21 @@ async fn main() -> anyhow::Result<()> {
     };
     let rss_before = rss_bytes();
     // Every agent is alive until the crash: any suspicion or failure before it is false.
-    let alarms = Arc::new(AtomicU64::new(0));
+    // Suspicions (refuted later: they cost a refutation) and failures (a live agent
+    // declared dead: the alarm that matters) are counted apart.
+    let suspicions = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
     let mut listeners = Vec::new();
     let listen = |m: &Mesh, listeners: &mut Vec<tokio::task::JoinHandle<()>>| {
         let mut events = m.subscribe();
-        let alarms = alarms.clone();
+        let (suspicions, failures) = (suspicions.clone(), failures.clone());
         listeners.push(tokio::spawn(async move {
             while let Ok(e) = events.recv().await {
-                if matches!(e, Event::MemberSuspected(_) | Event::MemberFailed(_)) {
-                    alarms.fetch_add(1, Ordering::Relaxed);
-                }
+                match e {
+                    Event::MemberSuspected(_) => suspicions.fetch_add(1, Ordering::Relaxed),
+                    Event::MemberFailed(_) => failures.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
             }
         }));
     };
@@ -200,7 +205,8 @@ async fn main() -> anyhow::Result<()> {
     let window_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let window = window_started.elapsed().as_secs_f64();
-    let false_alarms = alarms.load(Ordering::Relaxed);
+    let false_suspicions = suspicions.load(Ordering::Relaxed);
+    let false_failures = failures.load(Ordering::Relaxed);
     listeners.iter().for_each(|l| l.abort());
     let (bytes1, packets1, handshakes1) = udp(&meshes);
     let handshakes_per_agent = (handshakes1 - handshakes0) as f64 / n as f64;
@@ -291,7 +297,8 @@ async fn main() -> anyhow::Result<()> {
         "handshakes_per_agent_in_window": handshakes_per_agent,
         "join_secs": join,
         "steady_window_secs": window,
-        "false_alarms": false_alarms,
+        "false_suspicions": false_suspicions,
+        "false_failures": false_failures,
         "udp_bytes_per_agent_per_sec": bytes_per_agent_s,
         "udp_packets_per_agent_per_sec": packets_per_agent_s,
         "cpu_secs_per_agent_per_sec": cpu_per_agent_s,
@@ -319,7 +326,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(t) = sse_secs {
         println!("  crash -> member-failed on agent-0's SSE stream   {t:.2} s");
     }
-    println!("  false alarms (join, warm-up, {window:.0} s window)   {false_alarms}");
+    println!(
+        "  false alarms (join, warm-up, {window:.0} s window)   {false_failures} live agents marked failed · {false_suspicions} suspicions (refuted)"
+    );
     println!(
         "  per agent                            {bytes_per_agent_s:.0} B/s · {packets_per_agent_s:.1} packets/s (UDP, whole QUIC packets) · {handshakes_per_agent:.1} handshakes in the window"
     );

@@ -103,10 +103,15 @@ impl Driver {
             }
             self.flush();
         }
+        // One sleep per deadline, re-armed only when its deadline moves: a new sleep for
+        // every input would insert into and remove from tokio's timer wheel each time.
+        let (mut timer, mut retry, mut due, mut recontact) =
+            (Alarm::new(), Alarm::new(), Alarm::new(), Alarm::new());
         loop {
-            let timer = self.node.poll_timeout().map(|t| self.clock.instant(t));
-            let retry = self.join.next_at();
-            let due = self.delayed.front().map(|(at, _)| *at);
+            timer.set(self.node.poll_timeout().map(|t| self.clock.instant(t)));
+            retry.set(self.join.next_at());
+            due.set(self.delayed.front().map(|(at, _)| *at));
+            recontact.set(Some(self.recontact_at));
             tokio::select! {
                 request = self.requests.recv() => match request {
                     Some(request) => self.on_request(request),
@@ -121,14 +126,14 @@ impl Driver {
                         self.delayed.push_back((at, msg));
                     }
                 }
-                () = sleep_until(due) => {
+                () = due.fired() => {
                     if let Some((_, msg)) = self.delayed.pop_front() {
                         self.handle_input(msg);
                     }
                 }
-                () = sleep_until(timer) => self.node.handle_timeout(self.clock.now()),
-                () = sleep_until(retry) => self.retry_join(),
-                () = tokio::time::sleep_until(self.recontact_at) => self.recontact_seeds(),
+                () = timer.fired() => self.node.handle_timeout(self.clock.now()),
+                () = retry.fired() => self.retry_join(),
+                () = recontact.fired() => self.recontact_seeds(),
             }
             self.flush();
         }
@@ -382,10 +387,37 @@ pub(super) fn snapshot(node: &Node) -> Members {
     Arc::new(members)
 }
 
-/// Sleeps until `at`, or forever when there is nothing to wait for.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// A reusable sleep until an optional deadline: armed with [`Alarm::set`], awaited with
+/// [`Alarm::fired`] (forever when unarmed). Firing disarms it until the next `set`.
+struct Alarm {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    at: Option<Instant>,
+}
+
+impl Alarm {
+    fn new() -> Alarm {
+        Alarm {
+            sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
+            at: None,
+        }
+    }
+
+    /// Arms (or disarms, with `None`) for `at`; touches the timer only on a change.
+    fn set(&mut self, at: Option<Instant>) {
+        if at != self.at {
+            if let Some(at) = at {
+                self.sleep.as_mut().reset(at);
+            }
+            self.at = at;
+        }
+    }
+
+    /// Completes at the armed deadline; never when unarmed.
+    async fn fired(&mut self) {
+        if self.at.is_none() {
+            return std::future::pending().await;
+        }
+        (&mut self.sleep).await;
+        self.at = None;
     }
 }
