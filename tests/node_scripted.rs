@@ -753,11 +753,28 @@ fn unanswered_probes_make_the_target_suspect_and_then_failed() {
 /// How long after suspecting `c` the node declares it failed, with `confirmers` each
 /// sending a suspicion of `c` right after the node raised its own.
 fn time_to_failure(confirmers: &[&str]) -> Duration {
+    time_to_failure_of_health(confirmers, 0)
+}
+
+/// [`time_to_failure`] of a `c` that announced health score `health` beforehand.
+fn time_to_failure_of_health(confirmers: &[&str], health: u8) -> Duration {
     let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
     s.answer = true;
+    if health > 0 {
+        let c = s.addr("c");
+        s.deliver(
+            c,
+            &[Message::Alive {
+                profile: profile("c", c),
+                incarnation: 1,
+                health,
+            }],
+        );
+    }
     s.set_silent("c", true);
+    // An unhealthy member's probes wait longer: allow for it.
     let suspected = s
-        .wait_for("suspected c", Duration::from_secs(10))
+        .wait_for("suspected c", Duration::from_secs(30))
         .expect("c is suspected");
     for by in confirmers {
         // Who confirms is the message's `from`; the datagram's source does not matter.
@@ -765,7 +782,7 @@ fn time_to_failure(confirmers: &[&str]) -> Duration {
             host(50),
             &[Message::Suspect {
                 name: "c".into(),
-                incarnation: 0,
+                incarnation: u32::from(health > 0),
                 from: (*by).into(),
             }],
         );
@@ -1057,6 +1074,41 @@ fn silent_confirmation_check_confirms_a_suspicion_heard_from_another_member() {
 }
 
 // ----- awareness --------------------------------------------------------------------
+
+#[test]
+fn a_member_that_announced_poor_health_cannot_be_confirmed_into_failure_quickly() {
+    let c = config();
+    let (min, max) = (c.suspicion_min(5), c.suspicion_max(5));
+    let near = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_millis(1);
+    // Two confirmations bring a healthy member's suspicion down to the minimum; one that
+    // announced a score of 2 keeps three minimums (a slow node's time to refute).
+    let healthy = time_to_failure_of_health(&["a", "b"], 0);
+    let unhealthy = time_to_failure_of_health(&["a", "b"], 2);
+    assert!(near(healthy, min), "{healthy:?}");
+    assert!(near(unhealthy, (min * 3).min(max)), "{unhealthy:?}, min {min:?}");
+    // Never past the maximum.
+    let worst = time_to_failure_of_health(&["a", "b"], 50);
+    assert!(near(worst, max), "{worst:?}, max {max:?}");
+}
+
+#[test]
+fn a_node_whose_health_degrades_announces_it_with_a_new_incarnation() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    for name in ["a", "b", "c", "d"] {
+        s.set_silent(name, true);
+    }
+    let p = s.next_probe(Duration::from_secs(2));
+    s.advance_to(p.at + s.node.config().probe_timeout * 2);
+    assert!(s.node.health_score() >= 3, "{}", s.node.health_score());
+    s.wait_for_sent(Duration::from_secs(1), |t| {
+        t.has(|m| {
+            matches!(m, Message::Alive { profile, incarnation: 1, health, .. }
+                if profile.name == ME && *health >= 3)
+        })
+    })
+    .expect("the node announces its poor health");
+}
 
 #[test]
 fn failed_probes_without_nacks_raise_the_health_score_and_acks_lower_it() {

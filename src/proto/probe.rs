@@ -26,6 +26,12 @@ const NACK_AT: f64 = 0.8;
 /// probers little and is not worth a cluster-wide gossip round.
 const RECOVERY_ANNOUNCE_FROM: u8 = 2;
 
+/// A node whose health score reaches this, having announced less, announces itself
+/// (with a new incarnation): its probers then wait longer for its answers and its
+/// suspicions last longer (see `update`), so a slow node is not declared failed before
+/// it can refute.
+const DEGRADED_ANNOUNCE_AT: u32 = 3;
+
 /// Direct pings remembered for late RTT samples.
 const RECENT_PINGS: usize = 32;
 
@@ -214,6 +220,11 @@ impl Node {
         // outage), which must not slow the survivors' probing, so it costs nothing.
         if p.nacks == 0 {
             self.awareness.apply(p.expected_nacks.max(1) as i32);
+            if self.awareness.score() >= DEGRADED_ANNOUNCE_AT
+                && u32::from(self.advertised_health) < DEGRADED_ANNOUNCE_AT
+            {
+                self.bump_incarnation(now);
+            }
         }
         let Some(m) = self.members.get(&p.target) else {
             return;

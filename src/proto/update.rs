@@ -121,14 +121,13 @@ impl Node {
                     .config
                     .expected_confirmations
                     .min(n.saturating_sub(2) as u32);
-                let s = Suspicion::new(
-                    incarnation,
-                    now,
-                    self.config.suspicion_min(n),
-                    self.config.suspicion_max(n),
-                    expected,
-                    from.clone(),
-                );
+                // A member that announced poor health answers late: its suspicion may not
+                // shrink below (score + 1) minimum timeouts (never past the maximum), so
+                // confirmations cannot outrun its refutation.
+                let max = self.config.suspicion_max(n);
+                let health = u32::from(self.members.at(i).health());
+                let min = (self.config.suspicion_min(n) * (health + 1)).min(max);
+                let s = Suspicion::new(incarnation, now, min, max, expected, from.clone());
                 let deadline = s.deadline();
                 self.suspicions.insert(name.clone(), s);
                 self.members
