@@ -116,6 +116,24 @@ fn a_slow_node_is_never_declared_failed_and_accuses_no_one_into_failure() {
 }
 
 #[test]
+fn a_node_five_seconds_late_is_failed_at_most_once_and_fails_no_one() {
+    // Its first suspicions may outrun its first announcement of poor health (one round:
+    // each of the other 63 marks it failed once); after that, never again.
+    for seed in [1, 2] {
+        let (_, r) = run(scenario("slow-node-5s"), 64, seed);
+        assert!(
+            r.slow_node_failures.count <= 63,
+            "seed {seed}: the slow node was declared failed {} times",
+            r.slow_node_failures.count
+        );
+        assert_eq!(
+            r.false_failures.count, 0,
+            "seed {seed}: healthy nodes declared failed"
+        );
+    }
+}
+
+#[test]
 fn partition_heals_into_one_cluster_with_every_node_alive() {
     for seed in [1, 7] {
         let (w, r) = run(scenario("partition-heal"), 60, seed);
