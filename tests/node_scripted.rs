@@ -1085,7 +1085,10 @@ fn a_member_that_announced_poor_health_cannot_be_confirmed_into_failure_quickly(
     let healthy = time_to_failure_of_health(&["a", "b"], 0);
     let unhealthy = time_to_failure_of_health(&["a", "b"], 2);
     assert!(near(healthy, min), "{healthy:?}");
-    assert!(near(unhealthy, (min * 3).min(max)), "{unhealthy:?}, min {min:?}");
+    assert!(
+        near(unhealthy, (min * 3).min(max)),
+        "{unhealthy:?}, min {min:?}"
+    );
     // Never past the maximum.
     let worst = time_to_failure_of_health(&["a", "b"], 50);
     assert!(near(worst, max), "{worst:?}, max {max:?}");
