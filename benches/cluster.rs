@@ -286,8 +286,13 @@ async fn main() -> anyhow::Result<()> {
         },
         None => None,
     };
-    for m in meshes {
-        m.shutdown().await;
+    // All at once: each may wait up to a second for its closing connections.
+    let stopping: Vec<_> = meshes
+        .into_iter()
+        .map(|m| tokio::spawn(m.shutdown()))
+        .collect();
+    for s in stopping {
+        let _ = s.await;
     }
 
     let detection = spread(detected);
