@@ -22,6 +22,16 @@ use support::meshes::{describe, start, three};
 use support::router::{call, get, send, send_json};
 use tower::ServiceExt;
 
+/// Waits until every mesh holds `name` in `state`.
+async fn all_see(meshes: &[&Mesh], name: &str, state: MemberState) {
+    eventually_async(
+        &format!("every mesh marks {name} {}", state.as_str()),
+        || state_of(meshes, name).iter().all(|s| *s == Some(state)),
+        || describe(meshes),
+    )
+    .await;
+}
+
 fn state_of(meshes: &[&Mesh], name: &str) -> Vec<Option<MemberState>> {
     meshes
         .iter()
@@ -90,29 +100,11 @@ async fn force_leave_marks_a_failed_member_left_and_refuses_others() {
     );
 
     c.shutdown().await;
-    eventually_async(
-        "a and b mark c failed",
-        || {
-            state_of(&[&a, &b], "c")
-                .iter()
-                .all(|s| *s == Some(MemberState::Dead))
-        },
-        || describe(&[&a, &b]),
-    )
-    .await;
+    all_see(&[&a, &b], "c", MemberState::Dead).await;
     let (status, body) = call(&ra, Method::POST, "/v1/force-leave/c").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"name": "c", "status": "left"}));
-    eventually_async(
-        "a and b mark c left",
-        || {
-            state_of(&[&a, &b], "c")
-                .iter()
-                .all(|s| *s == Some(MemberState::Left))
-        },
-        || describe(&[&a, &b]),
-    )
-    .await;
+    all_see(&[&a, &b], "c", MemberState::Left).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,16 +192,7 @@ async fn leave_through_the_api_is_graceful_and_happens_once() {
     let (status, body) = call(&rc, Method::POST, "/v1/leave").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"left": true}));
-    eventually_async(
-        "a and b see c left, not failed",
-        || {
-            state_of(&[&a, &b], "c")
-                .iter()
-                .all(|s| *s == Some(MemberState::Left))
-        },
-        || describe(&[&a, &b]),
-    )
-    .await;
+    all_see(&[&a, &b], "c", MemberState::Left).await;
     let (status, body) = get(&rc, "/v1/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let (status, body) = call(&rc, Method::POST, "/v1/leave").await;
