@@ -457,18 +457,19 @@ async fn the_event_stream_shows_a_failure_and_resumes_from_last_event_id() {
     assert_eq!(record["node"], "a");
     assert_eq!(record["member"]["status"], "failed");
     assert_eq!(record["member"]["addr"], c_addr);
-    let id: u64 = failed
-        .id
-        .as_deref()
-        .and_then(|i| i.parse().ok())
-        .expect("a numeric id");
+    // The id is `run-seq`: the journal's run, then the event's number.
+    let full_id = failed.id.clone().expect("an id");
+    let (run, seq) = full_id.split_once('-').expect("run-seq");
+    assert_eq!(run, state.journal().run());
+    let id: u64 = seq.parse().expect("a numeric seq");
     assert_eq!(record["seq"], id);
 
     // Resuming just before it replays it first.
-    let replay = read_events(addr, "/v1/events", Some((id - 1).to_string()), |_| true).await;
+    let before = format!("{run}-{}", id - 1);
+    let replay = read_events(addr, "/v1/events", Some(before), |_| true).await;
     assert_eq!(
         replay[0].id.as_deref(),
-        Some(id.to_string().as_str()),
+        Some(full_id.as_str()),
         "{replay:?}"
     );
     // The same with ?after= and a filter that only lets failures through.
@@ -477,12 +478,18 @@ async fn the_event_stream_shows_a_failure_and_resumes_from_last_event_id() {
     })
     .await;
     assert_eq!(filtered[0].event, "member-failed", "{filtered:?}");
-    // An id from another run of the agent: told to resync.
+    // An id past anything this run numbered: told to resync.
     let reset = read_events(addr, "/v1/events", Some("999999".into()), |_| true).await;
     assert_eq!(reset[0].event, "reset", "{reset:?}");
     let gap: Value = serde_json::from_str(&reset[0].data).expect("JSON");
     assert_eq!(gap["reason"], "gap");
     assert_eq!(gap["after"], 999_999);
+    // An id from another run of the agent (before a restart), even a small one: the
+    // same, since its numbers mean nothing to this run.
+    let reset = read_events(addr, "/v1/events", Some("zz-1".into()), |_| true).await;
+    assert_eq!(reset[0].event, "reset", "{reset:?}");
+    let restarted: Value = serde_json::from_str(&reset[0].data).expect("JSON");
+    assert_eq!(restarted["reason"], "restarted");
 
     // A bad filter is a JSON 400 before any stream starts.
     let refused = tokio::task::spawn_blocking(move || {

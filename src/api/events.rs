@@ -1,10 +1,11 @@
 //! `GET /v1/events`: the membership events as a Server-Sent Events stream.
 //!
-//! Each event goes out as `id: <seq>`, `event: <kind>` (e.g. `member-failed`) and one
-//! `data:` line holding the [`EventRecord`] as JSON. A client that reconnects with
-//! `Last-Event-ID` (or `?after=`) first gets every held event after that id, then the
-//! live ones. When some cannot be given (too old, or the id is from before this agent
-//! started, or the client fell more than
+//! Each event goes out as `id: <run>-<seq>` (the journal's run, then the event's number),
+//! `event: <kind>` (e.g. `member-failed`) and one `data:` line holding the
+//! [`EventRecord`] as JSON. A client that reconnects with `Last-Event-ID` (or `?after=`
+//! with a bare number of this run) first gets every held event after that id, then the
+//! live ones. When some cannot be given (too old, or the id is from another run of the
+//! agent, before it restarted, or the client fell more than
 //! [`SUBSCRIBER_BUFFER`](crate::api::journal::SUBSCRIBER_BUFFER) events behind), it gets
 //! a `reset` event instead, and should re-read `GET /v1/members`. Filters: `?event=`
 //! (repeatable or comma-separated kinds). Comment lines keep idle connections open
@@ -32,8 +33,8 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// What a stream sends besides events: why the client must resync.
 #[derive(Debug, Serialize)]
 struct Reset {
-    /// `gap` (the ids asked for are no longer held) or `lagged` (the client read too
-    /// slowly and events were dropped).
+    /// `gap` (the ids asked for are no longer held), `restarted` (the id is from another
+    /// run of the agent) or `lagged` (the client read too slowly and events were dropped).
     reason: &'static str,
     /// For `gap`: the id asked for, the oldest held and the latest.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -85,6 +86,7 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
 
 /// The stream's state between items.
 struct Cursor {
+    run: Arc<str>,
     reset: Option<Reset>,
     backlog: VecDeque<Arc<EventRecord>>,
     live: broadcast::Receiver<Arc<EventRecord>>,
@@ -106,7 +108,7 @@ impl Cursor {
         }
         while let Some(record) = self.backlog.pop_front() {
             if self.wants(&record) {
-                return Some(record_event(&record));
+                return Some(record_event(&self.run, &record));
             }
         }
         loop {
@@ -115,7 +117,7 @@ impl Cursor {
             }
             tokio::select! {
                 received = self.live.recv() => match received {
-                    Ok(record) if self.wants(&record) => return Some(record_event(&record)),
+                    Ok(record) if self.wants(&record) => return Some(record_event(&self.run, &record)),
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         return Some(reset_event(&Reset { reason: "lagged", gap: None, missed: Some(missed) }));
@@ -130,10 +132,10 @@ impl Cursor {
     }
 }
 
-fn record_event(record: &EventRecord) -> SseEvent {
+fn record_event(run: &str, record: &EventRecord) -> SseEvent {
     let data = serde_json::to_string(record).expect("an event record serializes");
     SseEvent::default()
-        .id(record.seq.to_string())
+        .id(format!("{run}-{}", record.seq))
         .event(record.event.as_str())
         .data(data)
 }
@@ -141,6 +143,30 @@ fn record_event(record: &EventRecord) -> SseEvent {
 fn reset_event(reset: &Reset) -> SseEvent {
     let data = serde_json::to_string(reset).expect("a reset serializes");
     SseEvent::default().event("reset").data(data)
+}
+
+/// A `Last-Event-ID` as understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventId {
+    /// An event of this run: resume after it.
+    ThisRun(u64),
+    /// An event of another run of the agent: its numbers mean nothing now.
+    OtherRun,
+}
+
+/// Parses `run-seq` (or a bare `seq`, taken as this run's); `None` if it is neither.
+fn parse_event_id(text: &str, run: &str) -> Option<EventId> {
+    match text.split_once('-') {
+        Some((r, seq)) => {
+            let seq = seq.parse::<u64>().ok()?;
+            Some(if r == run {
+                EventId::ThisRun(seq)
+            } else {
+                EventId::OtherRun
+            })
+        }
+        None => text.parse::<u64>().ok().map(EventId::ThisRun),
+    }
 }
 
 /// `GET /v1/events`. See the module docs.
@@ -157,20 +183,35 @@ pub(super) async fn events(
         Some(v) => Some(
             v.to_str()
                 .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
+                .and_then(|s| parse_event_id(s.trim(), state.journal.run()))
                 .ok_or_else(|| {
                     ApiError::bad_query("Last-Event-ID", "the header is not an event id")
                 })?,
         ),
     };
     // The header (set by a reconnecting browser or client) wins over the query.
-    let resume = state.journal.resume(header_id.or(q.after));
-    let cursor = Cursor {
-        reset: resume.gap.map(|gap| Reset {
+    let (after, restarted) = match header_id {
+        Some(EventId::ThisRun(seq)) => (Some(seq), false),
+        Some(EventId::OtherRun) => (None, true),
+        None => (q.after, false),
+    };
+    let resume = state.journal.resume(after);
+    let reset = if restarted {
+        Some(Reset {
+            reason: "restarted",
+            gap: None,
+            missed: None,
+        })
+    } else {
+        resume.gap.map(|gap| Reset {
             reason: "gap",
             gap: Some(gap),
             missed: None,
-        }),
+        })
+    };
+    let cursor = Cursor {
+        run: state.journal.run().into(),
+        reset,
         backlog: resume.backlog.into(),
         live: resume.live,
         closing: state.closing.subscribe(),
@@ -190,6 +231,21 @@ mod tests {
         list.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn event_ids_name_their_run() {
+        assert_eq!(
+            parse_event_id("0badc0de-7", "0badc0de"),
+            Some(EventId::ThisRun(7))
+        );
+        assert_eq!(
+            parse_event_id("12345678-7", "0badc0de"),
+            Some(EventId::OtherRun)
+        );
+        assert_eq!(parse_event_id("7", "0badc0de"), Some(EventId::ThisRun(7)));
+        assert_eq!(parse_event_id("0badc0de-x", "0badc0de"), None);
+        assert_eq!(parse_event_id("seven", "0badc0de"), None);
     }
 
     #[test]

@@ -150,6 +150,9 @@ struct Shared {
 /// The journal of one agent. Cheap to clone; the task stops when the mesh stops.
 #[derive(Debug, Clone)]
 pub struct Journal {
+    /// Names this run of the journal in event ids (`run-seq`), so an id from before the
+    /// agent restarted is told apart from the same number in this run.
+    run: Arc<str>,
     shared: Arc<Mutex<Shared>>,
     live: broadcast::Sender<Arc<EventRecord>>,
     mesh: MeshView,
@@ -180,7 +183,15 @@ impl Journal {
         let mut availability = Availability::default();
         resync(&mut availability, &mesh);
         let (live, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        // Different on every start (`RandomState` is keyed from the system's random
+        // source); 8 hex digits are plenty to tell two runs of one agent apart.
+        let run = {
+            use std::hash::BuildHasher;
+            let h = std::collections::hash_map::RandomState::new().hash_one(wall_clock_ms());
+            format!("{:08x}", h as u32)
+        };
         Journal {
+            run: run.into(),
             shared: Arc::new(Mutex::new(Shared {
                 next_seq: 1,
                 counts: EventKind::ALL.iter().map(|k| (k.as_str(), 0)).collect(),
@@ -276,6 +287,11 @@ impl Journal {
                 .collect()
         };
         Resume { gap, backlog, live }
+    }
+
+    /// This run's name, the prefix of its event ids.
+    pub fn run(&self) -> &str {
+        &self.run
     }
 
     /// Live subscribers now (open event streams, hooks).
