@@ -1094,8 +1094,9 @@ fn a_member_that_announced_poor_health_cannot_be_confirmed_into_failure_quickly(
     assert!(near(worst, max), "{worst:?}, max {max:?}");
 }
 
-#[test]
-fn a_node_whose_health_degrades_announces_it_with_a_new_incarnation() {
+/// A node among four silent peers, just past the deadline of its first probe (which no
+/// one answered, not even with a nack).
+fn one_probe_failed_in_silence() -> Script {
     let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
     s.answer = true;
     for name in ["a", "b", "c", "d"] {
@@ -1103,6 +1104,12 @@ fn a_node_whose_health_degrades_announces_it_with_a_new_incarnation() {
     }
     let p = s.next_probe(Duration::from_secs(2));
     s.advance_to(p.at + s.node.config().probe_timeout * 2);
+    s
+}
+
+#[test]
+fn a_node_whose_health_degrades_announces_it_with_a_new_incarnation() {
+    let mut s = one_probe_failed_in_silence();
     assert!(s.node.health_score() >= 3, "{}", s.node.health_score());
     s.wait_for_sent(Duration::from_secs(1), |t| {
         t.has(|m| {
@@ -1115,13 +1122,7 @@ fn a_node_whose_health_degrades_announces_it_with_a_new_incarnation() {
 
 #[test]
 fn failed_probes_without_nacks_raise_the_health_score_and_acks_lower_it() {
-    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
-    s.answer = true;
-    for name in ["a", "b", "c", "d"] {
-        s.set_silent(name, true);
-    }
-    let p = s.next_probe(Duration::from_secs(2));
-    s.advance_to(p.at + s.node.config().probe_timeout * 2);
+    let mut s = one_probe_failed_in_silence();
     assert_eq!(s.node.stats().probes_failed, 1);
     let k = s.node.config().indirect_checks;
     assert_eq!(s.node.health_score(), k, "one point per missing nack");
@@ -1158,13 +1159,7 @@ fn failed_probe_with_a_nack_leaves_the_health_score_alone() {
 
 #[test]
 fn unhealthy_node_probes_less_often() {
-    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
-    s.answer = true;
-    for name in ["a", "b", "c", "d"] {
-        s.set_silent(name, true);
-    }
-    let p = s.next_probe(Duration::from_secs(2));
-    s.advance_to(p.at + s.node.config().probe_timeout * 2);
+    let mut s = one_probe_failed_in_silence();
     let score = s.node.health_score();
     assert!(score > 0);
     // The interval was set before the failure; the one after the next probe is stretched.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::api::view::Status;
-use crate::proto::{MemberInfo, RTT_BUCKETS_MICROS, Stats};
+use crate::proto::{KindCounters, MemberInfo, RTT_BUCKETS_MICROS, Stats};
 use crate::transport::TransportStats;
 use crate::wire::MessageKind;
 
@@ -217,6 +217,13 @@ fn write_members(out: &mut Exposition, members: &[MemberInfo]) {
     }
 }
 
+/// A per-message-kind family: name, help, and the counter it reads.
+type PerKind = (
+    &'static str,
+    &'static str,
+    fn(&KindCounters, MessageKind) -> u64,
+);
+
 fn write_node(out: &mut Exposition, s: &Stats) {
     let counters: [(&str, &str, u64); 14] = [
         ("muster_probes_total", "Direct probes started.", s.probes),
@@ -289,32 +296,28 @@ fn write_node(out: &mut Exposition, s: &Stats) {
     for (name, help, value) in counters {
         out.single(name, Kind::Counter, help, value as f64);
     }
-    out.family(
-        "muster_messages_total",
-        Kind::Counter,
-        "Protocol messages by direction and type.",
-    );
-    for (direction, kinds) in [("in", &s.received), ("out", &s.sent)] {
-        for kind in MessageKind::ALL {
-            out.sample(
-                "muster_messages_total",
-                &[("direction", direction), ("type", kind.as_str())],
-                kinds.messages_of(kind) as f64,
-            );
-        }
-    }
-    out.family(
-        "muster_message_bytes_total",
-        Kind::Counter,
-        "Encoded protocol message bytes (headers excluded) by direction and type.",
-    );
-    for (direction, kinds) in [("in", &s.received), ("out", &s.sent)] {
-        for kind in MessageKind::ALL {
-            out.sample(
-                "muster_message_bytes_total",
-                &[("direction", direction), ("type", kind.as_str())],
-                kinds.bytes_of(kind) as f64,
-            );
+    let per_kind: [PerKind; 2] = [
+        (
+            "muster_messages_total",
+            "Protocol messages by direction and type.",
+            KindCounters::messages_of,
+        ),
+        (
+            "muster_message_bytes_total",
+            "Encoded protocol message bytes (headers excluded) by direction and type.",
+            KindCounters::bytes_of,
+        ),
+    ];
+    for (name, help, count) in per_kind {
+        out.family(name, Kind::Counter, help);
+        for (direction, kinds) in [("in", &s.received), ("out", &s.sent)] {
+            for kind in MessageKind::ALL {
+                out.sample(
+                    name,
+                    &[("direction", direction), ("type", kind.as_str())],
+                    count(kinds, kind) as f64,
+                );
+            }
         }
     }
     out.family(
@@ -408,36 +411,25 @@ fn write_transport(out: &mut Exposition, t: &TransportStats) {
     for (name, help, v) in counters {
         out.single(name, Kind::Counter, help, v as f64);
     }
-    out.family(
-        "muster_udp_packets_total",
-        Kind::Counter,
-        "UDP packets (whole QUIC packets: handshakes, ACKs and keep-alives included) by direction.",
-    );
-    out.sample(
-        "muster_udp_packets_total",
-        &[("direction", "in")],
-        t.udp_packets_in as f64,
-    );
-    out.sample(
-        "muster_udp_packets_total",
-        &[("direction", "out")],
-        t.udp_packets_out as f64,
-    );
-    out.family(
-        "muster_udp_bytes_total",
-        Kind::Counter,
-        "UDP payload bytes (what a packet capture sees) by direction.",
-    );
-    out.sample(
-        "muster_udp_bytes_total",
-        &[("direction", "in")],
-        t.udp_bytes_in as f64,
-    );
-    out.sample(
-        "muster_udp_bytes_total",
-        &[("direction", "out")],
-        t.udp_bytes_out as f64,
-    );
+    let udp = [
+        (
+            "muster_udp_packets_total",
+            "UDP packets (whole QUIC packets: handshakes, ACKs and keep-alives included) by direction.",
+            t.udp_packets_in,
+            t.udp_packets_out,
+        ),
+        (
+            "muster_udp_bytes_total",
+            "UDP payload bytes (what a packet capture sees) by direction.",
+            t.udp_bytes_in,
+            t.udp_bytes_out,
+        ),
+    ];
+    for (name, help, inbound, outbound) in udp {
+        out.family(name, Kind::Counter, help);
+        out.sample(name, &[("direction", "in")], inbound as f64);
+        out.sample(name, &[("direction", "out")], outbound as f64);
+    }
 }
 
 #[cfg(test)]

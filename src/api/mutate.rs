@@ -112,9 +112,7 @@ pub struct JoinAnswer {
 /// Resolves one seed; the error names its position.
 async fn resolve(i: usize, text: &str) -> Result<Vec<SocketAddr>, ApiError> {
     let field = format!("addresses[{i}]");
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
+    // `lookup_host` takes `ip:port` as it is, without a DNS query.
     if !text.contains(':') {
         return Err(ApiError::bad_body(
             field,
