@@ -17,6 +17,7 @@
 //! | [`agent`] | the tokio driver of a [`proto::Node`] and the library API, [`agent::Mesh`] |
 //! | [`api`] | the agent's local HTTP API (axum): members, self, cluster, health |
 //! | [`hooks`] | event hooks: commands and webhooks run on membership events, off the protocol path |
+//! | [`routing`] | services, health checks, failover rules and region-aware route answers |
 //!
 //! # Driving a node
 //!
@@ -48,6 +49,7 @@ pub mod api;
 pub mod hooks;
 pub mod process_stats;
 pub mod proto;
+pub mod routing;
 pub mod stable_hash;
 pub mod transport;
 pub mod wire;
