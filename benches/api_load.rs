@@ -63,6 +63,7 @@ fn phantom(i: usize) -> MemberRecord {
         },
         incarnation: 1,
         state: MemberState::Alive,
+        kv: Default::default(),
     }
 }
 
@@ -101,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         },
         incarnation: 1,
         state: MemberState::Alive,
+        kv: Default::default(),
     }];
     members.extend((0..args.members - 2).map(phantom));
     let join = encode_stream(&Message::Join { members }, ClusterId::from_name(CLUSTER))?;

@@ -110,6 +110,7 @@ impl Pair {
                 cluster: CLUSTER.into(),
                 incarnation: 0,
                 seed,
+                kv_epoch: 1,
             };
             Node::new(options, Time::ZERO).expect("lan preset is valid")
         };

@@ -71,6 +71,7 @@ fn node(name: &str) -> Node {
         cluster: CLUSTER.into(),
         incarnation: 0,
         seed: 1,
+        kv_epoch: 1,
     };
     Node::new(options, Time::ZERO).expect("lan preset is valid")
 }
@@ -91,6 +92,7 @@ fn merges(c: &mut Criterion) {
             profile: profile(i),
             incarnation: 1,
             state: MemberState::Alive,
+            kv: Default::default(),
         })
         .collect();
     let bytes = push_pull(&records);

@@ -312,6 +312,7 @@ async fn command_and_webhook_hooks_receive_a_crashed_members_failure() {
 fn record(seq: u64, member: &str) -> Arc<EventRecord> {
     Arc::new(EventRecord {
         seq,
+        keys: None,
         event: EventKind::MemberFailed,
         node: "a".into(),
         time_ms: 1,

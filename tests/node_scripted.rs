@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use muster::proto::{Channel, Command, CommandError, Event, Node, NodeOptions, SwimConfig, Time};
 use muster::wire::{
-    self, ClusterId, DatagramBuilder, MemberRecord, MemberState, Message, Name, Profile, SyncPhase,
-    Tags,
+    self, ClusterId, DatagramBuilder, KvChange, KvEntry, KvMapRecord, KvSummary, MemberRecord,
+    MemberState, Message, Name, Profile, SyncPhase, Tags,
 };
 
 // ----- harness ----------------------------------------------------------------------
@@ -54,6 +54,7 @@ fn record(name: &str, addr: SocketAddr, incarnation: u32, state: MemberState) ->
         profile: profile(name, addr),
         incarnation,
         state,
+        kv: Default::default(),
     }
 }
 
@@ -92,6 +93,7 @@ fn tag(e: &Event) -> String {
         Event::Joined { .. } => "join succeeded".into(),
         Event::JoinFailed { .. } => "join failed".into(),
         Event::LeaveCompleted => "leave completed".into(),
+        Event::KvChanged { node, keys } => format!("state of {node}: {}", keys.join(",")),
     }
 }
 
@@ -149,6 +151,7 @@ impl Script {
             cluster: CLUSTER.into(),
             incarnation: 0,
             seed: SEED,
+            kv_epoch: 1,
         };
         let node = Node::new(options, Time::ZERO).expect("test config is valid");
         Script {
@@ -1851,4 +1854,293 @@ fn new_tags_raise_the_incarnation_and_are_gossiped() {
     // Setting the same tags again changes nothing.
     s.command(Command::SetTags(tags)).unwrap();
     assert_eq!(s.node.incarnation(), 1);
+}
+
+// ----- replicated key-value state -----------------------------------------------------
+
+fn set_kv(key: &str, value: Option<&str>) -> Command {
+    Command::SetKv {
+        key: key.into(),
+        value: value.map(str::to_owned),
+    }
+}
+
+fn kv_update(node: &str, epoch: u64, version: u64, key: &str, change: KvChange) -> Message {
+    Message::KvUpdate {
+        node: node.into(),
+        epoch,
+        version,
+        key: key.into(),
+        change,
+    }
+}
+
+#[test]
+fn a_state_write_is_gossiped_and_reported() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    s.answer = true;
+    s.command(set_kv("svc/web", Some("passing"))).unwrap();
+    assert_eq!(
+        s.take_events().iter().map(tag).collect::<Vec<_>>(),
+        vec!["state of me: svc/web"]
+    );
+    let map = s.node.kv(ME).expect("own map exists after a write");
+    assert_eq!(map.get("svc/web").map(|(v, _)| v), Some("passing"));
+    let sent = s
+        .wait_for_sent(Duration::from_secs(1), |t| {
+            t.has(|m| {
+                matches!(m, Message::KvUpdate { node, key, change: KvChange::Set(v), .. }
+                    if node == ME && key == "svc/web" && v == "passing")
+            })
+        })
+        .expect("the write is gossiped");
+    assert_eq!(sent.channel, Channel::Datagram);
+    // Writing the same value again changes nothing.
+    let before = s.node.kv(ME).unwrap().summary();
+    s.command(set_kv("svc/web", Some("passing"))).unwrap();
+    assert_eq!(s.node.kv(ME).unwrap().summary(), before);
+    assert!(s.take_events().is_empty());
+}
+
+#[test]
+fn bad_state_writes_are_refused_and_change_nothing() {
+    let mut cfg = config();
+    cfg.kv_max_bytes = 16;
+    let mut s = Script::with_peers(cfg, &["a"]);
+    let queued = s.node.queued_updates();
+    let long = "k".repeat(wire::MAX_KV_KEY_LEN + 1);
+    for (cmd, want) in [
+        (set_kv("", Some("v")), "empty"),
+        (set_kv(&long, Some("v")), "more than the limit of 256"),
+        (set_kv("key", Some("a value of twenty")), "limit of 16"),
+    ] {
+        let err = s.command(cmd).unwrap_err();
+        assert!(matches!(err, CommandError::Kv(_)), "{err:?}");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    assert!(s.node.kv(ME).is_none());
+    assert!(s.take_events().is_empty());
+    assert_eq!(s.node.queued_updates(), queued);
+}
+
+#[test]
+fn a_gossiped_write_is_applied_once_and_relayed() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    let a = s.addr("a");
+    let update = kv_update("a", 10, 11, "color", KvChange::Set("blue".into()));
+    s.deliver(a, std::slice::from_ref(&update));
+    assert_eq!(
+        s.take_events().iter().map(tag).collect::<Vec<_>>(),
+        vec!["state of a: color"]
+    );
+    assert_eq!(s.node.kv("a").unwrap().get("color"), Some(("blue", 11)));
+    // The same update again is old news; an older version is ignored.
+    s.deliver(a, &[update]);
+    s.deliver(
+        a,
+        &[kv_update("a", 10, 5, "color", KvChange::Set("red".into()))],
+    );
+    assert!(s.take_events().is_empty());
+    assert_eq!(s.node.kv("a").unwrap().get("color"), Some(("blue", 11)));
+    // The node relays what was news to it.
+    let b = s.addr("b");
+    s.answer = true;
+    let relayed = s.wait_for_sent(Duration::from_secs(2), |t| {
+        t.to == b
+            && t.has(|m| matches!(m, Message::KvUpdate { node, key, .. } if node == "a" && key == "color"))
+    });
+    assert!(relayed.is_some(), "the update is gossiped on");
+    // A deletion removes the key and is reported.
+    s.deliver(a, &[kv_update("a", 10, 12, "color", KvChange::Delete)]);
+    assert_eq!(
+        s.take_events().iter().map(tag).collect::<Vec<_>>(),
+        vec!["state of a: color"]
+    );
+    assert!(s.node.kv("a").unwrap().get("color").is_none());
+}
+
+#[test]
+fn a_large_value_notice_or_a_new_epoch_pulls_the_map_from_its_owner() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    let (a, b) = (s.addr("a"), s.addr("b"));
+    // Relayed by b, but the pull goes to the owner.
+    s.deliver(b, &[kv_update("a", 10, 11, "blob", KvChange::Large)]);
+    let pulls: Vec<Sent> = s
+        .take_sent()
+        .into_iter()
+        .filter(|t| t.has(|m| matches!(m, Message::KvPull { .. })))
+        .collect();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0].to, a);
+    assert_eq!(pulls[0].channel, Channel::Stream);
+    // A second notice while the pull is unanswered sends no second pull...
+    s.deliver(b, &[kv_update("a", 10, 12, "other", KvChange::Large)]);
+    assert!(
+        !s.take_sent()
+            .iter()
+            .any(|t| t.has(|m| matches!(m, Message::KvPull { .. })))
+    );
+    // ...and an answer that still falls short of it pulls again.
+    let push = Message::KvPush {
+        maps: vec![KvMapRecord {
+            node: "a".into(),
+            epoch: 10,
+            entries: vec![KvEntry {
+                key: "blob".into(),
+                version: 11,
+                value: Some("x".repeat(2000)),
+            }],
+        }],
+    };
+    s.deliver_stream(a, &push);
+    assert_eq!(
+        s.node.kv("a").unwrap().get("blob").map(|(v, _)| v.len()),
+        Some(2000)
+    );
+    assert!(
+        s.take_sent()
+            .iter()
+            .any(|t| t.to == a && t.has(|m| matches!(m, Message::KvPull { .. })))
+    );
+    // A new epoch voids what is held and pulls the rest.
+    s.advance(Duration::from_secs(2));
+    s.take_sent();
+    s.take_events();
+    s.deliver(
+        b,
+        &[kv_update("a", 50, 51, "fresh", KvChange::Set("1".into()))],
+    );
+    let map = s.node.kv("a").unwrap();
+    assert_eq!(map.epoch(), 50);
+    assert!(map.get("blob").is_none());
+    assert_eq!(map.get("fresh"), Some(("1", 51)));
+    assert!(
+        s.take_sent()
+            .iter()
+            .any(|t| t.to == a && t.has(|m| matches!(m, Message::KvPull { .. })))
+    );
+}
+
+#[test]
+fn a_pull_is_answered_with_the_maps_held() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    s.command(set_kv("mine", Some("1"))).unwrap();
+    let a = s.addr("a");
+    s.deliver(
+        a,
+        &[kv_update("a", 10, 11, "theirs", KvChange::Set("2".into()))],
+    );
+    s.take_sent();
+    s.deliver_stream(
+        s.addr("b"),
+        &Message::KvPull {
+            nodes: vec![ME.into(), "a".into(), "b".into(), "nobody".into()],
+        },
+    );
+    let sent = s.take_sent();
+    let maps = sent
+        .iter()
+        .find_map(|t| {
+            t.msgs.iter().find_map(|m| match m {
+                Message::KvPush { maps } => Some(maps.clone()),
+                _ => None,
+            })
+        })
+        .expect("a push answers the pull");
+    let names: Vec<&str> = maps.iter().map(|m| m.node.as_str()).collect();
+    assert_eq!(names, vec![ME, "a"], "only maps held are sent");
+    assert_eq!(maps[1].entries[0].key, "theirs");
+}
+
+#[test]
+fn push_pull_pulls_maps_the_peer_is_ahead_on_from_their_owners() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    let (a, b) = (s.addr("a"), s.addr("b"));
+    let mut rec_a = record("a", a, 0, MemberState::Alive);
+    rec_a.kv = KvSummary {
+        epoch: 10,
+        version: 14,
+        hash: 99,
+    };
+    let reply = Message::PushPull {
+        phase: SyncPhase::Reply,
+        digest: 1,
+        members: vec![record("b", b, 0, MemberState::Alive), rec_a],
+    };
+    s.deliver_stream(b, &reply);
+    let pull = s
+        .take_sent()
+        .into_iter()
+        .find(|t| t.has(|m| matches!(m, Message::KvPull { nodes } if nodes == &["a"])))
+        .expect("the node pulls a's map");
+    assert_eq!(pull.to, a, "from its owner, not from the peer");
+}
+
+#[test]
+fn the_sync_digest_covers_replicated_state() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    let (members, sync) = (s.node.digest(), s.node.sync_digest());
+    assert_eq!(members, sync, "no state yet: the two digests agree");
+    s.command(set_kv("k", Some("v"))).unwrap();
+    assert_eq!(s.node.digest(), members);
+    assert_ne!(s.node.sync_digest(), sync);
+}
+
+#[test]
+fn a_restarted_node_that_sees_a_newer_map_of_itself_moves_above_it() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    s.command(set_kv("svc", Some("up"))).unwrap();
+    s.take_sent();
+    // Someone holds a map of ours from a run whose clock was ahead of this one's.
+    s.deliver(
+        s.addr("a"),
+        &[kv_update(
+            ME,
+            1_000,
+            1_005,
+            "old",
+            KvChange::Set("x".into()),
+        )],
+    );
+    let map = s.node.kv(ME).unwrap();
+    assert!(
+        map.epoch() > 1_005,
+        "epoch {} is above the stale one",
+        map.epoch()
+    );
+    assert_eq!(
+        map.get("svc").map(|(v, _)| v),
+        Some("up"),
+        "own values kept"
+    );
+    assert!(map.get("old").is_none(), "the stale key is not adopted");
+    assert_eq!(s.node.stats().kv_epoch_bumps, 1);
+    s.answer = true;
+    let announced = s.wait_for_sent(Duration::from_secs(1), |t| {
+        t.has(
+            |m| matches!(m, Message::KvUpdate { node, change: KvChange::Epoch, .. } if node == ME),
+        )
+    });
+    assert!(announced.is_some(), "the new epoch is announced");
+}
+
+#[test]
+fn a_reaped_member_takes_its_state_with_it() {
+    let mut cfg = config();
+    cfg.dead_retention = Duration::from_secs(2);
+    cfg.left_retention = Duration::from_secs(2);
+    let mut s = Script::with_peers(cfg, &["a"]);
+    let a = s.addr("a");
+    s.deliver(a, &[kv_update("a", 10, 11, "k", KvChange::Set("v".into()))]);
+    assert!(s.node.kv("a").is_some());
+    s.deliver(
+        a,
+        &[Message::Leave {
+            name: "a".into(),
+            incarnation: 1,
+        }],
+    );
+    s.wait_for("reaped a", Duration::from_secs(10))
+        .expect("a is reaped after its retention");
+    assert!(s.node.kv("a").is_none());
 }

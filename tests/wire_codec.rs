@@ -91,6 +91,7 @@ fn record() -> impl Strategy<Value = MemberRecord> {
             profile,
             incarnation,
             state,
+            kv: Default::default(),
         }
     })
 }
@@ -431,6 +432,7 @@ fn names_and_tags_over_their_bounds_are_invalid() {
             profile: profile(long),
             incarnation: 0,
             state: MemberState::Alive,
+            kv: Default::default(),
         }],
     };
     let bytes = encode_stream(&join, CLUSTER).unwrap();

@@ -137,6 +137,7 @@ impl Observer {
             Event::Joined { .. } => (8, None),
             Event::JoinFailed { .. } => (9, None),
             Event::LeaveCompleted => (10, None),
+            Event::KvChanged { .. } => (11, None),
         };
         self.trace
             .write(&now.as_nanos().to_le_bytes())

@@ -145,6 +145,21 @@ pub struct Report {
     pub peak_rss_bytes: u64,
     /// Hash of the whole event trace; equal seeds give equal hashes.
     pub trace_hash: String,
+    /// The replicated-state workload, if the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateAgreement>,
+}
+
+/// Whether every running node holds every other running node's replicated state as
+/// that node holds it itself, at the end of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateAgreement {
+    /// Writes made by the workload.
+    pub writes: u64,
+    /// (holder, owner) pairs of running nodes.
+    pub pairs: usize,
+    /// Pairs where the holder's copy differs from the owner's map.
+    pub disagreements: usize,
 }
 
 fn false_failures(w: &World, map: &std::collections::BTreeMap<usize, Vec<usize>>) -> FalseFailures {
@@ -253,6 +268,14 @@ impl Report {
             messages_by_kind: messages_by_kind(w),
             peak_rss_bytes: muster::process_stats::peak_rss_bytes(),
             trace_hash: format!("{:016x}", obs.trace_hash()),
+            state: w.scenario().state.as_ref().map(|_| {
+                let (disagreements, pairs) = w.state_disagreements();
+                StateAgreement {
+                    writes: w.state_writes(),
+                    pairs,
+                    disagreements,
+                }
+            }),
         }
     }
 
@@ -338,6 +361,13 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  join              {j:.0} ms until every node saw every other"
+            );
+        }
+        if let Some(st) = &self.state {
+            let _ = writeln!(
+                out,
+                "  replicated state  {} writes · {} of {} (holder, owner) pairs disagree at the end",
+                st.writes, st.disagreements, st.pairs
             );
         }
         let _ = writeln!(

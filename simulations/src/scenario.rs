@@ -61,6 +61,41 @@ pub struct Scenario {
     /// Scheduled faults.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// Writes to the nodes' replicated key-value state, if any.
+    #[serde(default)]
+    pub state: Option<StateSpec>,
+}
+
+/// A workload on the replicated key-value state: random running nodes write (or delete)
+/// random keys of their own maps, a Poisson stream of writes cluster-wide.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// Writes per second across the cluster.
+    pub writes_per_sec: f64,
+    /// Keys per node the writes pick from.
+    #[serde(default = "default_state_keys")]
+    pub keys: usize,
+    /// Longest value in bytes; each write picks a length up to it (values above half a
+    /// datagram travel as notices plus a pull).
+    #[serde(default = "default_value_len")]
+    pub value_len: usize,
+    /// Share of writes that delete the key instead.
+    #[serde(default)]
+    pub delete_share: f64,
+    /// When writing starts.
+    #[serde(default, with = "serde_str")]
+    pub from: Duration,
+    /// When writing stops (the report checks state agreement at the end).
+    #[serde(with = "serde_str")]
+    pub until: Duration,
+}
+
+fn default_state_keys() -> usize {
+    8
+}
+fn default_value_len() -> usize {
+    64
 }
 
 fn default_seed() -> u64 {

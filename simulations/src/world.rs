@@ -90,6 +90,7 @@ enum Action {
     },
     Sample,
     ConvergeCheck,
+    StateWrite,
 }
 
 struct Scheduled {
@@ -151,6 +152,8 @@ pub struct World {
     /// After a heal, alarms between former sides count as partition effects for this
     /// long: the longest suspicion timeout of the cluster.
     heal_grace: Duration,
+    /// Writes made by the state workload.
+    state_writes: u64,
 }
 
 /// Address of node `i`: inside 127.0.0.0/8, purely an identifier (nothing is sent).
@@ -187,6 +190,7 @@ impl World {
             samples: Vec::new(),
             steps: 0,
             heal_grace,
+            state_writes: 0,
             scenario,
         };
         for i in 0..nodes {
@@ -218,6 +222,11 @@ impl World {
                 }
                 _ => f.at,
             };
+            w.last_fault = w.last_fault.max(Time::from_duration(end_of));
+        }
+        if let Some(st) = &w.scenario.state {
+            let end_of = st.until;
+            w.schedule(Time::from_duration(st.from), Action::StateWrite);
             w.last_fault = w.last_fault.max(Time::from_duration(end_of));
         }
         w.schedule(Time::ZERO, Action::Sample);
@@ -269,6 +278,8 @@ impl World {
             cluster: CLUSTER.into(),
             incarnation: 0,
             seed: sim_rng::node_seed(self.seed, i, self.nodes[i].restarts),
+            // Virtual time: a restart always starts a later epoch than the run before.
+            kv_epoch: self.now.as_nanos() / 1_000 + 1,
         };
         let node = Node::new(options, self.now).with_context(|| format!("starting node {i}"))?;
         let n = &mut self.nodes[i];
@@ -286,6 +297,7 @@ impl World {
                 profile: self.profile(i),
                 incarnation: 0,
                 state: MemberState::Alive,
+                kv: Default::default(),
             })
             .collect();
         let msg = Message::PushPull {
@@ -418,6 +430,7 @@ impl World {
                 self.schedule(self.now + SAMPLE_EVERY, Action::Sample);
             }
             Action::ConvergeCheck => self.converge_check(),
+            Action::StateWrite => self.state_write(),
         }
         Ok(())
     }
@@ -544,7 +557,7 @@ impl World {
                 self.take_down(observer, Life::Left);
                 None
             }
-            Event::Joined { .. } => None,
+            Event::Joined { .. } | Event::KvChanged { .. } => None,
         };
         let subject = name.and_then(|n| self.by_name.get(n)).map(|&s| Subject {
             index: s,
@@ -702,6 +715,73 @@ impl World {
         Ok(())
     }
 
+    /// One write of the state workload by a random running node; schedules the next.
+    fn state_write(&mut self) {
+        let Some(spec) = self.scenario.state.clone() else {
+            return;
+        };
+        if self.now > Time::from_duration(spec.until) || spec.writes_per_sec <= 0.0 {
+            return;
+        }
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].life == Life::Up)
+            .collect();
+        if !up.is_empty() {
+            let i = up[sim_rng::below(&mut self.rng, up.len())];
+            let key = format!("k{}", sim_rng::below(&mut self.rng, spec.keys.max(1)));
+            let value = (sim_rng::unit(&mut self.rng) >= spec.delete_share).then(|| {
+                let fill = char::from(b'a' + sim_rng::below(&mut self.rng, 26) as u8);
+                let len = 1 + sim_rng::below(&mut self.rng, spec.value_len.max(1));
+                fill.to_string().repeat(len)
+            });
+            let now = self.now;
+            if let Some(node) = self.nodes[i].node.as_mut() {
+                let _ = node.handle_command(now, Command::SetKv { key, value });
+                self.state_writes += 1;
+            }
+            self.after_step(i, None);
+        }
+        let gap = -(1.0 - sim_rng::unit(&mut self.rng)).ln() / spec.writes_per_sec;
+        self.schedule(self.now + Duration::from_secs_f64(gap), Action::StateWrite);
+    }
+
+    /// Pairs (holder, owner) of running nodes where the holder's copy of the owner's
+    /// replicated map differs from the owner's own, out of all such pairs.
+    pub fn state_disagreements(&self) -> (usize, usize) {
+        let up: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.life == Life::Up)
+            .filter_map(|n| n.node.as_ref())
+            .collect();
+        let (mut differ, mut pairs) = (0, 0);
+        for owner in &up {
+            let own = owner
+                .kv(owner.name())
+                .map(|m| m.summary())
+                .unwrap_or_default();
+            for holder in &up {
+                if holder.name() == owner.name() {
+                    continue;
+                }
+                pairs += 1;
+                let held = holder
+                    .kv(owner.name())
+                    .map(|m| m.summary())
+                    .unwrap_or_default();
+                if held != own {
+                    differ += 1;
+                }
+            }
+        }
+        (differ, pairs)
+    }
+
+    /// Writes made by the state workload.
+    pub fn state_writes(&self) -> u64 {
+        self.state_writes
+    }
+
     fn converge_check(&mut self) {
         let up: Vec<&Node> = self
             .nodes
@@ -716,8 +796,9 @@ impl World {
             self.joined_at = Some(self.now);
         }
         if self.now >= self.last_fault && self.converged_at.is_none() {
-            let digest = up.first().map(|n| n.digest());
-            if all_see_all && up.iter().all(|n| Some(n.digest()) == digest) {
+            // The sync digest: members and every member's replicated state.
+            let digest = up.first().map(|n| n.sync_digest());
+            if all_see_all && up.iter().all(|n| Some(n.sync_digest()) == digest) {
                 self.converged_at = Some(self.now);
             }
         }

@@ -216,3 +216,27 @@ fn every_shipped_scenario_loads_and_runs_small() {
         assert!(r.steps > 0, "{}", path.display());
     }
 }
+
+#[test]
+fn after_partitions_loss_and_restarts_every_live_node_holds_every_live_nodes_state() {
+    for seed in [1, 5] {
+        let (w, r) = run(scenario("state-sync"), 40, seed);
+        let st = r.state.expect("the scenario has a state workload");
+        assert!(st.writes > 100, "seed {seed}: only {} writes", st.writes);
+        assert_eq!(
+            st.disagreements, 0,
+            "seed {seed}: {} of {} (holder, owner) pairs disagree",
+            st.disagreements, st.pairs
+        );
+        assert!(
+            r.convergence_ms.is_some(),
+            "seed {seed}: the sync digests never agreed after the last write"
+        );
+        // Somebody restarted, so some maps are at a later epoch than the first.
+        let epochs: std::collections::BTreeSet<u64> = (0..w.node_count())
+            .filter_map(|i| w.node(i))
+            .filter_map(|n| n.kv(n.name()).map(|m| m.epoch()))
+            .collect();
+        assert!(epochs.len() > 1, "seed {seed}: no restart changed an epoch");
+    }
+}

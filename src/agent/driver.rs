@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::agent::clock::Clock;
 use crate::agent::join::JoinRetry;
+use crate::agent::kv_view::{self, KvMaps};
 use crate::agent::mesh::Members;
 use crate::proto::rng::{self, NodeRng};
 use crate::proto::{Channel, Command, CommandError, Event, Node, Stats, Transmit};
@@ -52,6 +53,12 @@ pub(super) enum Request {
     },
     /// A copy of the node's counters.
     Stats { reply: oneshot::Sender<Stats> },
+    /// Write (or delete) one key of this node's replicated state.
+    SetKv {
+        key: String,
+        value: Option<String>,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
 }
 
 /// The driver's state; see the module docs.
@@ -63,6 +70,8 @@ pub(super) struct Driver {
     pub(super) requests: mpsc::Receiver<Request>,
     pub(super) events: broadcast::Sender<Event>,
     pub(super) members: watch::Sender<Members>,
+    /// Every member's replicated state, republished when some of it changes.
+    pub(super) kv: watch::Sender<KvMaps>,
     /// Jitter for join retries (the node has its own generator).
     pub(super) rng: NodeRng,
     pub(super) join: JoinRetry,
@@ -178,6 +187,10 @@ impl Driver {
             Request::Stats { reply } => {
                 let _ = reply.send(self.node.stats().clone());
             }
+            Request::SetKv { key, value, reply } => {
+                let result = self.node.handle_command(now, Command::SetKv { key, value });
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -268,7 +281,13 @@ impl Driver {
             self.send(transmit);
         }
         let mut changed = false;
+        let mut kv_changed: Vec<Name> = Vec::new();
         while let Some(event) = self.node.poll_event() {
+            match &event {
+                Event::KvChanged { node, .. } => kv_changed.push(node.clone()),
+                Event::MemberReaped(m) => kv_changed.push(m.name.clone()),
+                _ => {}
+            }
             changed |= self.on_event(&event);
             // No subscribers is fine: events are offered, not owed.
             let _ = self.events.send(event);
@@ -279,6 +298,12 @@ impl Driver {
         if changed || now != self.published {
             self.published = now;
             self.members.send_replace(snapshot(&self.node));
+        }
+        if !kv_changed.is_empty() {
+            kv_changed.sort();
+            kv_changed.dedup();
+            let next = kv_view::refresh(&self.kv.borrow(), &self.node, &kv_changed);
+            self.kv.send_replace(next);
         }
     }
 
@@ -339,6 +364,10 @@ impl Driver {
             Event::MemberUpdated(m) | Event::MemberSuspected(m) | Event::MemberReaped(m) => {
                 tracing::debug!(member = %m.name, state = m.state.as_str(), "member changed");
                 true
+            }
+            Event::KvChanged { node, keys } => {
+                tracing::debug!(member = %node, ?keys, "replicated state changed");
+                false
             }
         }
     }

@@ -18,6 +18,7 @@ use crate::agent::clock::Clock;
 use crate::agent::config::{MeshConfig, TlsSource};
 use crate::agent::driver::{self, Driver, Request};
 use crate::agent::join::JoinRetry;
+use crate::agent::kv_view::{self, KvMaps};
 use crate::proto::member::digest_of;
 use crate::proto::{Event, MemberInfo, Node, NodeOptions, Stats, Time, rng};
 use crate::stable_hash::StableHasher;
@@ -45,6 +46,7 @@ pub struct Mesh {
     requests: mpsc::Sender<Request>,
     events: broadcast::Sender<Event>,
     members: watch::Receiver<Members>,
+    kv: watch::Receiver<KvMaps>,
     driver: Option<JoinHandle<()>>,
     leave_wait: Duration,
     clock: Clock,
@@ -113,6 +115,7 @@ impl Mesh {
             cluster,
             incarnation,
             seed,
+            kv_epoch: wall_clock_micros(),
         };
         let node = match Node::new(options, clock.now()) {
             Ok(node) => node,
@@ -124,6 +127,7 @@ impl Mesh {
         let (node_digest, node_len) = (node.digest(), node.members().len());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (members_tx, members) = watch::channel(driver::snapshot(&node));
+        let (kv_tx, kv) = watch::channel(kv_view::snapshot(&node));
         let (requests, requests_rx) = mpsc::channel(REQUEST_BUFFER);
         let health = Arc::new(AtomicU32::new(0));
         let input_delay = Arc::new(AtomicU64::new(0));
@@ -138,6 +142,7 @@ impl Mesh {
             requests: requests_rx,
             events: events.clone(),
             members: members_tx,
+            kv: kv_tx,
             rng: rng::node_rng(seed ^ 0x9e37_79b9_7f4a_7c15),
             join: JoinRetry::default(),
             leave_done: Vec::new(),
@@ -155,6 +160,7 @@ impl Mesh {
             requests,
             events,
             members,
+            kv,
             driver: Some(driver),
             leave_wait,
             clock,
@@ -193,6 +199,7 @@ impl Mesh {
             name: self.name.clone(),
             advertise: self.advertise,
             members: self.members.clone(),
+            kv: self.kv.clone(),
             clock: self.clock,
             seeded: self.seeded,
             health: self.health.clone(),
@@ -202,6 +209,22 @@ impl Mesh {
     /// A receiver of membership snapshots, for waiting on changes.
     pub fn watch(&self) -> watch::Receiver<Members> {
         self.members.clone()
+    }
+
+    /// Every member's replicated key-value state held here (this node's own included).
+    pub fn kv(&self) -> KvMaps {
+        self.kv.borrow().clone()
+    }
+
+    /// A receiver of replicated-state snapshots, for waiting on changes.
+    pub fn watch_kv(&self) -> watch::Receiver<KvMaps> {
+        self.kv.clone()
+    }
+
+    /// Writes one key of this node's replicated state (`None` deletes it); the change
+    /// spreads to every member. Errors name a bad key or a state over its size bound.
+    pub async fn set_kv(&self, key: String, value: Option<String>) -> Result<(), AgentError> {
+        self.control().set_kv(key, value).await
     }
 
     /// Membership events from now on, in order. A subscriber more than 1,024 events
@@ -342,6 +365,13 @@ impl MeshControl {
         Ok(answer.await.map_err(|_| AgentError::Stopped)??)
     }
 
+    /// As [`Mesh::set_kv`].
+    pub async fn set_kv(&self, key: String, value: Option<String>) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::SetKv { key, value, reply }).await?;
+        Ok(answer.await.map_err(|_| AgentError::Stopped)??)
+    }
+
     /// As [`Mesh::subscribe`].
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -391,6 +421,7 @@ pub struct MeshView {
     name: Name,
     advertise: SocketAddr,
     members: watch::Receiver<Members>,
+    kv: watch::Receiver<KvMaps>,
     clock: Clock,
     seeded: bool,
     health: Arc<AtomicU32>,
@@ -417,6 +448,21 @@ impl MeshView {
         self.members.borrow().clone()
     }
 
+    /// The replicated state held here, as [`Mesh::kv`].
+    pub fn kv(&self) -> KvMaps {
+        self.kv.borrow().clone()
+    }
+
+    /// A receiver of membership snapshots, as [`Mesh::watch`].
+    pub fn watch(&self) -> watch::Receiver<Members> {
+        self.members.clone()
+    }
+
+    /// A receiver of replicated-state snapshots, as [`Mesh::watch_kv`].
+    pub fn watch_kv(&self) -> watch::Receiver<KvMaps> {
+        self.kv.clone()
+    }
+
     /// Now, on the driver's clock (the clock of [`MemberInfo::state_changed`]).
     pub fn now(&self) -> Time {
         self.clock.now()
@@ -434,6 +480,19 @@ impl MeshView {
     pub fn started_with_seeds(&self) -> bool {
         self.seeded
     }
+}
+
+/// Microseconds since the Unix epoch: the epoch of this run's replicated state, above
+/// every version of a previous run as long as the clock did not go back (and if it did,
+/// the node finds out from its peers and moves above its old state).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a restart marker for replicated state, not a protocol clock"
+)]
+fn wall_clock_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The node's RNG seed: from the operating system, or, if it has none to give, from the

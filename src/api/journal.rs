@@ -44,11 +44,13 @@ pub enum EventKind {
     MemberLeft,
     /// Forgotten after its retention time.
     MemberReaped,
+    /// Keys of the member's replicated state changed (the record lists them).
+    StateChanged,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::MemberJoined,
         EventKind::MemberUpdated,
         EventKind::MemberSuspected,
@@ -56,6 +58,7 @@ impl EventKind {
         EventKind::MemberFailed,
         EventKind::MemberLeft,
         EventKind::MemberReaped,
+        EventKind::StateChanged,
     ];
 
     /// The kind's name, e.g. `member-failed`.
@@ -68,6 +71,7 @@ impl EventKind {
             EventKind::MemberFailed => "member-failed",
             EventKind::MemberLeft => "member-left",
             EventKind::MemberReaped => "member-reaped",
+            EventKind::StateChanged => "state-changed",
         }
     }
 
@@ -77,7 +81,8 @@ impl EventKind {
     }
 
     /// The kind and member of a membership event; `None` for events about this agent's
-    /// own join and leave, which are not membership changes.
+    /// own join and leave, which are not membership changes, and for state changes,
+    /// which name their member without its record.
     pub fn of(event: &Event) -> Option<(EventKind, &MemberInfo)> {
         Some(match event {
             Event::MemberJoined(m) => (EventKind::MemberJoined, m),
@@ -87,7 +92,10 @@ impl EventKind {
             Event::MemberFailed(m) => (EventKind::MemberFailed, m),
             Event::MemberLeft(m) => (EventKind::MemberLeft, m),
             Event::MemberReaped(m) => (EventKind::MemberReaped, m),
-            Event::Joined { .. } | Event::JoinFailed { .. } | Event::LeaveCompleted => {
+            Event::Joined { .. }
+            | Event::JoinFailed { .. }
+            | Event::LeaveCompleted
+            | Event::KvChanged { .. } => {
                 return None;
             }
         })
@@ -114,6 +122,9 @@ pub struct EventRecord {
     pub time_ms: u64,
     /// The member's record as of the event.
     pub member: MemberView,
+    /// For `state-changed`: the keys whose value changed (set, changed or deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
 }
 
 /// Where a resuming client starts.
@@ -224,21 +235,38 @@ impl Journal {
         }
     }
 
-    /// Numbers, keeps and offers one event (ignoring non-membership events).
+    /// Numbers, keeps and offers one event (ignoring this agent's own join and leave).
     fn record(&self, event: &Event) {
-        let Some((kind, member)) = EventKind::of(event) else {
-            return;
-        };
         let now = self.mesh.now();
+        let (kind, member, keys) = match event {
+            Event::KvChanged { node, keys } => {
+                // The member's record as of the latest snapshot (a state change does
+                // not change it); a member already forgotten has nothing to report.
+                let members = self.mesh.members();
+                let Ok(i) = members.binary_search_by(|m| m.name.cmp(node)) else {
+                    return;
+                };
+                let view = MemberView::new(&members[i], now);
+                (EventKind::StateChanged, view, Some(keys.clone()))
+            }
+            _ => {
+                let Some((kind, member)) = EventKind::of(event) else {
+                    return;
+                };
+                let mut shared = self.lock();
+                let status = (kind != EventKind::MemberReaped).then(|| Status::of(member.state));
+                shared.availability.record(&member.name, now, status);
+                (kind, MemberView::new(member, now), None)
+            }
+        };
         let mut shared = self.lock();
-        let status = (kind != EventKind::MemberReaped).then(|| Status::of(member.state));
-        shared.availability.record(&member.name, now, status);
         let record = Arc::new(EventRecord {
             seq: shared.next_seq,
             event: kind,
             node: self.mesh.name().to_string(),
             time_ms: wall_clock_ms(),
-            member: MemberView::new(member, now),
+            member,
+            keys,
         });
         shared.next_seq += 1;
         *shared.counts.entry(kind.as_str()).or_default() += 1;

@@ -275,6 +275,7 @@ pub(crate) mod tests {
     pub(crate) fn record(seq: u64, member: &str) -> EventRecord {
         EventRecord {
             seq,
+            keys: None,
             event: EventKind::MemberFailed,
             node: "a".into(),
             time_ms: 1_700_000_000_000,

@@ -77,6 +77,8 @@ pub struct SwimConfig {
     /// Updates kept queued for gossip; past this the most-sent are dropped first
     /// (push-pull repairs anything lost).
     pub max_queued_updates: usize,
+    /// Largest replicated key-value map this node may publish (keys plus values).
+    pub kv_max_bytes: usize,
 }
 
 impl Default for SwimConfig {
@@ -141,6 +143,9 @@ impl SwimConfig {
             // 4,096 updates ≈ 300 KiB per node: a join storm of thousands still spreads,
             // and push-pull repairs the rest.
             max_queued_updates: 4096,
+            // Room for a few dozen service records and small app data; every member holds
+            // every member's map, so 64 KiB × 1,000 members is 64 MB per node at most.
+            kv_max_bytes: 64 * 1024,
         }
     }
 
@@ -255,6 +260,9 @@ impl SwimConfig {
         }
         if self.leave_timeout.is_zero() {
             return err("leave_timeout", "must be above zero");
+        }
+        if self.kv_max_bytes > crate::wire::MAX_KV_MAP_LEN {
+            return err("kv_max_bytes", "must be at most 1 MiB (1048576)");
         }
         if self.datagram_budget < 512 || self.datagram_budget > MAX_DATAGRAM_LEN {
             return err(

@@ -55,6 +55,13 @@ pub enum Event {
         /// The seeds tried.
         seeds: Vec<SocketAddr>,
     },
+    /// Keys of a member's replicated map changed (set, changed or deleted) here.
+    KvChanged {
+        /// The member whose map changed (maybe this node).
+        node: Name,
+        /// The keys whose value changed.
+        keys: Vec<String>,
+    },
     /// A graceful leave finished spreading (or reached `leave_timeout`); the node is now
     /// inert and the driver can shut down.
     LeaveCompleted,
@@ -76,6 +83,14 @@ pub enum Command {
     ForceLeave {
         /// The failed member.
         name: Name,
+    },
+    /// Write one key of this node's replicated map (`None` deletes it); the change
+    /// spreads by gossip.
+    SetKv {
+        /// The key.
+        key: String,
+        /// The new value, or `None` to delete.
+        value: Option<String>,
     },
 }
 
@@ -102,4 +117,7 @@ pub enum CommandError {
     /// `SetTags` with tags over the size bound.
     #[error("invalid tags: {0}")]
     Tags(#[from] TagsError),
+    /// `SetKv` with a bad key or over the state's size bound.
+    #[error("invalid state write: {0}")]
+    Kv(#[from] crate::proto::kv_sync::KvError),
 }

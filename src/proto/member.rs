@@ -408,12 +408,14 @@ impl MemberTable {
         }
     }
 
-    /// A record as carried in push-pull.
+    /// A record as carried in push-pull, with an empty replicated-state summary (the
+    /// node, which holds the maps, fills it in).
     pub fn record(&self, m: &Member) -> MemberRecord {
         MemberRecord {
             profile: self.profile(m),
             incarnation: m.incarnation,
             state: m.state,
+            kv: crate::wire::KvSummary::default(),
         }
     }
 

@@ -11,6 +11,8 @@
 //! | `probe` | probe rounds, indirect probes, nacks, confirmation checks |
 //! | `update` | applying alive / suspect / dead / leave, refutation |
 //! | `sync` | join, push-pull, reconnect, reaping, gossip rounds, leave |
+//! | `kv_sync` | spreading replicated key-value state: writes, gossip, pulls and pushes |
+//! | `kv` | one member's replicated map ([`kv::KvMap`]) and how maps merge |
 //! | `member` | the compact member table and the membership digest |
 //! | `suspicion` | Lifeguard suspicion timeouts |
 //! | `awareness` | Lifeguard local health score |
@@ -25,6 +27,8 @@ pub mod awareness;
 pub mod broadcast;
 pub mod config;
 pub mod event;
+pub mod kv;
+mod kv_sync;
 pub mod member;
 mod node;
 mod probe;
@@ -38,6 +42,8 @@ mod update;
 
 pub use config::{ConfigError, SwimConfig};
 pub use event::{Channel, Command, CommandError, Event, Transmit};
+pub use kv::KvMap;
+pub use kv_sync::KvError;
 pub use member::{Member, MemberInfo, MemberTable};
 pub use node::{Node, NodeOptions};
 pub use stats::{KindCounters, RTT_BUCKETS_MICROS, RttHistogram, Stats};

@@ -14,6 +14,8 @@ use crate::proto::awareness::Awareness;
 use crate::proto::broadcast::BroadcastQueue;
 use crate::proto::config::{ConfigError, SwimConfig};
 use crate::proto::event::{Channel, Command, CommandError, Event, Transmit};
+use crate::proto::kv::KvMap;
+use crate::proto::kv_sync::KvStore;
 use crate::proto::member::{MemberInfo, MemberTable};
 use crate::proto::rng::{self, NodeRng};
 use crate::proto::stats::Stats;
@@ -38,6 +40,10 @@ pub struct NodeOptions {
     pub incarnation: u32,
     /// Seed for the node's random generator.
     pub seed: u64,
+    /// Epoch this node's replicated key-value map starts at: above every version of its
+    /// previous run. The agent passes the wall clock in microseconds; the simulator its
+    /// virtual time. A node that finds itself behind a map of its own jumps above it.
+    pub kv_epoch: u64,
 }
 
 /// The probe in flight.
@@ -96,6 +102,10 @@ pub struct Node {
     pub(super) members: MemberTable,
     pub(super) suspicions: BTreeMap<Name, Suspicion>,
     pub(super) broadcasts: BroadcastQueue,
+    /// Replicated-state updates, sent only in the room membership updates leave (as
+    /// memberlist puts its delegate's broadcasts after its own): a burst of state writes
+    /// never delays news of a failure.
+    pub(super) kv_broadcasts: BroadcastQueue,
     pub(super) awareness: Awareness,
     pub(super) timers: TimerQueue,
     pub(super) transmits: VecDeque<Transmit>,
@@ -120,6 +130,8 @@ pub struct Node {
     pub(super) gossip_muted: bool,
     /// The health score in this node's latest alive announcement.
     pub(super) advertised_health: u8,
+    /// Every member's replicated key-value map held here, this node's own included.
+    pub(super) kv: KvStore,
 }
 
 impl Node {
@@ -131,6 +143,7 @@ impl Node {
             cluster,
             incarnation,
             seed,
+            kv_epoch,
         } = options;
         config.validate()?;
         validate_profile(&profile)?;
@@ -141,6 +154,7 @@ impl Node {
         let mut node = Node {
             awareness: Awareness::new(config.awareness_max),
             broadcasts: BroadcastQueue::new(config.max_queued_updates),
+            kv_broadcasts: BroadcastQueue::new(config.max_queued_updates),
             cluster: ClusterId::from_name(&cluster),
             config,
             me,
@@ -163,6 +177,7 @@ impl Node {
             join_attempts: 0,
             gossip_muted: false,
             advertised_health: 0,
+            kv: KvStore::new(kv_epoch),
         };
         // Random first deadlines spread nodes started together across the interval.
         let probe_at = now + node.jitter(node.config.probe_interval);
@@ -255,6 +270,7 @@ impl Node {
             }
             Command::SetTags(tags) => self.set_tags(now, tags),
             Command::ForceLeave { name } => self.force_leave(now, &name),
+            Command::SetKv { key, value } => self.set_kv(key, value),
         }
     }
 
@@ -310,6 +326,23 @@ impl Node {
         self.members.digest()
     }
 
+    /// The digest push-pull compares: membership plus every live member's replicated
+    /// map summary. Two nodes with the same sync digest hold the same members and the
+    /// same state for each.
+    pub fn sync_digest(&self) -> u64 {
+        self.members.digest().wrapping_add(self.kv_digest())
+    }
+
+    /// The replicated key-value map held for `name` (this node's own included), if any.
+    pub fn kv(&self, name: &str) -> Option<&KvMap> {
+        self.kv.maps.get(name).filter(|m| m.epoch() > 0)
+    }
+
+    /// Every member's replicated map held here.
+    pub fn kv_maps(&self) -> impl Iterator<Item = (&Name, &KvMap)> {
+        self.kv.maps.iter().filter(|(_, m)| m.epoch() > 0)
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -330,9 +363,9 @@ impl Node {
         &self.config
     }
 
-    /// Updates waiting to be gossiped.
+    /// Updates waiting to be gossiped (membership and replicated state).
     pub fn queued_updates(&self) -> usize {
-        self.broadcasts.len()
+        self.broadcasts.len() + self.kv_broadcasts.len()
     }
 
     // ----- dispatch -----------------------------------------------------------------
@@ -374,6 +407,15 @@ impl Node {
                 digest,
                 members,
             } => self.on_push_pull(now, from, phase, digest, members),
+            Message::KvUpdate {
+                node,
+                epoch,
+                version,
+                key,
+                change,
+            } => self.on_kv_update(now, node, epoch, version, key, change),
+            Message::KvPull { nodes } => self.on_kv_pull(from, nodes),
+            Message::KvPush { maps } => self.on_kv_push(now, maps),
         }
     }
 
@@ -446,6 +488,8 @@ impl Node {
         let limit = self.config.retransmit_limit(self.cluster_size());
         let sent = &mut self.stats.sent;
         self.broadcasts
+            .fill(&mut d, limit, |kind, len| sent.add(kind, len));
+        self.kv_broadcasts
             .fill(&mut d, limit, |kind, len| sent.add(kind, len));
         if d.is_empty() {
             return;
@@ -563,6 +607,7 @@ fn is_update(m: &Message) -> bool {
             | Message::Suspect { .. }
             | Message::Dead { .. }
             | Message::Leave { .. }
+            | Message::KvUpdate { .. }
     )
 }
 

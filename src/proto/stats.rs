@@ -93,6 +93,10 @@ pub struct Stats {
     pub reconnect_attempts: u64,
     /// Pings to failed members that a merged table showed alive (partition healing).
     pub revival_pings: u64,
+    /// Replicated-state pulls sent (after a push-pull or update showed a peer ahead).
+    pub kv_pulls: u64,
+    /// Times this node moved its own map to a new epoch after seeing a newer one of itself.
+    pub kv_epoch_bumps: u64,
     /// Push-pull offers answered with "in sync" (nothing sent back).
     pub push_pull_in_sync: u64,
     /// Datagrams received.

@@ -38,15 +38,20 @@ const JOIN_SYNCS: u8 = 4;
 impl Node {
     /// This node's whole table, its own record first.
     fn full_state(&self) -> Vec<MemberRecord> {
+        let record = |m| {
+            let mut r = self.members.record(m);
+            r.kv = self.kv.summary(&r.profile.name);
+            r
+        };
         let mut out = Vec::with_capacity(self.members.len());
         if let Some(me) = self.members.get(&self.me) {
-            out.push(self.members.record(me));
+            out.push(record(me));
         }
         out.extend(
             self.members
                 .iter()
                 .filter(|m| *m.name() != self.me)
-                .map(|m| self.members.record(m)),
+                .map(record),
         );
         out
     }
@@ -57,8 +62,15 @@ impl Node {
     /// turns such records straight into suspicions; after a partition heals, every table
     /// from the far side says "dead" about members that are alive, and those suspicions
     /// confirm each other into false failures faster than the members can refute.
-    fn merge(&mut self, now: Time, records: Vec<MemberRecord>) {
+    /// Then pulls the replicated maps the table shows this node is behind on: all from
+    /// `from` at a join (one stream brings everything), else from their owners.
+    fn merge(&mut self, now: Time, from: SocketAddr, records: Vec<MemberRecord>) {
         let me = self.me.clone();
+        let summaries: Vec<(Name, crate::wire::KvSummary)> = records
+            .iter()
+            .filter(|r| r.kv.epoch > 0)
+            .map(|r| (r.profile.name.clone(), r.kv))
+            .collect();
         let unknown = records
             .iter()
             .filter(|r| self.members.get(&r.profile.name).is_none())
@@ -110,6 +122,10 @@ impl Node {
                     self.apply_dead(now, &name, r.incarnation, &me, MemberState::Left)
                 }
             }
+        }
+        if !summaries.is_empty() {
+            let bulk = self.join.is_some() || self.gossip_muted;
+            self.pull_newer_kv(now, from, &summaries, bulk);
         }
     }
 
@@ -175,13 +191,13 @@ impl Node {
     }
 
     pub(super) fn on_join(&mut self, now: Time, from: SocketAddr, members: Vec<MemberRecord>) {
-        self.merge(now, members);
+        self.merge(now, from, members);
         if self.phase == Phase::Left {
             return;
         }
         let reply = Message::PushPull {
             phase: SyncPhase::JoinReply,
-            digest: self.digest(),
+            digest: self.sync_digest(),
             members: self.full_state(),
         };
         self.send_stream(from, &reply);
@@ -197,32 +213,32 @@ impl Node {
     ) {
         match phase {
             SyncPhase::Offer => {
-                if digest == self.digest() {
+                if digest == self.sync_digest() {
                     self.stats.push_pull_in_sync += 1;
                 } else {
                     let reply = Message::PushPull {
                         phase: SyncPhase::Reply,
-                        digest: self.digest(),
+                        digest: self.sync_digest(),
                         members: self.full_state(),
                     };
                     self.send_stream(from, &reply);
                 }
             }
             SyncPhase::Reply => {
-                self.merge(now, members);
-                if self.digest() != digest {
+                self.merge(now, from, members);
+                if self.sync_digest() != digest {
                     let fin = Message::PushPull {
                         phase: SyncPhase::Final,
-                        digest: self.digest(),
+                        digest: self.sync_digest(),
                         members: self.full_state(),
                     };
                     self.send_stream(from, &fin);
                 }
             }
-            SyncPhase::Final => self.merge(now, members),
+            SyncPhase::Final => self.merge(now, from, members),
             SyncPhase::JoinReply => {
                 self.gossip_muted = true;
-                self.merge(now, members);
+                self.merge(now, from, members);
                 self.gossip_muted = false;
                 if self.join.take().is_some() {
                     let members = self.cluster_size();
@@ -279,7 +295,7 @@ impl Node {
     fn send_offer(&mut self, to: SocketAddr) {
         let offer = Message::PushPull {
             phase: SyncPhase::Offer,
-            digest: self.digest(),
+            digest: self.sync_digest(),
             members: Vec::new(),
         };
         self.send_stream(to, &offer);
@@ -333,6 +349,7 @@ impl Node {
             if let Some(i) = self.members.position(&name) {
                 let info = self.members.info(self.members.at(i));
                 self.members.remove(i);
+                self.drop_kv(&name);
                 self.events.push_back(Event::MemberReaped(info));
             }
         }
@@ -344,17 +361,18 @@ impl Node {
         if self.phase == Phase::Leaving && !self.broadcasts.contains(&self.me) {
             return self.finish_leave();
         }
-        if self.broadcasts.is_empty() {
+        if self.broadcasts.is_empty() && self.kv_broadcasts.is_empty() {
             return;
         }
         // A backlog (a healed partition's refutations, a join storm) would take many
         // rounds at one datagram per target: send up to MAX_GOSSIP_BURST while it lasts.
-        let burst = (1 + self.broadcasts.len() / GOSSIP_BACKLOG).min(MAX_GOSSIP_BURST);
+        let backlog = self.broadcasts.len() + self.kv_broadcasts.len();
+        let burst = (1 + backlog / GOSSIP_BACKLOG).min(MAX_GOSSIP_BURST);
         let targets = self.random_live_members(self.config.gossip_fanout as usize, None);
         for i in targets {
             let to = self.members.at(i).addr();
             for _ in 0..burst {
-                if self.broadcasts.is_empty() {
+                if self.broadcasts.is_empty() && self.kv_broadcasts.is_empty() {
                     return;
                 }
                 self.send_datagram(to, &[]);

@@ -27,6 +27,13 @@ pub const MAX_TAGS_LEN: usize = 512;
 /// too, so the largest possible alive update (~1,060 bytes) still fits one datagram.
 pub const MAX_TAGS: usize = 64;
 
+/// Longest key in a member's replicated key-value state.
+pub const MAX_KV_KEY_LEN: usize = 256;
+
+/// Largest replicated map (keys plus values) a node accepts for one member, whatever the
+/// owner's own bound: it caps the memory one member can make every other member spend.
+pub const MAX_KV_MAP_LEN: usize = 1024 * 1024;
+
 /// Liveness of a member as one node sees it. Order of precedence at equal incarnation:
 /// `Alive < Suspect < Dead`, and `Left` behaves like `Dead` but says the member went away
 /// on purpose.
@@ -196,6 +203,58 @@ pub struct MemberRecord {
     pub incarnation: u32,
     /// Its liveness as the sender sees it.
     pub state: MemberState,
+    /// What the sender holds of the member's replicated key-value state.
+    pub kv: KvSummary,
+}
+
+/// What a node holds of one member's replicated key-value map: enough for two nodes to
+/// see that they differ, and which of them is ahead. All zero for a member that never
+/// published anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KvSummary {
+    /// The map's epoch: a new one replaces the whole map (a restart, or a compaction that
+    /// drops deletion markers). Epochs and versions come from one counter that only grows.
+    pub epoch: u64,
+    /// Highest version of any entry held.
+    pub version: u64,
+    /// Order-independent hash of the (key, version, deleted) entries held.
+    pub hash: u64,
+}
+
+/// What one [`Message::KvUpdate`] does to its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvChange {
+    /// The key now has this value.
+    Set(String),
+    /// The key was deleted (kept as a marker so the deletion spreads).
+    Delete,
+    /// The key changed, but the value is too large for a datagram: ask the owner.
+    Large,
+    /// The owner's map is at a new epoch (the key is empty): drop what you hold of the
+    /// old one and ask the owner for the new one.
+    Epoch,
+}
+
+/// One entry of a replicated map as carried in a [`Message::KvPush`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    /// The key.
+    pub key: String,
+    /// Version the owner gave this write.
+    pub version: u64,
+    /// The value, or `None` for a deletion marker.
+    pub value: Option<String>,
+}
+
+/// A member's whole replicated map, as one node holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvMapRecord {
+    /// The member the map belongs to.
+    pub node: Name,
+    /// The map's epoch.
+    pub epoch: u64,
+    /// Its entries, deletion markers included.
+    pub entries: Vec<KvEntry>,
 }
 
 /// Which leg of a push-pull exchange a [`Message::PushPull`] is.
@@ -285,6 +344,31 @@ pub enum Message {
         /// The sender's member table, itself included.
         members: Vec<MemberRecord>,
     },
+    /// One change to a member's replicated key-value map, gossiped like a membership
+    /// update. Only the member (`node`) writes its map; everyone else relays.
+    KvUpdate {
+        /// Owner of the map.
+        node: Name,
+        /// The map's epoch.
+        epoch: u64,
+        /// Version of this write.
+        version: u64,
+        /// The key written (empty for [`KvChange::Epoch`]).
+        key: String,
+        /// What happened to it.
+        change: KvChange,
+    },
+    /// Stream: "send me your copies of these members' maps", after a push-pull or an
+    /// update showed the receiver holds more of them.
+    KvPull {
+        /// Members whose maps are wanted.
+        nodes: Vec<Name>,
+    },
+    /// Stream: answer to a [`Message::KvPull`], whole maps.
+    KvPush {
+        /// The maps asked for that the sender holds.
+        maps: Vec<KvMapRecord>,
+    },
     /// Stream: anti-entropy exchange of member tables.
     PushPull {
         /// Which leg of the exchange this is.
@@ -319,11 +403,17 @@ pub enum MessageKind {
     Join,
     /// [`Message::PushPull`]
     PushPull,
+    /// [`Message::KvUpdate`]
+    KvUpdate,
+    /// [`Message::KvPull`]
+    KvPull,
+    /// [`Message::KvPush`]
+    KvPush,
 }
 
 impl MessageKind {
     /// Every kind, in declaration order (the index used by per-kind counters).
-    pub const ALL: [MessageKind; 10] = [
+    pub const ALL: [MessageKind; 13] = [
         MessageKind::Ping,
         MessageKind::Ack,
         MessageKind::PingReq,
@@ -334,6 +424,9 @@ impl MessageKind {
         MessageKind::Leave,
         MessageKind::Join,
         MessageKind::PushPull,
+        MessageKind::KvUpdate,
+        MessageKind::KvPull,
+        MessageKind::KvPush,
     ];
 
     /// Position in [`MessageKind::ALL`].
@@ -354,12 +447,18 @@ impl MessageKind {
             MessageKind::Leave => "leave",
             MessageKind::Join => "join",
             MessageKind::PushPull => "push-pull",
+            MessageKind::KvUpdate => "kv-update",
+            MessageKind::KvPull => "kv-pull",
+            MessageKind::KvPush => "kv-push",
         }
     }
 
     /// Whether this kind only travels on a stream (whole member tables).
     pub fn is_stream(self) -> bool {
-        matches!(self, MessageKind::Join | MessageKind::PushPull)
+        matches!(
+            self,
+            MessageKind::Join | MessageKind::PushPull | MessageKind::KvPull | MessageKind::KvPush
+        )
     }
 
     /// Whether this kind may arrive on a stream: the stream-only kinds, plus `Ping` and
@@ -383,6 +482,9 @@ impl Message {
             Message::Leave { .. } => MessageKind::Leave,
             Message::Join { .. } => MessageKind::Join,
             Message::PushPull { .. } => MessageKind::PushPull,
+            Message::KvUpdate { .. } => MessageKind::KvUpdate,
+            Message::KvPull { .. } => MessageKind::KvPull,
+            Message::KvPush { .. } => MessageKind::KvPush,
         }
     }
 
@@ -392,6 +494,15 @@ impl Message {
         fn name(n: &Name) -> Result<(), &'static str> {
             if n.len() > MAX_NAME_LEN {
                 Err("name longer than 128 bytes")
+            } else {
+                Ok(())
+            }
+        }
+        fn kv_key(k: &str) -> Result<(), &'static str> {
+            if k.is_empty() {
+                Err("empty key")
+            } else if k.len() > MAX_KV_KEY_LEN {
+                Err("key longer than 256 bytes")
             } else {
                 Ok(())
             }
@@ -417,6 +528,29 @@ impl Message {
             Message::Join { members } | Message::PushPull { members, .. } => {
                 members.iter().try_for_each(|m| profile(&m.profile))
             }
+            Message::KvUpdate {
+                node, key, change, ..
+            } => {
+                name(node)?;
+                match change {
+                    KvChange::Epoch if key.is_empty() => Ok(()),
+                    KvChange::Epoch => Err("an epoch update names no key"),
+                    _ => kv_key(key),
+                }
+            }
+            Message::KvPull { nodes } => nodes.iter().try_for_each(name),
+            Message::KvPush { maps } => maps.iter().try_for_each(|m| {
+                name(&m.node)?;
+                let mut len = 0usize;
+                for e in &m.entries {
+                    kv_key(&e.key)?;
+                    len += e.key.len() + e.value.as_ref().map_or(0, String::len);
+                }
+                if len > MAX_KV_MAP_LEN {
+                    return Err("replicated map over 1 MiB");
+                }
+                Ok(())
+            }),
         }
     }
 }

@@ -1,0 +1,458 @@
+//! Spreading replicated key-value state: this node's own writes, gossiped updates,
+//! pulls after a push-pull shows a peer holds more, and the pushes that answer them.
+//!
+//! A write is gossiped as one [`Message::KvUpdate`] per key (the value inline when it
+//! fits comfortably in a datagram, else a [`KvChange::Large`] notice that makes
+//! receivers pull from the owner). Push-pull records carry each member's [`KvSummary`];
+//! a receiver that sees a peer ahead on some members pulls those maps from it over a
+//! stream. Like refutation, a node that sees a newer map of itself than it holds (its
+//! clock went back across a restart) jumps above it and re-publishes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::proto::event::{CommandError, Event};
+use crate::proto::kv::{self, KvMap, MAX_DELETION_MARKERS};
+use crate::proto::node::Node;
+use crate::proto::time::Time;
+use crate::wire::{KvChange, KvSummary, MAX_KV_KEY_LEN, Message, MessageKind, Name};
+
+/// A value longer than this travels as a [`KvChange::Large`] notice plus a pull: half a
+/// datagram, so an update still rides along with probes and other updates.
+const INLINE_VALUE_LEN: usize = 512;
+
+/// While a pull of a member's map is unanswered for less than this, news that more of
+/// it exists waits for the answer instead of sending another pull; an answer that still
+/// falls short pulls again at once. Longer, and the pull counts as lost.
+const PULL_PENDING: Duration = Duration::from_secs(1);
+
+/// Most bytes of maps in one push; the rest comes on a later exchange.
+const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a write to this node's replicated map was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// The key is empty.
+    #[error("the key is empty")]
+    EmptyKey,
+    /// The key is over [`MAX_KV_KEY_LEN`].
+    #[error("the key is {len} bytes, more than the limit of {max}")]
+    KeyTooLong {
+        /// Bytes of the key.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The map would be over the configured `kv_max_bytes`.
+    #[error("the state would take {len} bytes, more than the limit of {max}")]
+    TooLarge {
+        /// Bytes the map would take (keys plus values).
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Replicated maps held by a node, its own included, with pull bookkeeping.
+#[derive(Debug, Default)]
+pub(super) struct KvStore {
+    pub(super) maps: HashMap<Name, KvMap>,
+    /// Pulls awaiting an answer: when sent, and the highest version known to exist.
+    pending: HashMap<Name, (Time, u64)>,
+    /// The epoch this node's own map starts at (a clock reading from the driver).
+    pub(super) epoch_base: u64,
+}
+
+impl KvStore {
+    pub(super) fn new(epoch_base: u64) -> KvStore {
+        KvStore {
+            epoch_base: epoch_base.max(1),
+            ..KvStore::default()
+        }
+    }
+
+    pub(super) fn summary(&self, name: &str) -> KvSummary {
+        self.maps.get(name).map(KvMap::summary).unwrap_or_default()
+    }
+}
+
+/// The subject under which an update waits in the broadcast queue: one per key, so a
+/// newer write replaces an older one of the same key and never news about the member.
+fn subject(node: &str, key: &str) -> Name {
+    let mut s = Name::with_capacity(node.len() + key.len() + 4);
+    s.push_str("\u{0}kv\u{0}");
+    s.push_str(node);
+    s.push('\u{0}');
+    s.push_str(key);
+    s
+}
+
+impl Node {
+    /// Queues a [`Message::KvUpdate`] for gossip, replacing older news of the same key.
+    /// Unlike membership news, this node's own updates go out even while a join answer
+    /// is being merged (that is when a restarted node finds its stale state out there).
+    fn enqueue_kv(&mut self, msg: &Message) {
+        let Message::KvUpdate { node, key, .. } = msg else {
+            return;
+        };
+        if self.gossip_muted && *node != self.me {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(64);
+        match crate::wire::encode_message(msg, &mut bytes) {
+            Ok(_) => self
+                .kv_broadcasts
+                .push(subject(node, key), MessageKind::KvUpdate, bytes),
+            Err(e) => tracing::warn!(error = %e, "update failed to encode"),
+        }
+    }
+
+    /// Writes (or with `None`, deletes) one key of this node's replicated map.
+    pub(super) fn set_kv(
+        &mut self,
+        key: String,
+        value: Option<String>,
+    ) -> Result<(), CommandError> {
+        if key.is_empty() {
+            return Err(KvError::EmptyKey.into());
+        }
+        if key.len() > MAX_KV_KEY_LEN {
+            return Err(KvError::KeyTooLong {
+                len: key.len(),
+                max: MAX_KV_KEY_LEN,
+            }
+            .into());
+        }
+        let base = self.kv.epoch_base;
+        let me = self.me.clone();
+        let empty = KvMap::new(base);
+        let current = self.kv.maps.get(&me).unwrap_or(&empty);
+        if current.get(&key).map(|(v, _)| v) == value.as_deref() {
+            return Ok(());
+        }
+        let len = current.bytes_after(&key, value.as_deref());
+        if value.is_some() && len > self.config.kv_max_bytes {
+            return Err(KvError::TooLarge {
+                len,
+                max: self.config.kv_max_bytes,
+            }
+            .into());
+        }
+        let map = self.kv.maps.entry(me.clone()).or_insert(empty);
+        let version = map.version() + 1;
+        map.apply(&key, version, value.clone());
+        let epoch = map.epoch();
+        if map.markers() > MAX_DELETION_MARKERS {
+            // Shed the markers: peers replace the whole map when they see the new epoch.
+            map.compact(version + 1);
+            self.announce_epoch();
+        } else {
+            self.gossip_kv(&me, epoch, version, key.clone(), value);
+        }
+        self.events.push_back(Event::KvChanged {
+            node: me,
+            keys: vec![key],
+        });
+        Ok(())
+    }
+
+    /// Queues one write of `node`'s map for gossip.
+    fn gossip_kv(
+        &mut self,
+        node: &Name,
+        epoch: u64,
+        version: u64,
+        key: String,
+        value: Option<String>,
+    ) {
+        let change = match value {
+            Some(v) if v.len() > INLINE_VALUE_LEN => KvChange::Large,
+            Some(v) => KvChange::Set(v),
+            None => KvChange::Delete,
+        };
+        let msg = Message::KvUpdate {
+            node: node.clone(),
+            epoch,
+            version,
+            key,
+            change,
+        };
+        self.enqueue_kv(&msg);
+    }
+
+    /// Tells the cluster this node's map is at a new epoch.
+    fn announce_epoch(&mut self) {
+        let me = self.me.clone();
+        let map = self
+            .kv
+            .maps
+            .get(&me)
+            .expect("own map exists when announced");
+        let msg = Message::KvUpdate {
+            node: me.clone(),
+            epoch: map.epoch(),
+            version: map.version(),
+            key: String::new(),
+            change: KvChange::Epoch,
+        };
+        self.enqueue_kv(&msg);
+    }
+
+    /// A gossiped write of some member's map.
+    pub(super) fn on_kv_update(
+        &mut self,
+        now: Time,
+        node: Name,
+        epoch: u64,
+        version: u64,
+        key: String,
+        change: KvChange,
+    ) {
+        if node == self.me {
+            let seen = KvSummary {
+                epoch,
+                version,
+                hash: 0,
+            };
+            return self.check_own_kv(&seen);
+        }
+        let Some(owner) = self.members.get(&node).map(|m| m.addr()) else {
+            return;
+        };
+        let map = self.kv.maps.entry(node.clone()).or_default();
+        if epoch < map.epoch() {
+            return;
+        }
+        let mut changed = Vec::new();
+        let mut pull = false;
+        let mut fresh = false;
+        if epoch > map.epoch() {
+            // The owner restarted or compacted: what we hold is void, and we cannot
+            // know the rest of the new map from one key.
+            changed = map.reset(epoch);
+            pull = true;
+            fresh = true;
+        }
+        match &change {
+            KvChange::Set(v) => {
+                if map.apply(&key, version, Some(v.clone())) {
+                    fresh = true;
+                    if !changed.contains(&key) {
+                        changed.push(key.clone());
+                    }
+                }
+            }
+            KvChange::Delete => {
+                let had = map.get(&key).is_some();
+                if map.apply(&key, version, None) {
+                    fresh = true;
+                    if had && !changed.contains(&key) {
+                        changed.push(key.clone());
+                    }
+                }
+            }
+            KvChange::Large => {
+                if map.version_of(&key) < version {
+                    pull = true;
+                    fresh = true;
+                }
+            }
+            KvChange::Epoch => {}
+        }
+        if pull {
+            self.pull_kv(now, owner, vec![(node.clone(), version)]);
+        }
+        if fresh {
+            let msg = Message::KvUpdate {
+                node: node.clone(),
+                epoch,
+                version,
+                key: key.clone(),
+                change,
+            };
+            self.enqueue_kv(&msg);
+        }
+        if !changed.is_empty() {
+            self.events.push_back(Event::KvChanged {
+                node,
+                keys: changed,
+            });
+        }
+    }
+
+    /// Asks `from` for the maps of `wanted` (member, version known to exist), except
+    /// those with a pull already in flight, which only note the version.
+    pub(super) fn pull_kv(&mut self, now: Time, from: SocketAddr, wanted: Vec<(Name, u64)>) {
+        let mut nodes = Vec::with_capacity(wanted.len());
+        for (n, version) in wanted {
+            match self.kv.pending.get_mut(&n) {
+                Some((at, v)) if now.saturating_since(*at) < PULL_PENDING => {
+                    *v = (*v).max(version);
+                }
+                _ => {
+                    self.kv.pending.insert(n.clone(), (now, version));
+                    nodes.push(n);
+                }
+            }
+        }
+        if nodes.is_empty() {
+            return;
+        }
+        self.stats.kv_pulls += 1;
+        self.send_stream(from, &Message::KvPull { nodes });
+    }
+
+    /// Pulls each of `wanted` from its owner (which always holds its whole map), or
+    /// from `fallback` for members not live here.
+    fn pull_from_owners(&mut self, now: Time, fallback: SocketAddr, wanted: Vec<(Name, u64)>) {
+        let mut rest = Vec::new();
+        for (n, v) in wanted {
+            match self.members.get(&n).filter(|m| m.state().is_live()) {
+                Some(m) => {
+                    let addr = m.addr();
+                    self.pull_kv(now, addr, vec![(n, v)]);
+                }
+                None => rest.push((n, v)),
+            }
+        }
+        if !rest.is_empty() {
+            self.pull_kv(now, fallback, rest);
+        }
+    }
+
+    /// Answers a pull with the maps asked for that this node holds.
+    pub(super) fn on_kv_pull(&mut self, from: SocketAddr, nodes: Vec<Name>) {
+        let mut budget = MAX_PUSH_BYTES;
+        let mut maps = Vec::new();
+        for n in &nodes {
+            let Some(map) = self.kv.maps.get(n).filter(|m| m.epoch() > 0) else {
+                continue;
+            };
+            let len = map.wire_len();
+            if len > budget {
+                break;
+            }
+            budget -= len;
+            maps.push(map.record(n));
+        }
+        if !maps.is_empty() {
+            self.send_stream(from, &Message::KvPush { maps });
+        }
+    }
+
+    /// Merges maps pushed in answer to a pull; pulls again from the owner where news of
+    /// a later version came in meanwhile.
+    pub(super) fn on_kv_push(&mut self, now: Time, maps: Vec<crate::wire::KvMapRecord>) {
+        for record in maps {
+            if record.node == self.me {
+                let seen = KvSummary {
+                    epoch: record.epoch,
+                    version: record.entries.iter().map(|e| e.version).max().unwrap_or(0),
+                    hash: 0,
+                };
+                self.check_own_kv(&seen);
+                continue;
+            }
+            if self.members.get(&record.node).is_none() {
+                continue;
+            }
+            let map = self.kv.maps.entry(record.node.clone()).or_default();
+            let keys = map.merge(&record);
+            let have = map.version();
+            let owner = self.members.get(&record.node).map(|m| m.addr());
+            if let Some((_, wanted)) = self.kv.pending.remove(&record.node)
+                && wanted > have
+                && let Some(owner) = owner
+            {
+                self.pull_kv(now, owner, vec![(record.node.clone(), wanted)]);
+            }
+            if !keys.is_empty() {
+                self.events.push_back(Event::KvChanged {
+                    node: record.node,
+                    keys,
+                });
+            }
+        }
+    }
+
+    /// After merging a peer's table: pull the maps it holds more of than we do, all from
+    /// the peer when `bulk` (a join: one stream brings everything), else each from its
+    /// owner, so one pull repairs it whatever the peer itself missed.
+    pub(super) fn pull_newer_kv(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        summaries: &[(Name, KvSummary)],
+        bulk: bool,
+    ) {
+        let mut want = Vec::new();
+        for (name, remote) in summaries {
+            if *name == self.me {
+                self.check_own_kv(remote);
+            } else if self.members.get(name).is_some()
+                && kv::is_behind(&self.kv.summary(name), remote)
+            {
+                want.push((name.clone(), remote.version));
+            }
+        }
+        if bulk {
+            self.pull_kv(now, from, want);
+        } else {
+            self.pull_from_owners(now, from, want);
+        }
+    }
+
+    /// Someone holds `seen` of this node's own map. Newer than ours (our clock went back
+    /// across a restart): move above it and re-publish. Older, while we never published
+    /// in this run: announce our epoch so the stale map is dropped.
+    fn check_own_kv(&mut self, seen: &KvSummary) {
+        if seen.epoch == 0 {
+            return;
+        }
+        let base = self.kv.epoch_base;
+        let me = self.me.clone();
+        let own = self
+            .kv
+            .maps
+            .get(&me)
+            .map(KvMap::summary)
+            .unwrap_or_default();
+        if seen.epoch > own.epoch || (seen.epoch == own.epoch && seen.version > own.version) {
+            let epoch = seen.epoch.max(seen.version).max(own.version).max(base) + 1;
+            let map = self
+                .kv
+                .maps
+                .entry(me.clone())
+                .or_insert_with(|| KvMap::new(base));
+            map.compact(epoch);
+            self.kv.epoch_base = epoch;
+            self.stats.kv_epoch_bumps += 1;
+            self.announce_epoch();
+        } else if own.epoch == 0 {
+            self.kv.maps.insert(me, KvMap::new(base));
+            self.announce_epoch();
+        }
+    }
+
+    /// Forgets a reaped member's map.
+    pub(super) fn drop_kv(&mut self, name: &str) {
+        self.kv.maps.remove(name);
+        self.kv.pending.remove(name);
+    }
+
+    /// The sync digest's share of replicated state: live members' map summaries.
+    pub(super) fn kv_digest(&self) -> u64 {
+        self.kv
+            .maps
+            .iter()
+            .filter(|(n, _)| {
+                self.members
+                    .get(n.as_str())
+                    .is_some_and(|m| m.state().is_live())
+            })
+            .fold(0u64, |d, (n, m)| {
+                d.wrapping_add(kv::digest_part(n, &m.summary()))
+            })
+    }
+}
