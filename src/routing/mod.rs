@@ -4,10 +4,12 @@
 //! | module | holds |
 //! |---|---|
 //! | [`rule`] | a service's failover rule: trigger, action, timeout, retry, failback |
+//! | [`router`] | pure route answers from a catalog snapshot, failover rule states over time |
 //!
 //! The types here are shared by the config (`[[services]]`), the health-check runner,
 //! the replicated service records and the route answers.
 
+pub mod router;
 pub mod rule;
 
 use serde::{Deserialize, Serialize};
