@@ -189,6 +189,8 @@ impl Driver {
             }
             Request::SetKv { key, value, reply } => {
                 let result = self.node.handle_command(now, Command::SetKv { key, value });
+                // Publish before answering, so the writer reads its own write.
+                self.flush();
                 let _ = reply.send(result);
             }
         }

@@ -37,6 +37,12 @@ pub enum ApiError {
     /// `GET /v1/members/{name}` (or force-leave) of a name not in the membership.
     #[error("no member named {0:?}")]
     UnknownMember(String),
+    /// A service no live member runs (and this agent does not run either).
+    #[error("no service named {0:?}")]
+    UnknownService(String),
+    /// A change to a service this agent does not run itself.
+    #[error("this agent runs no service named {0:?}")]
+    NotLocalService(String),
     /// The agent refuses the change in its current state (e.g. force-leave of a live
     /// member, anything after it has left).
     #[error("{0}")]
@@ -79,7 +85,10 @@ impl ApiError {
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::UnknownMember(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownMember(_)
+            | ApiError::UnknownRoute(_)
+            | ApiError::UnknownService(_)
+            | ApiError::NotLocalService(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::JoinTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Stopped => StatusCode::SERVICE_UNAVAILABLE,

@@ -18,6 +18,8 @@
 //! | `mutate` | join, leave, force-leave, tags, and the JSON body extractor |
 //! | `auth` | the bearer token for mutating requests |
 //! | `metrics` | `GET /metrics` |
+//! | `state` | replicated member state: `/v1/self/state/{key}`, `/v1/members/{name}/state` |
+//! | `services` | services, drain, route answers and manual failover |
 //! | `error` | [`ApiError`] and its JSON body |
 //! | `client` | the small blocking client the CLI uses |
 //!
@@ -33,6 +35,14 @@
 //! | `POST /v1/leave` | leave gracefully (the agent then exits) |
 //! | `POST /v1/force-leave/{name}` | mark a failed member left |
 //! | `PUT /v1/self/tags` | `{"set": {...}, "delete": [...]}` |
+//! | `GET /v1/self/state` | this agent's replicated key-value state |
+//! | `PUT`/`DELETE /v1/self/state/{key}` | writes (the body is the value) or deletes one key; spreads to all |
+//! | `GET /v1/members/{name}/state` | a member's replicated state as mirrored here |
+//! | `GET /v1/services`, `GET /v1/services/{name}` | the service catalog |
+//! | `PUT`/`DELETE /v1/services/{name}` | registers / removes a local service |
+//! | `PUT`/`DELETE /v1/services/{name}/drain`, `/v1/drain` | drains local services / ends it |
+//! | `GET /v1/route/{service}` | healthy instances, best first, with the failover rule in force |
+//! | `POST`/`DELETE /v1/failover/{service}` | forces a region / resets |
 //! | `GET /metrics` | Prometheus text format |
 
 mod auth;
@@ -44,6 +54,8 @@ mod filter;
 pub mod journal;
 pub mod metrics;
 pub mod mutate;
+pub mod services;
+pub mod state;
 mod view;
 
 pub use auth::{ApiToken, TokenError};
@@ -60,6 +72,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
+
+use crate::routing::services::Services;
 use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -84,12 +98,22 @@ pub struct ApiState {
     leave_via: Option<mpsc::Sender<LeaveRequest>>,
     closing: Arc<watch::Sender<bool>>,
     metrics: Vec<Arc<dyn MetricsSource>>,
+    services: Services,
 }
 
 impl ApiState {
-    /// State over a running mesh; starts its event journal (on the current runtime).
+    /// State over a running mesh with no local services; starts its event journal and
+    /// the routing tasks (on the current runtime). Route answers still cover every
+    /// service other members run.
     pub fn new(mesh: &Mesh) -> ApiState {
+        let services = Services::start(mesh, &[]).expect("no services to refuse");
+        ApiState::with_services(mesh, services)
+    }
+
+    /// State over a running mesh and its services; starts its event journal.
+    pub fn with_services(mesh: &Mesh, services: Services) -> ApiState {
         ApiState {
+            services,
             mesh: mesh.view(),
             control: mesh.control(),
             journal: Journal::start(mesh),
@@ -124,6 +148,11 @@ impl ApiState {
     /// The event journal (for the hooks).
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// The agent's services.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// Ends every open event stream, so a graceful shutdown of the server is not held
@@ -177,6 +206,32 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/join", post(mutate::join))
         .route("/v1/leave", post(mutate::leave))
         .route("/v1/force-leave/{name}", post(mutate::force_leave))
+        .route("/v1/self/state", get(state::get_own))
+        .route(
+            "/v1/self/state/{key}",
+            put(state::put).delete(state::delete),
+        )
+        .route("/v1/members/{name}/state", get(state::get_member))
+        .route("/v1/services", get(services::list))
+        .route(
+            "/v1/services/{name}",
+            get(services::detail)
+                .put(services::register)
+                .delete(services::deregister),
+        )
+        .route(
+            "/v1/services/{name}/drain",
+            put(services::drain_one).delete(services::undrain_one),
+        )
+        .route(
+            "/v1/drain",
+            put(services::drain_all).delete(services::undrain_all),
+        )
+        .route("/v1/route/{service}", get(services::route))
+        .route(
+            "/v1/failover/{service}",
+            post(services::force).delete(services::reset),
+        )
         .route("/metrics", get(metrics))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

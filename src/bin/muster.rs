@@ -6,6 +6,9 @@
 //!   `muster/cli_monitor.rs`);
 //! - `muster join`, `leave`, `force-leave`, `tags`: changes through the local agent's API
 //!   (`muster/cli_change.rs`);
+//! - `muster route`, `services`, `drain`, `failover`, `state`: services, routing,
+//!   failover and replicated state through the local agent's API
+//!   (`muster/cli_services.rs`);
 //! - `muster keygen`: prints a new cluster key;
 //! - `muster demo`: a local cluster of dev agents in this process, crashing and
 //!   restarting nodes while it shows what they see; see `muster/demo.rs`;
@@ -21,6 +24,8 @@ mod cli_change;
 mod cli_monitor;
 #[path = "muster/cli_query.rs"]
 mod cli_query;
+#[path = "muster/cli_services.rs"]
+mod cli_services;
 #[path = "muster/demo.rs"]
 mod demo;
 
@@ -70,6 +75,17 @@ enum Cmd {
     /// Set or delete the local agent's tags; the change spreads to the cluster.
     #[command(subcommand)]
     Tags(cli_change::TagsCmd),
+    /// Where to send traffic for a service: healthy instances, best first.
+    Route(cli_services::RouteArgs),
+    /// The services in the cluster, or one service's instances.
+    Services(cli_services::ServicesArgs),
+    /// Take this agent's services (or one) out of rotation while it stays alive.
+    Drain(cli_services::DrainArgs),
+    /// Force a service's traffic to a region (`--to`), or `reset` to the rule's judgement.
+    Failover(cli_services::FailoverArgs),
+    /// Read or change replicated member state.
+    #[command(subcommand)]
+    State(cli_services::StateCmd),
     /// A local cluster of dev agents in this process: watch them detect a crashed node
     /// and take it back, with each node's API to poke at.
     Demo(demo::DemoArgs),
@@ -276,6 +292,11 @@ fn main() -> ExitCode {
         Cmd::Leave(args) => cli_change::leave(&args),
         Cmd::ForceLeave(args) => cli_change::force_leave(&args),
         Cmd::Tags(cmd) => cli_change::tags(&cmd),
+        Cmd::Route(args) => cli_services::route(&args),
+        Cmd::Services(args) => cli_services::services(&args),
+        Cmd::Drain(args) => cli_services::drain(&args),
+        Cmd::Failover(args) => cli_services::failover(&args),
+        Cmd::State(cmd) => cli_services::state(&cmd),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Keygen => match ClusterKey::generate() {
             Ok(key) => {

@@ -52,24 +52,45 @@ pub(crate) enum TagsCmd {
 
 /// Sends a mutating request with the token; prints the JSON answer with `--json`,
 /// else `say(answer)`.
-fn change(
+pub(crate) fn change(
     api: &ApiArgs,
     method: &str,
     path: &str,
     body: Option<Value>,
     say: impl Fn(&Value) -> String,
 ) -> ExitCode {
+    let body = body.map(|b| b.to_string());
+    send(api, method, path, body.as_deref(), say)
+}
+
+/// As [`change`], with a body sent as it is (a replicated-state value).
+pub(crate) fn change_raw(
+    api: &ApiArgs,
+    method: &str,
+    path: &str,
+    body: &str,
+    say: impl Fn(&Value) -> String,
+) -> ExitCode {
+    send(api, method, path, Some(body), say)
+}
+
+fn send(
+    api: &ApiArgs,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    say: impl Fn(&Value) -> String,
+) -> ExitCode {
     let token = match api.token() {
         Ok(token) => token,
         Err(code) => return code,
     };
-    let body = body.map(|b| b.to_string());
     let answer = call(
         api.api_addr,
         Call {
             method,
             path,
-            body: body.as_deref(),
+            body,
             token: token.as_deref(),
         },
     );

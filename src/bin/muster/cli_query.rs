@@ -70,7 +70,7 @@ pub(crate) struct MembersArgs {
 
 /// Fetches `path` and parses its JSON; an error answer or a failure is one line on
 /// stderr and exit 1.
-fn fetch(addr: SocketAddr, path: &str) -> Result<Value, ExitCode> {
+pub(crate) fn fetch(addr: SocketAddr, path: &str) -> Result<Value, ExitCode> {
     call(addr, Call::get(path))
 }
 
@@ -108,7 +108,7 @@ pub(crate) fn call(addr: SocketAddr, call: Call<'_>) -> Result<Value, ExitCode> 
 }
 
 /// A JSON value as a table cell: strings bare, absent or empty ones as `-`.
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) if s.is_empty() => "-".into(),
         Value::String(s) => s.clone(),

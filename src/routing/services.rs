@@ -1,0 +1,431 @@
+//! [`Services`]: the agent's services at run time. It runs their health checks,
+//! publishes each instance's record into this member's replicated state whenever its
+//! health or drain state changes, and keeps the [`Router`] fed with the catalog of every
+//! live member's instances — rebuilt once per burst of membership or state changes
+//! (debounced), not once per gossip message — so route answers are cheap reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::agent::{AgentError, Mesh, MeshControl, MeshView};
+use crate::routing::HealthStatus;
+use crate::routing::catalog;
+use crate::routing::check::{HealthReport, HealthRunner, ServiceHealth};
+use crate::routing::record::{self, ServiceRecord};
+use crate::routing::router::{
+    Catalog, Caller, RouteAnswer, RouteError, RouteQuery, Router, RuleChange,
+};
+use crate::routing::rule::FailoverRule;
+use crate::routing::service::ServiceSpec;
+
+/// A burst of changes is over once nothing has changed for this long...
+pub const DEBOUNCE_QUIET: Duration = Duration::from_millis(100);
+/// ...or this long after its first change, whichever comes first: a steady trickle of
+/// changes still reaches route answers twice a second.
+pub const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
+
+/// Longest wait between two looks at the rules' clocks when no deadline is due.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// Why a service request was refused. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    /// The service definition is invalid (`field` names the key, e.g. `checks[0].timeout`).
+    #[error("invalid service `{field}`: {reason}")]
+    Invalid {
+        /// The key at fault.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// This agent runs no service of that name.
+    #[error("this agent runs no service named {0:?}")]
+    NotLocal(String),
+    /// The router refused (unknown service, region without instances).
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The mesh refused or has stopped.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+/// One local service as `GET /v1/services/{name}` shows its local side.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LocalService {
+    /// Its definition.
+    pub spec: ServiceSpec,
+    /// Its checks' health (before draining).
+    pub health: Option<ServiceHealth>,
+    /// Whether it is drained.
+    pub draining: bool,
+    /// The status published to the cluster.
+    pub status: HealthStatus,
+}
+
+struct Inner {
+    view: MeshView,
+    control: MeshControl,
+    runner: HealthRunner,
+    router: Mutex<Router>,
+    drained: Mutex<BTreeSet<String>>,
+    /// Wakes the publisher after a registration or a drain.
+    republish: Notify,
+    /// The caller this agent answers for by default.
+    home: Caller,
+    /// Rule changes seen, newest last (bounded), for the API and logs.
+    changes: Mutex<Vec<RuleChange>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Rule changes kept for `GET /v1/services` readers.
+const KEPT_CHANGES: usize = 64;
+
+/// The agent's services; cheap to clone (clones share everything). Dropping the last
+/// clone does not stop the tasks: call [`Services::shutdown`].
+#[derive(Clone)]
+pub struct Services {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("home", &self.inner.home.region)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain maps and sets: still usable after a panic elsewhere.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Services {
+    /// Starts the checks of `specs` and the publisher and router tasks for `mesh` (on
+    /// the current tokio runtime).
+    pub fn start(mesh: &Mesh, specs: &[ServiceSpec]) -> Result<Services, ServicesError> {
+        let runner = HealthRunner::spawn(specs).map_err(|e| ServicesError::Invalid {
+            field: "services".into(),
+            reason: e.to_string(),
+        })?;
+        let view = mesh.view();
+        let me = view
+            .members()
+            .iter()
+            .find(|m| m.name == *view.name())
+            .cloned()
+            .expect("a mesh always lists itself");
+        let home = Caller {
+            region: me.region.to_string(),
+            zone: me.zone.to_string(),
+            key: me.name.to_string(),
+        };
+        let inner = Arc::new(Inner {
+            router: Mutex::new(Router::new(home.region.clone())),
+            view,
+            control: mesh.control(),
+            runner,
+            drained: Mutex::new(BTreeSet::new()),
+            republish: Notify::new(),
+            home,
+            changes: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let publisher = tokio::spawn(publish(inner.clone()));
+        let feeder = tokio::spawn(feed_router(inner.clone()));
+        lock(&inner.tasks).extend([publisher, feeder]);
+        Ok(Services { inner })
+    }
+
+    /// Registers (or replaces) a local service: its checks start and its instance is
+    /// published.
+    pub fn register(&self, spec: ServiceSpec) -> Result<(), ServicesError> {
+        spec.validate()
+            .map_err(|(field, reason)| ServicesError::Invalid { field, reason })?;
+        if self.inner.runner.services().iter().any(|s| s.name == spec.name) {
+            self.inner.runner.remove(&spec.name);
+        }
+        self.inner
+            .runner
+            .add(spec)
+            .map_err(|(field, reason)| ServicesError::Invalid { field, reason })?;
+        self.inner.republish.notify_one();
+        Ok(())
+    }
+
+    /// Removes a local service: its checks stop and its instance is withdrawn.
+    pub fn deregister(&self, name: &str) -> Result<(), ServicesError> {
+        if !self.inner.runner.remove(name) {
+            return Err(ServicesError::NotLocal(name.to_owned()));
+        }
+        lock(&self.inner.drained).remove(name);
+        self.inner.republish.notify_one();
+        Ok(())
+    }
+
+    /// Marks one local service (or, with `None`, all of them) draining: no new traffic,
+    /// still alive. Returns the services drained.
+    pub fn drain(&self, name: Option<&str>) -> Result<Vec<String>, ServicesError> {
+        self.set_draining(name, true)
+    }
+
+    /// Ends draining of one local service (or all); returns the services affected.
+    pub fn undrain(&self, name: Option<&str>) -> Result<Vec<String>, ServicesError> {
+        self.set_draining(name, false)
+    }
+
+    fn set_draining(&self, name: Option<&str>, on: bool) -> Result<Vec<String>, ServicesError> {
+        let local: Vec<String> = self
+            .inner
+            .runner
+            .services()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let targets = match name {
+            Some(n) if local.iter().any(|l| l == n) => vec![n.to_owned()],
+            Some(n) => return Err(ServicesError::NotLocal(n.to_owned())),
+            None => local,
+        };
+        {
+            let mut drained = lock(&self.inner.drained);
+            for t in &targets {
+                if on {
+                    drained.insert(t.clone());
+                } else {
+                    drained.remove(t);
+                }
+            }
+        }
+        tracing::info!(services = ?targets, draining = on, "drain changed");
+        self.inner.republish.notify_one();
+        Ok(targets)
+    }
+
+    /// Where to send traffic for `service`: for this agent's region and zone unless
+    /// `caller` says otherwise.
+    pub fn route(
+        &self,
+        service: &str,
+        caller: Option<Caller>,
+        query: &RouteQuery,
+    ) -> Result<RouteAnswer, RouteError> {
+        let caller = caller.unwrap_or_else(|| self.inner.home.clone());
+        let now = self.inner.view.now();
+        let answer = lock(&self.inner.router).route(now, service, &caller, query);
+        self.collect_changes();
+        answer
+    }
+
+    /// The caller this agent answers for by default.
+    pub fn home(&self) -> &Caller {
+        &self.inner.home
+    }
+
+    /// Sends `service`'s traffic to `region` until [`Services::reset`].
+    pub fn force(&self, service: &str, region: &str) -> Result<(), ServicesError> {
+        let now = self.inner.view.now();
+        lock(&self.inner.router).force(now, service, region)?;
+        tracing::warn!(service, region, "manual failover");
+        self.collect_changes();
+        Ok(())
+    }
+
+    /// Ends a manual failover of `service`, and a failback waiting for an operator.
+    pub fn reset(&self, service: &str) -> Result<(), ServicesError> {
+        let now = self.inner.view.now();
+        lock(&self.inner.router).reset(now, service)?;
+        tracing::info!(service, "failover reset");
+        self.collect_changes();
+        Ok(())
+    }
+
+    /// The local services, their health and drain state, by name.
+    pub fn local(&self) -> BTreeMap<String, LocalService> {
+        let report = self.inner.runner.report();
+        let drained = lock(&self.inner.drained).clone();
+        self.inner
+            .runner
+            .services()
+            .into_iter()
+            .map(|spec| {
+                let draining = drained.contains(&spec.name);
+                let health = report.get(&spec.name).cloned();
+                let status = published_status(&report, &spec.name, draining);
+                (
+                    spec.name.clone(),
+                    LocalService {
+                        spec,
+                        health,
+                        draining,
+                        status,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The catalog route answers are computed from (as of the last debounced update).
+    pub fn catalog(&self) -> Catalog {
+        lock(&self.inner.router).catalog().clone()
+    }
+
+    /// The catalog generation: it moves once per burst of changes that changed it.
+    pub fn index(&self) -> u64 {
+        lock(&self.inner.router).index()
+    }
+
+    /// Recent failover rule changes, oldest first.
+    pub fn rule_changes(&self) -> Vec<RuleChange> {
+        self.collect_changes();
+        lock(&self.inner.changes).clone()
+    }
+
+    /// The health of the local services, as the checks report it.
+    pub fn health(&self) -> HealthReport {
+        self.inner.runner.report()
+    }
+
+    /// Stops the checks and the tasks.
+    pub fn shutdown(&self) {
+        for t in lock(&self.inner.tasks).drain(..) {
+            t.abort();
+        }
+        self.inner.runner.stop();
+    }
+
+    fn collect_changes(&self) {
+        collect_changes(&self.inner);
+    }
+}
+
+/// Moves the router's pending rule changes into the kept list, logging each.
+fn collect_changes(inner: &Inner) {
+    let mut router = lock(&inner.router);
+    let mut kept = lock(&inner.changes);
+    while let Some(c) = router.poll_change() {
+        tracing::info!(
+            service = %c.service,
+            region = %c.region,
+            from = %c.from,
+            to = %c.to,
+            reason = %c.reason,
+            "failover rule changed"
+        );
+        kept.push(c);
+    }
+    let excess = kept.len().saturating_sub(KEPT_CHANGES);
+    kept.drain(..excess);
+}
+
+/// The status a local service is published with.
+fn published_status(report: &HealthReport, name: &str, draining: bool) -> HealthStatus {
+    if draining {
+        HealthStatus::Draining
+    } else {
+        report.status(name).unwrap_or(HealthStatus::Critical)
+    }
+}
+
+/// Keeps this member's replicated state in line with its services: one record per
+/// service, rewritten when its health or drain state changes, deleted when removed.
+async fn publish(inner: Arc<Inner>) {
+    let mut health = inner.runner.subscribe();
+    let mut published: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let report = health.borrow_and_update().clone();
+        let drained = lock(&inner.drained).clone();
+        let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+        for spec in inner.runner.services() {
+            let status = published_status(&report, &spec.name, drained.contains(&spec.name));
+            wanted.insert(record::key(&spec.name), ServiceRecord::of(&spec, status).encode());
+        }
+        for (key, value) in &wanted {
+            if published.get(key) != Some(value) {
+                match inner.control.set_kv(key.clone(), Some(value.clone())).await {
+                    Ok(()) => {
+                        published.insert(key.clone(), value.clone());
+                    }
+                    Err(AgentError::Stopped) => return,
+                    Err(e) => tracing::warn!(%key, error = %e, "service record not published"),
+                }
+            }
+        }
+        let gone: Vec<String> = published
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            match inner.control.set_kv(key.clone(), None).await {
+                Ok(()) => {
+                    published.remove(&key);
+                }
+                Err(AgentError::Stopped) => return,
+                Err(e) => tracing::warn!(%key, error = %e, "service record not withdrawn"),
+            }
+        }
+        tokio::select! {
+            changed = health.changed() => if changed.is_err() { return },
+            () = inner.republish.notified() => {}
+        }
+    }
+}
+
+/// The local services' own failover rules (they win over rules instances carry).
+fn local_rules(inner: &Inner) -> BTreeMap<String, FailoverRule> {
+    inner
+        .runner
+        .services()
+        .into_iter()
+        .filter_map(|s| s.failover.map(|r| (s.name, r)))
+        .collect()
+}
+
+/// Rebuilds the router's catalog once per burst of membership or state changes, and
+/// moves its rules' clocks at their deadlines.
+async fn feed_router(inner: Arc<Inner>) {
+    let mut members = inner.view.watch();
+    let mut kv = inner.view.watch_kv();
+    loop {
+        let catalog = catalog::build(
+            &members.borrow_and_update().clone(),
+            &kv.borrow_and_update().clone(),
+            &local_rules(&inner),
+        );
+        lock(&inner.router).update(inner.view.now(), catalog);
+        collect_changes(&inner);
+        // Wait for the next change, ticking the rules at their deadlines meanwhile.
+        loop {
+            let now = inner.view.now();
+            let wait = lock(&inner.router)
+                .poll_timeout()
+                .map_or(IDLE_TICK, |at| at.saturating_since(now).min(IDLE_TICK));
+            tokio::select! {
+                r = members.changed() => { if r.is_err() { return } break }
+                r = kv.changed() => { if r.is_err() { return } break }
+                () = tokio::time::sleep(wait) => {
+                    lock(&inner.router).tick(inner.view.now());
+                    collect_changes(&inner);
+                }
+            }
+        }
+        // Debounce: let the burst finish.
+        let started = tokio::time::Instant::now();
+        loop {
+            let left = DEBOUNCE_MAX.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            tokio::select! {
+                r = members.changed() => if r.is_err() { return },
+                r = kv.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(DEBOUNCE_QUIET.min(left)) => break,
+            }
+        }
+    }
+}
