@@ -4,11 +4,13 @@
 //! | module | holds |
 //! |---|---|
 //! | [`rule`] | a service's failover rule: trigger, action, timeout, retry, failback |
+//! | [`service`] | a `[[services]]` entry: name, port, weight, tags, its health checks, its rule |
 //!
 //! The types here are shared by the config (`[[services]]`), the health-check runner,
 //! the replicated service records and the route answers.
 
 pub mod rule;
+pub mod service;
 
 use serde::{Deserialize, Serialize};
 
