@@ -5,10 +5,12 @@
 //! |---|---|
 //! | [`rule`] | a service's failover rule: trigger, action, timeout, retry, failback |
 //! | [`service`] | a `[[services]]` entry: name, port, weight, tags, its health checks, its rule |
+//! | [`check`] | the health-check runner: http, tcp and exec checks, thresholds, per-service status |
 //!
 //! The types here are shared by the config (`[[services]]`), the health-check runner,
 //! the replicated service records and the route answers.
 
+pub mod check;
 pub mod rule;
 pub mod service;
 
