@@ -2,7 +2,7 @@
 //! HTTP server whose answer the test switches (200, 500, 429, or no answer at all), a
 //! TCP listener that is then closed, and programs with chosen exit codes or that outlive
 //! their timeout. Also: services added and removed at runtime, a slow check that holds
-//! up no other, and a dropped runner that stops its checks.
+//! up no other, and a stopped or dropped runner that stops its checks.
 //!
 //! Every wait polls the report with a generous deadline (the machine may be loaded);
 //! nothing asserts on a fixed sleep or on how long something took.
@@ -350,7 +350,7 @@ async fn dropping_the_runner_stops_its_checks_and_closes_the_report() {
         is(r, "ok", HealthStatus::Passing, "exit status: 0")
     })
     .await;
-    runner.shutdown();
+    drop(runner);
     // The channel closes once every check task is gone.
     let closed = tokio::time::timeout(Duration::from_secs(30), async {
         while rx.changed().await.is_ok() {}
@@ -360,4 +360,57 @@ async fn dropping_the_runner_stops_its_checks_and_closes_the_report() {
         closed.is_ok(),
         "the checks still run after the runner was dropped"
     );
+}
+
+/// Whether process `pid` still runs (a zombie, killed but not yet reaped, counts as
+/// gone).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        !state.starts_with('Z')
+    })
+}
+
+#[tokio::test]
+async fn stopping_the_runner_kills_a_running_check_and_empties_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    // Writes its pid, then becomes a long sleep with that pid.
+    let script = format!(
+        "echo $$ > '{}.tmp' && mv '{0}.tmp' '{0}' && exec sleep 600",
+        pid_file.display()
+    );
+    let slow = CheckSpec {
+        interval: Duration::from_secs(600),
+        timeout: Duration::from_secs(600),
+        ..CheckSpec::exec(&["/bin/sh", "-c", &script])
+    };
+    let runner = HealthRunner::spawn(&[service("slow", vec![slow])]).unwrap();
+    let mut rx = runner.subscribe();
+    let start = tokio::time::Instant::now();
+    let pid = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            break pid.trim().to_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the check never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(alive(&pid));
+    runner.stop();
+    assert!(runner.report().services.is_empty());
+    assert!(runner.services().is_empty());
+    until(&mut rx, "the report is empty", |r| r.services.is_empty()).await;
+    while alive(&pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the check still runs after stop()"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The runner still takes services.
+    runner.add(ServiceSpec::new("plain", 80)).unwrap();
+    assert_eq!(runner.report().status("plain"), Some(HealthStatus::Passing));
 }

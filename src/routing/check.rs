@@ -24,7 +24,7 @@
 //! run's output, time and streaks are in the value all the same, for whoever reads it.
 //! Status changes are logged at info; runs are not logged.
 //!
-//! Dropping the runner (or [`HealthRunner::shutdown`]) stops every check; a program an
+//! Dropping the runner (or [`HealthRunner::stop`]) stops every check; a program an
 //! `exec` check is running is killed with its process group.
 
 use std::collections::BTreeMap;
@@ -271,12 +271,26 @@ impl HealthRunner {
         self.shared.report.borrow().clone()
     }
 
-    /// Stops every check (as dropping the runner does). Receivers see the channel
-    /// close once the tasks are gone.
-    pub fn shutdown(self) {}
+    /// Stops every check and drops every service, as removing each would (for a
+    /// runner shared behind an `Arc`). The channel stays open, with an empty report;
+    /// services added later run as usual.
+    pub fn stop(&self) {
+        let mut registry = self.shared.lock();
+        for service in registry.services.values() {
+            service.stop();
+        }
+        registry.services.clear();
+        self.shared.report.send_if_modified(|report| {
+            let had_services = !report.services.is_empty();
+            report.services.clear();
+            had_services
+        });
+        tracing::debug!("health checks stopped");
+    }
 }
 
 impl Drop for HealthRunner {
+    /// Stops every check; receivers see the channel close once the tasks are gone.
     fn drop(&mut self) {
         let registry = self.shared.lock();
         for service in registry.services.values() {
