@@ -78,6 +78,9 @@ pub(super) struct Driver {
     pub(super) leave_done: Vec<oneshot::Sender<()>>,
     /// Digest and size of the table at the last published snapshot.
     pub(super) published: (u64, usize),
+    /// Round-trip times at the last published snapshot ([`rtt_fingerprint`]), and when.
+    pub(super) rtt_published: u64,
+    pub(super) rtt_published_at: Instant,
     /// The seeds of the latest join, re-contacted while fewer members are live than the
     /// most ever seen (a partition the core's own reconnects have not healed yet, or
     /// every member we knew restarted with a new address).
@@ -297,8 +300,14 @@ impl Driver {
         // Changes to this node itself (new tags, a refutation) raise no event but always
         // raise its incarnation, which moves the digest.
         let now = (self.node.digest(), self.node.members().len());
-        if changed || now != self.published {
+        // Round-trip times move without any membership change; routing orders regions
+        // by them, so they are refreshed now and then when they moved by a millisecond.
+        let rtt_due = self.rtt_published_at.elapsed() >= RTT_REFRESH
+            && rtt_fingerprint(&self.node) != self.rtt_published;
+        if changed || now != self.published || rtt_due {
             self.published = now;
+            self.rtt_published = rtt_fingerprint(&self.node);
+            self.rtt_published_at = Instant::now();
             self.members.send_replace(snapshot(&self.node));
         }
         if !kv_changed.is_empty() {
@@ -408,6 +417,18 @@ impl Driver {
             }
         }
     }
+}
+
+/// How often round-trip times that moved are republished without a membership change.
+pub(super) const RTT_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The members' round-trip times in whole milliseconds, hashed: moves when one moves
+/// by a millisecond or more.
+fn rtt_fingerprint(node: &Node) -> u64 {
+    node.members().iter().fold(0u64, |h, m| {
+        let ms = m.rtt().map_or(u64::MAX, |d| d.as_millis() as u64);
+        h.wrapping_mul(31).wrapping_add(ms)
+    })
 }
 
 /// The membership as an immutable snapshot, sorted by name.

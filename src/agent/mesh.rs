@@ -147,6 +147,8 @@ impl Mesh {
             join: JoinRetry::default(),
             leave_done: Vec::new(),
             published: (node_digest, node_len),
+            rtt_published: 0,
+            rtt_published_at: tokio::time::Instant::now(),
             seeds: Vec::new(),
             peak_live: 1,
             recontact_at: tokio::time::Instant::now() + driver::SEED_RECONTACT,
@@ -186,7 +188,8 @@ impl Mesh {
     }
 
     /// The current membership snapshot, this node included, sorted by name. Refreshed
-    /// whenever the membership changes (so a member's `rtt` is as of the last change).
+    /// whenever the membership changes, and every couple of seconds when round-trip
+    /// times moved.
     pub fn members(&self) -> Members {
         self.members.borrow().clone()
     }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::config::{MeshConfig, TlsSource};
 use crate::api::ApiToken;
 use crate::proto::{ConfigError, SwimConfig};
+use crate::routing::service::ServiceSpec;
 use crate::transport::{ClusterKey, Identity, IdentityError};
 use crate::wire::{Name, Tags};
 
@@ -138,6 +139,10 @@ pub struct AgentConfig {
     /// Commands and webhooks run on membership events (file only: no flag or variable).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookConfig>,
+    /// Services this host runs, with their health checks (file only: no flag or
+    /// variable; see [`crate::routing::service`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
 }
 
 impl Default for AgentConfig {
@@ -178,6 +183,8 @@ impl Default for AgentConfig {
             tags: BTreeMap::new(),
             // Alerting is the operator's choice of tools: none unless configured.
             hooks: Vec::new(),
+            // An agent is a membership agent first: it offers services only when told.
+            services: Vec::new(),
         }
     }
 }

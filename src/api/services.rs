@@ -109,11 +109,13 @@ pub(super) async fn list(State(state): State<ApiState>) -> Json<ServicesView> {
         services.insert(name.clone(), s);
     }
     for name in local.keys() {
-        services.entry(name.clone()).or_insert_with(|| ServiceSummary {
-            total: Counts::default(),
-            regions: BTreeMap::new(),
-            local: true,
-        });
+        services
+            .entry(name.clone())
+            .or_insert_with(|| ServiceSummary {
+                total: Counts::default(),
+                regions: BTreeMap::new(),
+                local: true,
+            });
     }
     Json(ServicesView {
         index: state.services.index(),
@@ -193,8 +195,8 @@ pub(super) async fn register(
             ));
         }
     }
-    let spec: ServiceSpec = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_body("body", e.to_string()))?;
+    let spec: ServiceSpec =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_body("body", e.to_string()))?;
     state
         .services
         .register(spec.clone())
@@ -237,12 +239,17 @@ pub(super) async fn undrain_one(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<ChangedAnswer>, ApiError> {
-    let services = state.services.undrain(Some(&name)).map_err(services_error)?;
+    let services = state
+        .services
+        .undrain(Some(&name))
+        .map_err(services_error)?;
     Ok(Json(ChangedAnswer { services }))
 }
 
 /// `PUT /v1/drain`: every local service.
-pub(super) async fn drain_all(State(state): State<ApiState>) -> Result<Json<ChangedAnswer>, ApiError> {
+pub(super) async fn drain_all(
+    State(state): State<ApiState>,
+) -> Result<Json<ChangedAnswer>, ApiError> {
     let services = state.services.drain(None).map_err(services_error)?;
     Ok(Json(ChangedAnswer { services }))
 }
@@ -293,7 +300,11 @@ pub(super) async fn route(
             format!("must be between 1 and {MAX_LIMIT}"),
         ));
     }
-    for (field, value) in [("region", &p.region), ("zone", &p.zone), ("only_region", &p.only_region)] {
+    for (field, value) in [
+        ("region", &p.region),
+        ("zone", &p.zone),
+        ("only_region", &p.only_region),
+    ] {
         if value.as_ref().is_some_and(|v| v.is_empty()) {
             return Err(ApiError::bad_query(field, "must not be empty"));
         }

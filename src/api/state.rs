@@ -42,10 +42,7 @@ fn view(state: &ApiState, name: &str) -> StateView {
     let maps = state.mesh.kv();
     StateView {
         node: name.to_owned(),
-        state: maps
-            .get(name)
-            .map(|m| (**m).clone())
-            .unwrap_or_default(),
+        state: maps.get(name).map(|m| (**m).clone()).unwrap_or_default(),
     }
 }
 
@@ -76,7 +73,11 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn write(state: &ApiState, key: String, value: Option<String>) -> Result<WriteAnswer, ApiError> {
+async fn write(
+    state: &ApiState,
+    key: String,
+    value: Option<String>,
+) -> Result<WriteAnswer, ApiError> {
     check_key(&key)?;
     let set = value.is_some();
     match state.control.set_kv(key.clone(), value).await {

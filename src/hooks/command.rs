@@ -71,7 +71,7 @@ pub(crate) async fn run(
     let reader = child
         .stderr
         .take()
-        .map(|pipe| tokio::spawn(read_bounded(pipe, stderr.clone())));
+        .map(|pipe| tokio::spawn(read_bounded(pipe, stderr.clone(), STDERR_KEPT)));
     let mut stdin = child.stdin.take();
     let outcome = tokio::time::timeout(timeout, async {
         if let Some(mut pipe) = stdin.take() {
@@ -121,8 +121,9 @@ fn abort(reader: Option<tokio::task::JoinHandle<()>>) {
     }
 }
 
-/// Kills the command's process group, then the command itself (reaping it).
-async fn kill_group(child: &mut tokio::process::Child) {
+/// Kills the command's process group, then the command itself (reaping it). Also used
+/// by exec health checks ([`crate::routing::check`]).
+pub(crate) async fn kill_group(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
         // No `libc` (unsafe is forbidden here): `kill(1)` signals the group by its
         // negative id. The group id is the command's pid (`process_group(0)`).
@@ -137,16 +138,21 @@ async fn kill_group(child: &mut tokio::process::Child) {
     let _ = child.kill().await;
 }
 
-/// Reads `pipe` to its end, keeping the first [`STDERR_KEPT`] bytes in `kept`. It keeps
-/// reading past that, so the command never blocks on a full pipe.
-async fn read_bounded(mut pipe: impl AsyncRead + Unpin, kept: Arc<Mutex<Vec<u8>>>) {
+/// Reads `pipe` to its end, keeping `kept` at most `limit` bytes long (a buffer shared
+/// by two pipes holds the first bytes of either). It keeps reading past that, so the
+/// command never blocks on a full pipe.
+pub(crate) async fn read_bounded(
+    mut pipe: impl AsyncRead + Unpin,
+    kept: Arc<Mutex<Vec<u8>>>,
+    limit: usize,
+) {
     let mut buf = [0u8; 1024];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
-                let room = STDERR_KEPT.saturating_sub(kept.len());
+                let room = limit.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
             }
         }

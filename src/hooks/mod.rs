@@ -34,7 +34,7 @@ use crate::agent::settings::{HookAction, HookConfig, SettingsError};
 use crate::api::journal::EventRecord;
 use crate::api::metrics::{Exposition, Kind, MetricsSource};
 
-mod command;
+pub(crate) mod command;
 mod error;
 mod queue;
 pub mod webhook;

@@ -1,7 +1,12 @@
-//! Webhook hooks: POST the event as JSON to an `http://` or `https://` URL with a
-//! minimal HTTP/1.1 client (one request per connection, `Connection: close`, redirects
-//! not followed). Success is a 2xx status line within the timeout; the body of the
-//! answer is not read.
+//! A minimal HTTP/1.1 client (one request per connection, `Connection: close`, redirects
+//! not followed), for two callers:
+//!
+//! - webhook hooks: POST the event as JSON to an `http://` or `https://` URL. Success is
+//!   a 2xx status line within the timeout; the body of the answer is not read.
+//! - HTTP health checks ([`crate::routing::check`]): GET a URL, keeping the status code
+//!   and the first bytes of the body (read until the `Content-Length`, the end of a
+//!   chunked body, the end of the connection, the caller's limit or the deadline,
+//!   whichever comes first; a chunked body is decoded).
 //!
 //! HTTPS uses rustls with the ring provider (never aws-lc: two providers in one process
 //! make rustls's default builders panic) and the Mozilla roots from `webpki-roots`; the
@@ -12,6 +17,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::hooks::error::HookError;
 
@@ -20,6 +26,10 @@ pub const USER_AGENT: &str = concat!("muster/", env!("CARGO_PKG_VERSION"));
 
 /// Longest status line read: real servers send a few dozen bytes.
 const MAX_STATUS_LINE: usize = 8192;
+
+/// Longest answer head (status line and headers) read when the body is wanted: real
+/// servers send a few hundred bytes; nginx's own default limit is 8 KiB per buffer.
+const MAX_HEAD: usize = 16 * 1024;
 
 /// A parsed webhook URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,17 +176,65 @@ pub(crate) async fn post(
     tls: Option<&TlsClient>,
     timeout: Duration,
 ) -> Result<(), HookError> {
-    tokio::time::timeout(timeout, post_now(url, headers, body, tls))
-        .await
-        .unwrap_or(Err(HookError::Timeout(timeout)))
+    let request = request(url, "POST", headers, Some(body));
+    let answer = send(url, &request, tls, timeout, 0).await?;
+    if (200..300).contains(&answer.status) {
+        Ok(())
+    } else {
+        Err(HookError::Status {
+            status: answer.status,
+        })
+    }
 }
 
-async fn post_now(
+/// The answer to a GET: its status code, whatever it is, and the start of its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The HTTP status code.
+    pub(crate) status: u16,
+    /// At most the caller's limit of body bytes (decoded if chunked).
+    pub(crate) body: Vec<u8>,
+}
+
+/// GETs `url` once, within `timeout`, keeping at most `body_limit` bytes of the body.
+/// Any status is an `Ok`; an error means no status line came. Once the status line is
+/// in, running out of time while reading the body keeps what came, not an error.
+pub(crate) async fn get(
     url: &WebhookUrl,
-    headers: &[(String, String)],
-    body: &[u8],
     tls: Option<&TlsClient>,
-) -> Result<(), HookError> {
+    timeout: Duration,
+    body_limit: usize,
+) -> Result<Answer, HookError> {
+    let request = request(url, "GET", &[], None);
+    send(url, &request, tls, timeout, body_limit).await
+}
+
+/// Sends `request` to `url` and reads the answer, within `timeout`; `body_limit` 0
+/// reads the status line only.
+async fn send(
+    url: &WebhookUrl,
+    request: &[u8],
+    tls: Option<&TlsClient>,
+    timeout: Duration,
+    body_limit: usize,
+) -> Result<Answer, HookError> {
+    let deadline = Instant::now() + timeout;
+    // The body read inside stops at the same deadline and keeps what came; `timeout_at`
+    // polls its future before its timer, so that partial answer wins the tie.
+    tokio::time::timeout_at(
+        deadline,
+        send_now(url, request, tls, Exchange::new(deadline, body_limit)),
+    )
+    .await
+    .unwrap_or(Err(HookError::Timeout(timeout)))
+}
+
+async fn send_now(
+    url: &WebhookUrl,
+    request: &[u8],
+    tls: Option<&TlsClient>,
+    exchange: Exchange,
+) -> Result<Answer, HookError> {
     let addr = format!("{}:{}", url.host, url.port);
     let tcp = TcpStream::connect((url.host.as_str(), url.port))
         .await
@@ -186,9 +244,8 @@ async fn post_now(
         })?;
     // Small writes, one request: do not wait for more data to coalesce.
     let _ = tcp.set_nodelay(true);
-    let request = request(url, headers, body);
     if !url.tls {
-        return exchange(tcp, &request).await;
+        return exchange.run(tcp, request).await;
     }
     // `validate` refuses https:// hooks without a client; none is a bug, said plainly.
     let Some(TlsClient(connector)) = tls else {
@@ -208,54 +265,181 @@ async fn post_now(
             host: url.host.clone(),
             source,
         })?;
-    exchange(stream, &request).await
+    exchange.run(stream, request).await
 }
 
-/// The request's bytes: head and body.
-fn request(url: &WebhookUrl, headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
+/// The request's bytes: head and body. A body is sent as JSON.
+fn request(
+    url: &WebhookUrl,
+    method: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
     let mut head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n",
         url.path,
         url.host_header(),
-        body.len()
     );
+    match body {
+        Some(body) => head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )),
+        None => head.push_str("Accept: */*\r\n"),
+    }
+    head.push_str("Connection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
+    bytes.extend_from_slice(body.unwrap_or_default());
     bytes
 }
 
-/// Sends `request` and reads the status line.
-async fn exchange(
-    mut stream: impl AsyncRead + AsyncWrite + Unpin,
-    request: &[u8],
-) -> Result<(), HookError> {
-    stream.write_all(request).await?;
-    stream.flush().await?;
-    let mut line = Vec::with_capacity(64);
-    let mut buf = [0u8; 512];
-    while !line.contains(&b'\n') {
-        if line.len() > MAX_STATUS_LINE {
-            return Err(HookError::Response("status line too long".into()));
+/// How much of an answer to read, and until when.
+struct Exchange {
+    /// When reading the body stops, keeping what came.
+    deadline: Instant,
+    /// Body bytes kept; 0 reads the status line only.
+    body_limit: usize,
+}
+
+impl Exchange {
+    fn new(deadline: Instant, body_limit: usize) -> Exchange {
+        Exchange {
+            deadline,
+            body_limit,
         }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Err(HookError::Response(
-                "connection closed before a status line".into(),
-            ));
+    }
+
+    /// Sends `request` and reads the status line, then (if a body is wanted) the rest of
+    /// the head and the start of the body.
+    async fn run(
+        self,
+        mut stream: impl AsyncRead + AsyncWrite + Unpin,
+        request: &[u8],
+    ) -> Result<Answer, HookError> {
+        stream.write_all(request).await?;
+        stream.flush().await?;
+        let mut head = Vec::with_capacity(256);
+        let mut buf = [0u8; 1024];
+        while !head.contains(&b'\n') {
+            if head.len() > MAX_STATUS_LINE {
+                return Err(HookError::Response("status line too long".into()));
+            }
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(HookError::Response(
+                    "connection closed before a status line".into(),
+                ));
+            }
+            head.extend_from_slice(&buf[..n]);
         }
-        line.extend_from_slice(&buf[..n]);
+        let status = parse_status(&head)?;
+        let mut answer = Answer {
+            status,
+            body: Vec::new(),
+        };
+        if self.body_limit == 0 {
+            return Ok(answer);
+        }
+        let end = loop {
+            if let Some(end) = head_end(&head) {
+                break end;
+            }
+            if head.len() > MAX_HEAD {
+                // Too much head to bother with: the status stands, without a body.
+                return Ok(answer);
+            }
+            match self.read(&mut stream, &mut buf).await {
+                Some(n) => head.extend_from_slice(&buf[..n]),
+                // The status is in: an answer cut short is still an answer.
+                None => return Ok(answer),
+            }
+        };
+        let mut body = head.split_off(end);
+        let (length, chunked) = framing(&head);
+        let want = length.map_or(self.body_limit, |n| n.min(self.body_limit));
+        while body.len() < want && !(chunked && body.ends_with(b"0\r\n\r\n")) {
+            match self.read(&mut stream, &mut buf).await {
+                Some(n) => body.extend_from_slice(&buf[..n]),
+                None => break,
+            }
+        }
+        body.truncate(want);
+        answer.body = if chunked { dechunk(&body) } else { body };
+        Ok(answer)
     }
-    let status = parse_status(&line)?;
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(HookError::Status { status })
+
+    /// One read before the deadline: `None` at the end of the stream, on an error or
+    /// when time is up.
+    async fn read(&self, stream: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> Option<usize> {
+        match tokio::time::timeout_at(self.deadline, stream.read(buf)).await {
+            Ok(Ok(n)) if n > 0 => Some(n),
+            _ => None,
+        }
     }
+}
+
+/// Where the body starts: after the first empty line (`\r\n\r\n`, or a bare `\n\n`
+/// from a sloppy server).
+fn head_end(head: &[u8]) -> Option<usize> {
+    head.iter().enumerate().find_map(|(i, b)| {
+        let rest = &head[i + 1..];
+        match b {
+            b'\n' if rest.starts_with(b"\n") => Some(i + 2),
+            b'\n' if rest.starts_with(b"\r\n") => Some(i + 3),
+            _ => None,
+        }
+    })
+}
+
+/// The `Content-Length` (if any) and whether the body is chunked, from the head.
+fn framing(head: &[u8]) -> (Option<usize>, bool) {
+    let text = String::from_utf8_lossy(head);
+    let mut length = None;
+    let mut chunked = false;
+    for line in text.lines().skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.parse().ok();
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    // A chunked body's length is in its chunks, whatever the head says.
+    (length.filter(|_| !chunked), chunked)
+}
+
+/// The data of a chunked body, as far as `raw` holds it (a cut-off last chunk keeps
+/// what is there; anything malformed ends the data).
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(line_end) = rest.iter().position(|b| *b == b'\n') {
+        let line = String::from_utf8_lossy(&rest[..line_end]);
+        let size = line.split(';').next().unwrap_or_default().trim();
+        let Ok(size) = usize::from_str_radix(size, 16) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        rest = &rest[line_end + 1..];
+        let take = size.min(rest.len());
+        data.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        // The CRLF after the chunk's data.
+        rest = rest
+            .strip_prefix(b"\r\n")
+            .or_else(|| rest.strip_prefix(b"\n"))
+            .unwrap_or(rest);
+    }
+    data
 }
 
 /// The status code of `HTTP/1.x NNN reason\r\n…`.
@@ -326,7 +510,12 @@ mod tests {
     #[test]
     fn the_request_carries_json_headers_and_the_body() {
         let url = WebhookUrl::parse("http://h:81/a").unwrap();
-        let bytes = request(&url, &[("X-Team".into(), "ops".into())], b"{\"a\":1}");
+        let bytes = request(
+            &url,
+            "POST",
+            &[("X-Team".into(), "ops".into())],
+            Some(b"{\"a\":1}"),
+        );
         let text = String::from_utf8(bytes).unwrap();
         assert!(
             text.starts_with("POST /a HTTP/1.1\r\nHost: h:81\r\n"),
@@ -392,5 +581,119 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, HookError::Tls { .. }), "{err}");
+    }
+
+    /// Serves each of `answers` to one connection, then holds that connection open, so
+    /// a client that waits for the end of the stream waits forever.
+    async fn serve_and_hold(answers: Vec<Vec<u8>>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            for answer in answers {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                s.write_all(&answer).await.unwrap();
+                held.push(s);
+            }
+            std::future::pending::<()>().await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_get_reads_a_sized_or_chunked_body_without_waiting_for_the_close() {
+        let addr = serve_and_hold(vec![
+            b"HTTP/1.1 500 Oops\r\nContent-Length: 5\r\n\r\nhello, and more".to_vec(),
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n"
+                .to_vec(),
+        ])
+        .await;
+        let url = WebhookUrl::parse(&format!("http://{addr}/health")).unwrap();
+        // The request's own timeout is far past the test's: reaching it is a failure.
+        let get = |limit| {
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                get(&url, None, Duration::from_secs(300), limit),
+            )
+        };
+        let answer = get(4096).await.expect("the Content-Length ends the body");
+        assert_eq!(
+            answer.unwrap(),
+            Answer {
+                status: 500,
+                body: b"hello".to_vec()
+            }
+        );
+        let answer = get(4096).await.expect("the last chunk ends the body");
+        assert_eq!(answer.unwrap().body, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn a_get_keeps_at_most_the_limit_and_what_came_before_the_deadline() {
+        let mut long = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 10_000));
+        let addr = serve_and_hold(vec![
+            long,
+            b"HTTP/1.1 429 Slow Down\r\n\r\npartial".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(),
+        ])
+        .await;
+        let url = WebhookUrl::parse(&format!("http://{addr}/")).unwrap();
+        let answer = get(&url, None, Duration::from_secs(20), 4096)
+            .await
+            .unwrap();
+        assert_eq!((answer.status, answer.body.len()), (200, 4096));
+        // No length and the connection held open: the deadline ends the body.
+        let t = Duration::from_millis(300);
+        let answer = get(&url, None, t, 4096).await.unwrap();
+        assert_eq!(
+            (answer.status, answer.body.as_slice()),
+            (429, &b"partial"[..])
+        );
+        // Cut off inside the head: the status still counts.
+        let answer = get(&url, None, t, 4096).await.unwrap();
+        assert_eq!((answer.status, answer.body.len()), (200, 0));
+    }
+
+    #[tokio::test]
+    async fn a_get_without_a_status_line_in_time_is_a_timeout() {
+        let addr = serve_and_hold(vec![Vec::new()]).await;
+        let url = WebhookUrl::parse(&format!("http://{addr}/")).unwrap();
+        let t = Duration::from_millis(200);
+        let err = get(&url, None, t, 4096).await.unwrap_err();
+        assert!(matches!(err, HookError::Timeout(_)), "{err}");
+    }
+
+    #[test]
+    fn heads_end_at_the_first_empty_line_and_chunks_decode() {
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody"), Some(25));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\nA: b\n\nbody"), Some(22));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n"),
+            (Some(12), false)
+        );
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n"),
+            (None, true)
+        );
+        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
+        assert_eq!(dechunk(b"3\r\nabc\r\n10\r\nde"), b"abcde");
+        assert_eq!(dechunk(b"zz\r\nabc"), b"");
+    }
+
+    #[test]
+    fn a_get_asks_for_anything_and_sends_no_body() {
+        let url = WebhookUrl::parse("http://h/health").unwrap();
+        let text = String::from_utf8(request(&url, "GET", &[], None)).unwrap();
+        assert!(
+            text.starts_with("GET /health HTTP/1.1\r\nHost: h\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Accept: */*\r\n"), "{text}");
+        assert!(!text.contains("Content-Length"), "{text}");
+        assert!(text.ends_with("Connection: close\r\n\r\n"), "{text}");
     }
 }

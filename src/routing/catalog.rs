@@ -133,17 +133,32 @@ mod tests {
         ];
         let kv: KvMaps = Arc::new(
             [
-                ("a".into(), state(&[(&record::key("web"), web.clone()), ("app/x", "1".into())])),
+                (
+                    "a".into(),
+                    state(&[(&record::key("web"), web.clone()), ("app/x", "1".into())]),
+                ),
                 ("b".into(), state(&[(&record::key("web"), web.clone())])),
-                ("c".into(), state(&[(&record::key("web"), web), (&record::key("db"), "garbage".into())])),
+                (
+                    "c".into(),
+                    state(&[
+                        (&record::key("web"), web),
+                        (&record::key("db"), "garbage".into()),
+                    ]),
+                ),
             ]
             .into_iter()
             .collect(),
         );
         let catalog = build(&members, &kv, &BTreeMap::new());
-        let nodes: Vec<&str> = catalog.services["web"].iter().map(|i| i.node.as_str()).collect();
+        let nodes: Vec<&str> = catalog.services["web"]
+            .iter()
+            .map(|i| i.node.as_str())
+            .collect();
         assert_eq!(nodes, vec!["a", "c"]);
-        assert!(!catalog.services.contains_key("db"), "an unreadable record is left out");
+        assert!(
+            !catalog.services.contains_key("db"),
+            "an unreadable record is left out"
+        );
         assert_eq!(catalog.rules["web"], FailoverRule::default());
         assert_eq!(catalog.region_rtt["eu"], Duration::from_millis(2));
         assert_eq!(catalog.region_rtt["us"], Duration::from_millis(41));

@@ -4,13 +4,23 @@
 //! | module | holds |
 //! |---|---|
 //! | [`rule`] | a service's failover rule: trigger, action, timeout, retry, failback |
+//! | [`service`] | a `[[services]]` entry: name, port, weight, tags, its health checks, its rule |
+//! | [`check`] | the health-check runner: http, tcp and exec checks, thresholds, per-service status |
+//! | [`record`] | how an instance travels: a JSON record in its member's replicated state |
+//! | [`catalog`] | the router's input, read off the membership and replicated state |
 //! | [`router`] | pure route answers from a catalog snapshot, failover rule states over time |
+//! | [`services`] | the agent's services at run time: checks, publishing, the debounced router |
 //!
 //! The types here are shared by the config (`[[services]]`), the health-check runner,
 //! the replicated service records and the route answers.
 
+pub mod catalog;
+pub mod check;
+pub mod record;
 pub mod router;
 pub mod rule;
+pub mod service;
+pub mod services;
 
 use serde::{Deserialize, Serialize};
 

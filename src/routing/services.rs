@@ -17,7 +17,7 @@ use crate::routing::catalog;
 use crate::routing::check::{HealthReport, HealthRunner, ServiceHealth};
 use crate::routing::record::{self, ServiceRecord};
 use crate::routing::router::{
-    Catalog, Caller, RouteAnswer, RouteError, RouteQuery, Router, RuleChange,
+    Caller, Catalog, RouteAnswer, RouteError, RouteQuery, Router, RuleChange,
 };
 use crate::routing::rule::FailoverRule;
 use crate::routing::service::ServiceSpec;
@@ -146,9 +146,8 @@ impl Services {
     pub fn register(&self, spec: ServiceSpec) -> Result<(), ServicesError> {
         spec.validate()
             .map_err(|(field, reason)| ServicesError::Invalid { field, reason })?;
-        if self.inner.runner.services().iter().any(|s| s.name == spec.name) {
-            self.inner.runner.remove(&spec.name);
-        }
+        // `add` replaces a service of the same name in place (identical checks keep
+        // running with their state).
         self.inner
             .runner
             .add(spec)
@@ -342,7 +341,10 @@ async fn publish(inner: Arc<Inner>) {
         let mut wanted: BTreeMap<String, String> = BTreeMap::new();
         for spec in inner.runner.services() {
             let status = published_status(&report, &spec.name, drained.contains(&spec.name));
-            wanted.insert(record::key(&spec.name), ServiceRecord::of(&spec, status).encode());
+            wanted.insert(
+                record::key(&spec.name),
+                ServiceRecord::of(&spec, status).encode(),
+            );
         }
         for (key, value) in &wanted {
             if published.get(key) != Some(value) {

@@ -91,6 +91,7 @@ impl AgentConfig {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| invalid("log_level", e.to_string()))?;
         super::hook::validate_hooks(&self.hooks)?;
+        crate::routing::service::validate_services(&self.services)?;
         Ok(())
     }
 
@@ -363,5 +364,79 @@ mod tests {
         std::fs::write(&cert, made.cert.pem()).unwrap();
         std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
         assert!(matches!(c.tls_source().unwrap(), TlsSource::Pki { .. }));
+    }
+
+    #[test]
+    fn services_parse_validate_and_round_trip_in_the_agent_config() {
+        use std::time::Duration;
+
+        use crate::routing::rule::FailoverRule;
+        use crate::routing::service::ServiceMode;
+        let text = r#"
+            dev = true
+            name = "a"
+            bind = "127.0.0.1:7000"
+
+            [[services]]
+            name = "web"
+            port = 8080
+            tags = { version = "2" }
+
+            [[services.checks]]
+            http = "http://127.0.0.1:8080/health"
+            interval = "1s"
+            timeout = "500ms"
+
+            [[services.checks]]
+            exec = ["/bin/check", "--quick"]
+
+            [services.failover]
+
+            [[services]]
+            name = "db"
+            port = 5432
+            weight = 3
+            mode = "primary"
+            priority = 1
+        "#;
+        let c = AgentConfig::from_toml(text, std::path::Path::new("a.toml")).unwrap();
+        c.validate().unwrap();
+        let [web, db] = [&c.services[0], &c.services[1]];
+        assert_eq!((web.name.as_str(), web.port, web.weight), ("web", 8080, 1));
+        assert_eq!(web.checks.len(), 2);
+        assert_eq!(web.checks[0].timeout, Duration::from_millis(500));
+        assert_eq!(web.checks[1].interval, Duration::from_secs(10));
+        assert_eq!(web.failover, Some(FailoverRule::default()));
+        assert_eq!(
+            (db.weight, db.mode, db.priority),
+            (3, ServiceMode::Primary, 1)
+        );
+        assert!(db.checks.is_empty() && db.failover.is_none());
+        let again = AgentConfig::from_toml(&c.to_toml(), std::path::Path::new("b.toml")).unwrap();
+        assert_eq!(again, c);
+        assert!(AgentConfig::default().to_toml().find("services").is_none());
+    }
+
+    #[test]
+    fn a_bad_service_is_named_by_its_entry_and_key() {
+        let text = "dev = true\n[[services]]\nname = \"web\"\nport = 80\n[[services.checks]]\ntcp = \"h:80\"\ntimout = \"1s\"\n";
+        let err = AgentConfig::from_toml(text, std::path::Path::new("a.toml")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 7") && text.contains("timout"), "{text}");
+        let mut web = crate::routing::service::ServiceSpec::new("web", 80);
+        web.checks
+            .push(crate::routing::service::CheckSpec::tcp("127.0.0.1:80"));
+        web.checks[0].timeout = std::time::Duration::from_secs(11);
+        let c = AgentConfig {
+            services: vec![crate::routing::service::ServiceSpec::new("db", 1), web],
+            ..dev()
+        };
+        match c.validate() {
+            Err(SettingsError::InvalidEntry { field, reason }) => {
+                assert_eq!(field, "services[1].checks[0].timeout");
+                assert!(reason.contains("at most the interval"), "{reason}");
+            }
+            other => panic!("expected the entry to be named, got {other:?}"),
+        }
     }
 }

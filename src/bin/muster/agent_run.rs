@@ -138,7 +138,17 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         .await
         .context("cannot start the mesh")?;
     let (leave_tx, mut leave_rx) = mpsc::channel::<LeaveRequest>(4);
-    let mut api_state = ApiState::new(&mesh).leave_via(leave_tx);
+    // Health checks and route answers: the services in the config, plus any the API
+    // registers later.
+    let services = muster::routing::services::Services::start(&mesh, &config.services)
+        .context("cannot start the services")?;
+    if !config.services.is_empty() {
+        tracing::info!(
+            services = config.services.len(),
+            "services and health checks running"
+        );
+    }
+    let mut api_state = ApiState::with_services(&mesh, services.clone()).leave_via(leave_tx);
     let token = config.api_token()?;
     if let Some(token) = token.clone() {
         api_state = api_state.with_token(token);
@@ -273,6 +283,7 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
             std::process::exit(EXIT_INTERRUPTED);
         }
     }
+    services.shutdown();
     // Event streams never end by themselves: end them so the server can drain.
     api_state.close_streams();
     // Receiver gone means the server already ended; its outcome is read below.

@@ -227,8 +227,17 @@ pub(crate) fn services(args: &ServicesArgs) -> ExitCode {
                         s["warning"].to_string(),
                         s["critical"].to_string(),
                         s["draining"].to_string(),
-                        if regions.is_empty() { "-".into() } else { regions },
-                        if s["local"] == Value::Bool(true) { "yes" } else { "no" }.into(),
+                        if regions.is_empty() {
+                            "-".into()
+                        } else {
+                            regions
+                        },
+                        if s["local"] == Value::Bool(true) {
+                            "yes"
+                        } else {
+                            "no"
+                        }
+                        .into(),
                     ]
                 })
                 .collect()
@@ -240,7 +249,16 @@ pub(crate) fn services(args: &ServicesArgs) -> ExitCode {
         print!(
             "{}",
             table(
-                &["SERVICE", "INSTANCES", "PASSING", "WARNING", "CRITICAL", "DRAINING", "REGIONS", "LOCAL"],
+                &[
+                    "SERVICE",
+                    "INSTANCES",
+                    "PASSING",
+                    "WARNING",
+                    "CRITICAL",
+                    "DRAINING",
+                    "REGIONS",
+                    "LOCAL"
+                ],
                 &rows,
                 None
             )
@@ -291,7 +309,9 @@ pub(crate) fn failover(args: &FailoverArgs) -> ExitCode {
             change(&args.api, "POST", &path, Some(body), say)
         }
         _ => {
-            eprintln!("muster: use `muster failover SERVICE --to REGION` or `muster failover reset SERVICE`");
+            eprintln!(
+                "muster: use `muster failover SERVICE --to REGION` or `muster failover reset SERVICE`"
+            );
             ExitCode::FAILURE
         }
     }
@@ -337,7 +357,11 @@ pub(crate) fn state(cmd: &StateCmd) -> ExitCode {
         StateCmd::Delete { api, key } => {
             let path = format!("/v1/self/state/{}", encode(key));
             change(api, "DELETE", &path, None, |v| {
-                format!("{} deleted (state version {})", text(&v["key"]), v["version"])
+                format!(
+                    "{} deleted (state version {})",
+                    text(&v["key"]),
+                    v["version"]
+                )
             })
         }
     }
