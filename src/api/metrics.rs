@@ -225,7 +225,7 @@ type PerKind = (
 );
 
 fn write_node(out: &mut Exposition, s: &Stats) {
-    let counters: [(&str, &str, u64); 14] = [
+    let counters: [(&str, &str, u64); 16] = [
         ("muster_probes_total", "Direct probes started.", s.probes),
         (
             "muster_probes_failed_total",
@@ -291,6 +291,16 @@ fn write_node(out: &mut Exposition, s: &Stats) {
             "muster_confirmation_checks_total",
             "Confirmation checks started on hearing a suspicion.",
             s.confirmation_checks,
+        ),
+        (
+            "muster_state_pulls_total",
+            "Replicated-state pulls sent after a peer or an update showed this agent behind.",
+            s.kv_pulls,
+        ),
+        (
+            "muster_state_epoch_bumps_total",
+            "Times this agent moved its own replicated state above a newer copy of it seen out there.",
+            s.kv_epoch_bumps,
         ),
     ];
     for (name, help, value) in counters {

@@ -113,6 +113,7 @@ impl ApiState {
     /// State over a running mesh and its services; starts its event journal.
     pub fn with_services(mesh: &Mesh, services: Services) -> ApiState {
         ApiState {
+            metrics: vec![Arc::new(services.clone()) as Arc<dyn MetricsSource>],
             services,
             mesh: mesh.view(),
             control: mesh.control(),
@@ -122,7 +123,6 @@ impl ApiState {
             token: None,
             leave_via: None,
             closing: Arc::new(watch::channel(false).0),
-            metrics: Vec::new(),
         }
     }
 

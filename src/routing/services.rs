@@ -78,6 +78,8 @@ struct Inner {
     home: Caller,
     /// Rule changes seen, newest last (bounded), for the API and logs.
     changes: Mutex<Vec<RuleChange>>,
+    /// Rule changes counted by service, for metrics.
+    change_counts: Mutex<BTreeMap<String, u64>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -133,6 +135,7 @@ impl Services {
             republish: Notify::new(),
             home,
             changes: Mutex::new(Vec::new()),
+            change_counts: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
         });
         let publisher = tokio::spawn(publish(inner.clone()));
@@ -306,7 +309,9 @@ impl Services {
 fn collect_changes(inner: &Inner) {
     let mut router = lock(&inner.router);
     let mut kept = lock(&inner.changes);
+    let mut counts = lock(&inner.change_counts);
     while let Some(c) = router.poll_change() {
+        *counts.entry(c.service.clone()).or_default() += 1;
         tracing::info!(
             service = %c.service,
             region = %c.region,
@@ -429,5 +434,83 @@ async fn feed_router(inner: Arc<Inner>) {
                 () = tokio::time::sleep(DEBOUNCE_QUIET.min(left)) => break,
             }
         }
+    }
+}
+
+impl crate::api::metrics::MetricsSource for Services {
+    fn write_metrics(&self, out: &mut crate::api::metrics::Exposition) {
+        use crate::api::metrics::Kind;
+        let catalog = self.catalog();
+        out.family(
+            "muster_service_instances",
+            Kind::Gauge,
+            "Service instances on live members as this agent's router sees them, by service, region and status.",
+        );
+        for (service, instances) in &catalog.services {
+            let mut counts: BTreeMap<(&str, HealthStatus), u64> = BTreeMap::new();
+            for i in instances {
+                *counts.entry((i.region.as_str(), i.status)).or_default() += 1;
+            }
+            for ((region, status), n) in counts {
+                out.sample(
+                    "muster_service_instances",
+                    &[
+                        ("service", service),
+                        ("region", region),
+                        ("status", status.as_str()),
+                    ],
+                    n as f64,
+                );
+            }
+        }
+        out.family(
+            "muster_service_local_status",
+            Kind::Gauge,
+            "This agent's own service instances: 1 for the status it publishes.",
+        );
+        for (name, local) in self.local() {
+            out.sample(
+                "muster_service_local_status",
+                &[("service", &name), ("status", local.status.as_str())],
+                1.0,
+            );
+        }
+        out.family(
+            "muster_failover_state",
+            Kind::Gauge,
+            "The failover rule state for this agent's region: 1 for the state in force, by service.",
+        );
+        let home = self.inner.home.clone();
+        for service in catalog.services.keys() {
+            let now = self.inner.view.now();
+            let answer =
+                lock(&self.inner.router).route(now, service, &home, &RouteQuery::default());
+            if let Ok(a) = answer {
+                out.sample(
+                    "muster_failover_state",
+                    &[("service", service), ("state", a.rule.state.as_str())],
+                    1.0,
+                );
+            }
+        }
+        self.collect_changes();
+        out.family(
+            "muster_failover_changes_total",
+            Kind::Counter,
+            "Failover rule state changes this agent's router made, by service.",
+        );
+        for (service, n) in lock(&self.inner.change_counts).iter() {
+            out.sample(
+                "muster_failover_changes_total",
+                &[("service", service)],
+                *n as f64,
+            );
+        }
+        out.single(
+            "muster_route_catalog_index",
+            Kind::Gauge,
+            "Generation of the catalog route answers come from (moves once per burst of changes).",
+            self.index() as f64,
+        );
     }
 }
