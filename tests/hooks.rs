@@ -313,6 +313,9 @@ fn record(seq: u64, member: &str) -> Arc<EventRecord> {
     Arc::new(EventRecord {
         seq,
         keys: None,
+        service: None,
+        primary: None,
+        previous: None,
         event: EventKind::MemberFailed,
         node: "a".into(),
         time_ms: 1,

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// A change to a service this agent does not run itself.
     #[error("this agent runs no service named {0:?}")]
     NotLocalService(String),
+    /// What was asked for does not exist right now (a service with no primary).
+    #[error("{0}")]
+    Unavailable(String),
     /// The agent refuses the change in its current state (e.g. force-leave of a live
     /// member, anything after it has left).
     #[error("{0}")]
@@ -91,7 +94,7 @@ impl ApiError {
             | ApiError::NotLocalService(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::JoinTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Stopped | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }

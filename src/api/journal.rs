@@ -19,6 +19,7 @@ use crate::agent::{Mesh, MeshView};
 use crate::api::availability::{Availability, AvailabilityView};
 use crate::api::view::{MemberView, Status};
 use crate::proto::{Event, MemberInfo};
+use crate::routing::services::PrimaryChange;
 
 /// Events kept for resuming clients.
 pub const HISTORY: usize = 4096;
@@ -46,11 +47,15 @@ pub enum EventKind {
     MemberReaped,
     /// Keys of the member's replicated state changed (the record lists them).
     StateChanged,
+    /// A `primary`-mode service's primary changed, as this agent computes it (the record
+    /// names the service, the new primary and the previous one; `member` is the new
+    /// primary's record, or the previous one's when no instance holds the role).
+    PrimaryChanged,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::MemberJoined,
         EventKind::MemberUpdated,
         EventKind::MemberSuspected,
@@ -59,6 +64,7 @@ impl EventKind {
         EventKind::MemberLeft,
         EventKind::MemberReaped,
         EventKind::StateChanged,
+        EventKind::PrimaryChanged,
     ];
 
     /// The kind's name, e.g. `member-failed`.
@@ -72,6 +78,7 @@ impl EventKind {
             EventKind::MemberLeft => "member-left",
             EventKind::MemberReaped => "member-reaped",
             EventKind::StateChanged => "state-changed",
+            EventKind::PrimaryChanged => "primary-changed",
         }
     }
 
@@ -125,6 +132,15 @@ pub struct EventRecord {
     /// For `state-changed`: the keys whose value changed (set, changed or deleted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<String>>,
+    /// For `primary-changed`: the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// For `primary-changed`: the node holding the role now (absent: none does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// For `primary-changed`: the node that held it before (absent: none did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
 }
 
 /// Where a resuming client starts.
@@ -267,6 +283,9 @@ impl Journal {
             time_ms: wall_clock_ms(),
             member,
             keys,
+            service: None,
+            primary: None,
+            previous: None,
         });
         shared.next_seq += 1;
         *shared.counts.entry(kind.as_str()).or_default() += 1;
@@ -275,6 +294,58 @@ impl Journal {
         }
         shared.history.push_back(record.clone());
         // Under the lock, so `resume` sees each record in the backlog or live, never both.
+        let _ = self.live.send(record);
+    }
+
+    /// Also records the primary changes `changes` delivers (from the agent's services),
+    /// until that channel closes.
+    pub fn follow_primaries(&self, mut changes: broadcast::Receiver<PrimaryChange>) {
+        let journal = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(change) => journal.record_primary(&change),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "event journal missed primary changes")
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// Numbers, keeps and offers one primary change.
+    fn record_primary(&self, change: &PrimaryChange) {
+        let now = self.mesh.now();
+        let members = self.mesh.members();
+        let subject = change.primary.as_ref().or(change.previous.as_ref());
+        let Some(member) = subject
+            .and_then(|n| members.binary_search_by(|m| m.name.as_str().cmp(n)).ok())
+            .map(|i| MemberView::new(&members[i], now))
+        else {
+            return;
+        };
+        let mut shared = self.lock();
+        let record = Arc::new(EventRecord {
+            seq: shared.next_seq,
+            event: EventKind::PrimaryChanged,
+            node: self.mesh.name().to_string(),
+            time_ms: wall_clock_ms(),
+            member,
+            keys: None,
+            service: Some(change.service.clone()),
+            primary: change.primary.clone(),
+            previous: change.previous.clone(),
+        });
+        shared.next_seq += 1;
+        *shared
+            .counts
+            .entry(EventKind::PrimaryChanged.as_str())
+            .or_default() += 1;
+        if shared.history.len() == HISTORY {
+            shared.history.pop_front();
+        }
+        shared.history.push_back(record.clone());
         let _ = self.live.send(record);
     }
 

@@ -41,6 +41,7 @@
 //! | `GET /v1/services`, `GET /v1/services/{name}` | the service catalog |
 //! | `PUT`/`DELETE /v1/services/{name}` | registers / removes a local service |
 //! | `PUT`/`DELETE /v1/services/{name}/drain`, `/v1/drain` | drains local services / ends it |
+//! | `GET /v1/services/{name}/primary` | the primary of a `primary`-mode service |
 //! | `GET /v1/route/{service}` | healthy instances, best first, with the failover rule in force |
 //! | `POST`/`DELETE /v1/failover/{service}` | forces a region / resets |
 //! | `GET /metrics` | Prometheus text format |
@@ -112,12 +113,14 @@ impl ApiState {
 
     /// State over a running mesh and its services; starts its event journal.
     pub fn with_services(mesh: &Mesh, services: Services) -> ApiState {
+        let journal = Journal::start(mesh);
+        journal.follow_primaries(services.subscribe_primaries());
         ApiState {
+            journal,
             metrics: vec![Arc::new(services.clone()) as Arc<dyn MetricsSource>],
             services,
             mesh: mesh.view(),
             control: mesh.control(),
-            journal: Journal::start(mesh),
             leaving: Arc::new(AtomicBool::new(false)),
             expects_peers: Arc::new(AtomicBool::new(false)),
             token: None,
@@ -219,6 +222,7 @@ pub fn router(state: ApiState) -> Router {
                 .put(services::register)
                 .delete(services::deregister),
         )
+        .route("/v1/services/{name}/primary", get(services::primary))
         .route(
             "/v1/services/{name}/drain",
             put(services::drain_one).delete(services::undrain_one),

@@ -8,6 +8,7 @@
 //! | `DELETE /v1/services/{name}` | removes a local service |
 //! | `PUT`/`DELETE /v1/services/{name}/drain` | drains one local service / ends it |
 //! | `PUT`/`DELETE /v1/drain` | drains every local service / ends it |
+//! | `GET /v1/services/{name}/primary` | the primary of a `primary`-mode service (404 unknown, 409 not primary mode, 503 none eligible) |
 //! | `GET /v1/route/{service}` | healthy instances, best first (`region`, `zone`, `key`, `limit`, `warning`, `only_region`) |
 //! | `POST /v1/failover/{service}` | `{"to": REGION}`: forces traffic there until reset |
 //! | `DELETE /v1/failover/{service}` | ends a forced failover or a manual-failback wait |
@@ -23,7 +24,7 @@ use crate::api::mutate::JsonBody;
 use crate::api::{ApiError, ApiState};
 use crate::routing::router::{Caller, InstanceView, RouteAnswer, RouteError, RouteQuery, RuleView};
 use crate::routing::service::ServiceSpec;
-use crate::routing::services::{LocalService, ServicesError};
+use crate::routing::services::{LocalService, PrimaryError, PrimaryView, ServicesError};
 
 /// Most instances a route answer may be asked for.
 pub const MAX_LIMIT: usize = 1000;
@@ -162,6 +163,22 @@ pub(super) async fn detail(
         rule,
         local,
     }))
+}
+
+/// `GET /v1/services/{name}/primary`.
+pub(super) async fn primary(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<PrimaryView>, ApiError> {
+    state
+        .services
+        .primary(&name)
+        .map(Json)
+        .map_err(|e| match e {
+            PrimaryError::UnknownService(n) => ApiError::UnknownService(n),
+            e @ PrimaryError::NotPrimaryMode(_) => ApiError::Conflict(e.to_string()),
+            e @ PrimaryError::NoPrimary(_) => ApiError::Unavailable(e.to_string()),
+        })
 }
 
 /// `PUT /v1/services/{name}` answer.

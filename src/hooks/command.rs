@@ -27,7 +27,7 @@ const STDERR_GRACE: Duration = Duration::from_millis(100);
 /// The environment a command hook gets, on top of the agent's.
 pub fn environment(record: &EventRecord) -> Vec<(&'static str, String)> {
     let m = &record.member;
-    vec![
+    let mut env = vec![
         ("MUSTER_EVENT", record.event.as_str().to_owned()),
         ("MUSTER_SEQ", record.seq.to_string()),
         ("MUSTER_NODE", record.node.clone()),
@@ -38,7 +38,27 @@ pub fn environment(record: &EventRecord) -> Vec<(&'static str, String)> {
         ("MUSTER_MEMBER_REGION", m.region.clone()),
         ("MUSTER_MEMBER_ZONE", m.zone.clone()),
         ("MUSTER_MEMBER_INCARNATION", m.incarnation.to_string()),
-    ]
+    ];
+    // `primary-changed`: which service, and who holds the role now and held it before
+    // (empty when nobody does / did), so a hook can promote the new primary.
+    if let Some(service) = &record.service {
+        env.push(("MUSTER_SERVICE", service.clone()));
+        env.push(("MUSTER_PRIMARY", record.primary.clone().unwrap_or_default()));
+        env.push((
+            "MUSTER_PREVIOUS",
+            record.previous.clone().unwrap_or_default(),
+        ));
+        let is_me = record.primary.as_deref() == Some(record.node.as_str());
+        env.push((
+            "MUSTER_IS_PRIMARY",
+            if is_me { "1" } else { "0" }.to_owned(),
+        ));
+    }
+    // `state-changed`: the keys, comma-separated.
+    if let Some(keys) = &record.keys {
+        env.push(("MUSTER_KEYS", keys.join(",")));
+    }
+    env
 }
 
 /// Runs `argv` once for `record` (`json` is its serialized form), within `timeout`.

@@ -276,6 +276,9 @@ pub(crate) mod tests {
         EventRecord {
             seq,
             keys: None,
+            service: None,
+            primary: None,
+            previous: None,
             event: EventKind::MemberFailed,
             node: "a".into(),
             time_ms: 1_700_000_000_000,

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use crate::agent::KvMaps;
 use crate::proto::MemberInfo;
+use crate::routing::primary::{Candidate, Election};
 use crate::routing::record::{self, ServiceRecord};
 use crate::routing::router::{Catalog, Instance};
 use crate::routing::rule::FailoverRule;
+use crate::routing::service::ServiceMode;
 
 /// Builds the catalog from a membership snapshot (sorted by name) and the replicated
 /// state. `local_rules` (this agent's own config) win over rules carried by instances;
@@ -56,6 +58,59 @@ pub fn build(
     }
     catalog.region_rtt = region_rtt(members);
     catalog
+}
+
+/// The primary-role elections: one per service whose instances are in `primary` mode
+/// (the mode and failback setting of its first live instance by node name), with every
+/// instance on a live member as a candidate, and the highest claim left in the records
+/// of members that are not live.
+pub fn elections(members: &[MemberInfo], kv: &KvMaps) -> BTreeMap<String, Election> {
+    let mut out: BTreeMap<String, Election> = BTreeMap::new();
+    let mut balanced: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut retired: BTreeMap<String, u64> = BTreeMap::new();
+    for m in members {
+        let Some(map) = kv.get(&m.name) else {
+            continue;
+        };
+        for (key, entry) in map.entries.range(record::KEY_PREFIX.to_owned()..) {
+            let Some(service) = record::service_of(key) else {
+                break;
+            };
+            let Some(rec) = ServiceRecord::decode(&entry.value) else {
+                continue;
+            };
+            if !m.state.is_live() {
+                let r = retired.entry(service.to_owned()).or_default();
+                *r = (*r).max(rec.claim);
+                continue;
+            }
+            if balanced.contains(service) {
+                continue;
+            }
+            if !out.contains_key(service) && rec.mode != ServiceMode::Primary {
+                balanced.insert(service.to_owned());
+                continue;
+            }
+            let election = out.entry(service.to_owned()).or_insert_with(|| Election {
+                failback: rec.failback,
+                candidates: Vec::new(),
+                retired_claim: 0,
+            });
+            election.candidates.push(Candidate {
+                node: m.name.to_string(),
+                member: m.state,
+                status: rec.status,
+                priority: rec.priority,
+                claim: rec.claim,
+            });
+        }
+    }
+    for (service, claim) in retired {
+        if let Some(e) = out.get_mut(&service) {
+            e.retired_claim = claim;
+        }
+    }
+    out
 }
 
 /// Median measured round-trip time to the live members of each region (regions with no

@@ -8,6 +8,7 @@
 //! | [`check`] | the health-check runner: http, tcp and exec checks, thresholds, per-service status |
 //! | [`record`] | how an instance travels: a JSON record in its member's replicated state |
 //! | [`catalog`] | the router's input, read off the membership and replicated state |
+//! | [`primary`] | primary roles: one passing instance per `primary`-mode service, elected the same way everywhere |
 //! | [`router`] | pure route answers from a catalog snapshot, failover rule states over time |
 //! | [`services`] | the agent's services at run time: checks, publishing, the debounced router |
 //!
@@ -16,6 +17,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod primary;
 pub mod record;
 pub mod router;
 pub mod rule;

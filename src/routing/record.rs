@@ -43,13 +43,30 @@ pub struct ServiceRecord {
     /// How traffic spreads over the instances.
     #[serde(default)]
     pub mode: ServiceMode,
-    /// Rank in `primary` mode.
+    /// Rank in `primary` mode (highest first).
     #[serde(default)]
     pub priority: u32,
+    /// In `primary` mode: whether a recovered higher-priority instance takes the role back.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub failback: bool,
+    /// In `primary` mode without failback: the term of this instance's claim to the
+    /// role (0: none). The passing claimant with the highest term is the primary.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub claim: u64,
     /// The failover rule its agent declares (agents that run no instance of the service
     /// route by the rule its instances carry).
     #[serde(default)]
     pub failover: FailoverRule,
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ServiceRecord {
@@ -62,6 +79,8 @@ impl ServiceRecord {
             tags: spec.tags.clone(),
             mode: spec.mode,
             priority: spec.priority,
+            failback: spec.failback,
+            claim: 0,
             failover: spec.failover.clone().unwrap_or_default(),
         }
     }

@@ -7,8 +7,9 @@
 //! name = "web"                 # [A-Za-z0-9_-], 1 to 63 bytes: it becomes a DNS label
 //! port = 8080
 //! weight = 1                   # share of traffic, 1 to 1000
-//! mode = "balanced"            # or "primary" (with `priority`); reserved, not acted on yet
-//! priority = 0                 # only with mode = "primary"
+//! mode = "balanced"            # or "primary": one instance, elected, holds the primary role
+//! priority = 0                 # only with mode = "primary": the highest passing one is primary
+//! failback = true              # only with mode = "primary": a recovered higher-priority instance takes the role back
 //! tags = { version = "2" }     # bounded like a member's tags
 //!
 //! [[services.checks]]
@@ -78,15 +79,16 @@ pub const DEFAULT_FAILURE_THRESHOLD: u32 = 2;
 /// beyond that a status change is too late to matter and the number is likely a typo.
 pub const MAX_THRESHOLD: u32 = 100;
 
-/// How traffic spreads over the instances of a service. Parsed and checked now; route
-/// answers do not act on it yet.
+/// How the instances of a service share its work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceMode {
     /// Every healthy instance takes traffic, in proportion to its weight.
     #[default]
     Balanced,
-    /// The healthy instance with the lowest `priority` takes all traffic.
+    /// One passing instance holds the primary role, elected the same way by every agent
+    /// (see [`crate::routing::primary`]); route answers still list every healthy
+    /// instance, and `GET /v1/services/{name}/primary` names the primary.
     Primary,
 }
 
@@ -104,9 +106,15 @@ pub struct ServiceSpec {
     /// How traffic spreads over instances (reserved: not acted on yet).
     #[serde(default)]
     pub mode: ServiceMode,
-    /// Rank in `primary` mode, lowest first; must stay 0 in `balanced` mode.
+    /// Rank in `primary` mode: the passing instance with the highest priority is the
+    /// primary (ties by node name); must stay 0 in `balanced` mode.
     #[serde(default)]
     pub priority: u32,
+    /// In `primary` mode: whether a recovered instance of higher priority takes the role
+    /// back from the one that replaced it (`true`), or the replacement keeps it while it
+    /// passes (`false`). Must stay `true` in `balanced` mode.
+    #[serde(default = "default_failback")]
+    pub failback: bool,
     /// Labels of this instance, bounded like a member's tags (after the plain keys:
     /// TOML writes tables after them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -194,6 +202,7 @@ impl ServiceSpec {
             weight: DEFAULT_WEIGHT,
             mode: ServiceMode::Balanced,
             priority: 0,
+            failback: true,
             tags: BTreeMap::new(),
             checks: Vec::new(),
             failover: None,
@@ -219,6 +228,12 @@ impl ServiceSpec {
                 "only used with mode = \"primary\"; drop it or set the mode".into(),
             );
         }
+        if self.mode == ServiceMode::Balanced && !self.failback {
+            return err(
+                "failback",
+                "only used with mode = \"primary\"; drop it or set the mode".into(),
+            );
+        }
         if let Err(e) = Tags::from_pairs(self.tags.clone()) {
             return err("tags", e.to_string());
         }
@@ -233,6 +248,10 @@ impl ServiceSpec {
         }
         Ok(())
     }
+}
+
+fn default_failback() -> bool {
+    true
 }
 
 /// Checks a service name: `[A-Za-z0-9_-]`, 1 to [`MAX_SERVICE_NAME_LEN`] bytes.

@@ -8,13 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::agent::{AgentError, Mesh, MeshControl, MeshView};
 use crate::routing::HealthStatus;
 use crate::routing::catalog;
 use crate::routing::check::{HealthReport, HealthRunner, ServiceHealth};
+use crate::routing::primary::Election;
 use crate::routing::record::{self, ServiceRecord};
 use crate::routing::router::{
     Caller, Catalog, RouteAnswer, RouteError, RouteQuery, Router, RuleChange,
@@ -27,6 +29,11 @@ pub const DEBOUNCE_QUIET: Duration = Duration::from_millis(100);
 /// ...or this long after its first change, whichever comes first: a steady trickle of
 /// changes still reaches route answers twice a second.
 pub const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
+
+/// How long this agent's instance must have been primary before the agent publishes a
+/// claim to the role (services without failback): long enough for a freshly started
+/// agent to have pulled everyone's records, so it never claims on a partial view.
+pub const CLAIM_SETTLE: Duration = Duration::from_secs(2);
 
 /// Longest wait between two looks at the rules' clocks when no deadline is due.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -80,7 +87,65 @@ struct Inner {
     changes: Mutex<Vec<RuleChange>>,
     /// Rule changes counted by service, for metrics.
     change_counts: Mutex<BTreeMap<String, u64>>,
+    /// Primary-role elections as of the last catalog update.
+    primaries: Mutex<Primaries>,
+    /// Claims this agent publishes for its primary-mode services, by service.
+    claims: Mutex<BTreeMap<String, u64>>,
+    /// Primary changes, for the journal (events and hooks).
+    primary_events: broadcast::Sender<PrimaryChange>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A change of a `primary`-mode service's primary, as this agent computes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrimaryChange {
+    /// The service.
+    pub service: String,
+    /// The node holding the role now (`None`: no instance is eligible).
+    pub primary: Option<String>,
+    /// The node that held it before.
+    pub previous: Option<String>,
+}
+
+/// A service's primary as `GET /v1/services/{name}/primary` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrimaryView {
+    /// The service.
+    pub service: String,
+    /// The primary instance.
+    pub primary: crate::routing::router::InstanceView,
+    /// Its priority.
+    pub priority: u32,
+    /// Its claim term (0 with failback, where no claims are made).
+    pub claim: u64,
+    /// Whether a recovered higher-priority instance takes the role back.
+    pub failback: bool,
+    /// How long it has held the role as this agent saw it, in milliseconds.
+    pub since_ms: u64,
+}
+
+/// Why a service has no primary to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrimaryError {
+    /// No live member runs the service.
+    #[error("no service named {0:?}")]
+    UnknownService(String),
+    /// The service is not in `primary` mode.
+    #[error("service {0:?} is not in primary mode")]
+    NotPrimaryMode(String),
+    /// No instance is eligible (none is passing on a live member).
+    #[error("service {0:?} has no primary: no instance is passing")]
+    NoPrimary(String),
+}
+
+/// Primary changes buffered per subscriber.
+const PRIMARY_EVENTS: usize = 256;
+
+/// The current primary of each `primary`-mode service, with when this agent first saw it.
+#[derive(Debug, Default)]
+struct Primaries {
+    elections: BTreeMap<String, Election>,
+    current: BTreeMap<String, (Option<String>, crate::proto::Time)>,
 }
 
 /// Rule changes kept for `GET /v1/services` readers.
@@ -136,6 +201,9 @@ impl Services {
             home,
             changes: Mutex::new(Vec::new()),
             change_counts: Mutex::new(BTreeMap::new()),
+            primaries: Mutex::new(Primaries::default()),
+            claims: Mutex::new(BTreeMap::new()),
+            primary_events: broadcast::channel(PRIMARY_EVENTS).0,
             tasks: Mutex::new(Vec::new()),
         });
         let publisher = tokio::spawn(publish(inner.clone()));
@@ -287,6 +355,39 @@ impl Services {
         lock(&self.inner.changes).clone()
     }
 
+    /// Primary changes from now on (for the event journal).
+    pub fn subscribe_primaries(&self) -> broadcast::Receiver<PrimaryChange> {
+        self.inner.primary_events.subscribe()
+    }
+
+    /// The primary of `service`, as of the last catalog update.
+    pub fn primary(&self, service: &str) -> Result<PrimaryView, PrimaryError> {
+        let catalog = self.catalog();
+        let Some(instances) = catalog.services.get(service) else {
+            return Err(PrimaryError::UnknownService(service.to_owned()));
+        };
+        let primaries = lock(&self.inner.primaries);
+        let Some(election) = primaries.elections.get(service) else {
+            return Err(PrimaryError::NotPrimaryMode(service.to_owned()));
+        };
+        let (holder, instance) = election
+            .primary()
+            .and_then(|p| instances.iter().find(|i| i.node == p.node).map(|i| (p, i)))
+            .ok_or_else(|| PrimaryError::NoPrimary(service.to_owned()))?;
+        let since = primaries
+            .current
+            .get(service)
+            .map_or(crate::proto::Time::ZERO, |(_, t)| *t);
+        Ok(PrimaryView {
+            service: service.to_owned(),
+            primary: instance.into(),
+            priority: holder.priority,
+            claim: holder.claim,
+            failback: election.failback,
+            since_ms: self.inner.view.now().saturating_since(since).as_millis() as u64,
+        })
+    }
+
     /// The health of the local services, as the checks report it.
     pub fn health(&self) -> HealthReport {
         self.inner.runner.report()
@@ -343,13 +444,13 @@ async fn publish(inner: Arc<Inner>) {
     loop {
         let report = health.borrow_and_update().clone();
         let drained = lock(&inner.drained).clone();
+        let claims = lock(&inner.claims).clone();
         let mut wanted: BTreeMap<String, String> = BTreeMap::new();
         for spec in inner.runner.services() {
             let status = published_status(&report, &spec.name, drained.contains(&spec.name));
-            wanted.insert(
-                record::key(&spec.name),
-                ServiceRecord::of(&spec, status).encode(),
-            );
+            let mut rec = ServiceRecord::of(&spec, status);
+            rec.claim = claims.get(&spec.name).copied().unwrap_or(0);
+            wanted.insert(record::key(&spec.name), rec.encode());
         }
         for (key, value) in &wanted {
             if published.get(key) != Some(value) {
@@ -383,6 +484,67 @@ async fn publish(inner: Arc<Inner>) {
     }
 }
 
+/// Takes new elections: reports every primary that changed, and adjusts the claims this
+/// agent publishes for its own instances (without failback, the primary holds a claim).
+fn elect(inner: &Inner, elections: BTreeMap<String, Election>) {
+    let now = inner.view.now();
+    let me = inner.home.key.as_str();
+    let mut changes = Vec::new();
+    {
+        let mut primaries = lock(&inner.primaries);
+        for (service, election) in &elections {
+            let node = election.primary().map(|p| p.node.clone());
+            let previous = primaries.current.get(service).map(|(n, _)| n.clone());
+            if previous.as_ref() != Some(&node) {
+                if previous.is_some() || node.is_some() {
+                    changes.push(PrimaryChange {
+                        service: service.clone(),
+                        primary: node.clone(),
+                        previous: previous.flatten(),
+                    });
+                }
+                primaries.current.insert(service.clone(), (node, now));
+            }
+        }
+        primaries.current.retain(|s, _| elections.contains_key(s));
+        primaries.elections = elections;
+    }
+    for c in changes {
+        tracing::info!(
+            service = %c.service,
+            primary = c.primary.as_deref().unwrap_or("none"),
+            previous = c.previous.as_deref().unwrap_or("none"),
+            "primary changed"
+        );
+        let _ = inner.primary_events.send(c);
+    }
+    // Claims for this agent's own primary-mode instances: only once it has been
+    // primary for CLAIM_SETTLE (a claim already made is kept while it stands).
+    let held = lock(&inner.claims).clone();
+    let wanted: BTreeMap<String, u64> = {
+        let primaries = lock(&inner.primaries);
+        inner
+            .runner
+            .services()
+            .into_iter()
+            .filter_map(|s| {
+                let claim = primaries.elections.get(&s.name)?.claim_for(me);
+                let settled = primaries.current.get(&s.name).is_some_and(|(node, since)| {
+                    node.as_deref() == Some(me) && now.saturating_since(*since) >= CLAIM_SETTLE
+                });
+                (claim > 0 && (settled || held.get(&s.name) == Some(&claim)))
+                    .then_some((s.name, claim))
+            })
+            .collect()
+    };
+    let mut claims = lock(&inner.claims);
+    if *claims != wanted {
+        tracing::debug!(?wanted, "primary claims changed");
+        *claims = wanted;
+        inner.republish.notify_one();
+    }
+}
+
 /// The local services' own failover rules (they win over rules instances carry).
 fn local_rules(inner: &Inner) -> BTreeMap<String, FailoverRule> {
     inner
@@ -399,13 +561,14 @@ async fn feed_router(inner: Arc<Inner>) {
     let mut members = inner.view.watch();
     let mut kv = inner.view.watch_kv();
     loop {
-        let catalog = catalog::build(
-            &members.borrow_and_update().clone(),
-            &kv.borrow_and_update().clone(),
-            &local_rules(&inner),
+        let (m, k) = (
+            members.borrow_and_update().clone(),
+            kv.borrow_and_update().clone(),
         );
+        let catalog = catalog::build(&m, &k, &local_rules(&inner));
         lock(&inner.router).update(inner.view.now(), catalog);
         collect_changes(&inner);
+        elect(&inner, catalog::elections(&m, &k));
         // Wait for the next change, ticking the rules at their deadlines meanwhile.
         loop {
             let now = inner.view.now();
@@ -418,6 +581,9 @@ async fn feed_router(inner: Arc<Inner>) {
                 () = tokio::time::sleep(wait) => {
                     lock(&inner.router).tick(inner.view.now());
                     collect_changes(&inner);
+                    // A claim waits for its settle time, which passes without a change.
+                    let elections = catalog::elections(&members.borrow(), &kv.borrow());
+                    elect(&inner, elections);
                 }
             }
         }

@@ -32,6 +32,9 @@ pub(crate) struct RouteArgs {
     /// Count `warning` instances as healthy.
     #[arg(long)]
     pub(crate) warning: bool,
+    /// Only the primary of a `primary`-mode service.
+    #[arg(long, conflicts_with_all = ["region", "zone", "only_region", "limit", "warning"])]
+    pub(crate) primary: bool,
 }
 
 /// `muster services` flags.
@@ -123,8 +126,47 @@ fn instance_rows(instances: &Value) -> Vec<Vec<String>> {
 
 const INSTANCE_HEADER: [&str; 6] = ["NODE", "ENDPOINT", "REGION", "ZONE", "STATUS", "WEIGHT"];
 
+/// `muster route SERVICE --primary`.
+fn primary(args: &RouteArgs) -> ExitCode {
+    let path = format!("/v1/services/{}/primary", encode(&args.service));
+    let answer = match fetch(args.api.api_addr, &path) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    // 503 (no instance eligible) comes back as a body with an error.
+    if let Some(error) = answer["error"].as_str() {
+        eprintln!("muster: {error}");
+        return ExitCode::FAILURE;
+    }
+    if args.api.json {
+        print_json(&answer);
+        return ExitCode::SUCCESS;
+    }
+    let p = &answer["primary"];
+    println!(
+        "{} primary: {} at {}:{} ({}/{}) · priority {} · held {:.1} s{}",
+        text(&answer["service"]),
+        text(&p["node"]),
+        text(&p["address"]),
+        p["port"],
+        text(&p["region"]),
+        text(&p["zone"]),
+        answer["priority"],
+        answer["since_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        if answer["failback"] == Value::Bool(false) {
+            format!(" · claim term {}", answer["claim"])
+        } else {
+            String::new()
+        }
+    );
+    ExitCode::SUCCESS
+}
+
 /// `muster route SERVICE`.
 pub(crate) fn route(args: &RouteArgs) -> ExitCode {
+    if args.primary {
+        return primary(args);
+    }
     let mut query: Vec<String> = Vec::new();
     for (k, v) in [
         ("region", &args.region),
