@@ -44,7 +44,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 /// The [`ApiError`] for a rejected JSON body, naming the field serde blamed.
-fn body_error(rejection: &JsonRejection) -> ApiError {
+pub(super) fn body_error(rejection: &JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::NotJson,
         _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(MAX_BODY),

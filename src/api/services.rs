@@ -20,7 +20,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 
-use crate::api::mutate::JsonBody;
+use crate::api::mutate::{JsonBody, body_error};
 use crate::api::{ApiError, ApiState};
 use crate::routing::router::{Caller, InstanceView, RouteAnswer, RouteError, RouteQuery, RuleView};
 use crate::routing::service::ServiceSpec;
@@ -212,8 +212,20 @@ pub(super) async fn register(
             ));
         }
     }
-    let spec: ServiceSpec =
-        serde_json::from_value(body).map_err(|e| ApiError::bad_body("body", e.to_string()))?;
+    // Through axum's JSON reader again, so a value of the wrong type names its field
+    // (`checks[0].interval`) as every other JSON body's error does.
+    let bytes = serde_json::to_vec(&body).expect("a JSON value serializes");
+    let Json(spec) = Json::<ServiceSpec>::from_bytes(&bytes).map_err(|e| match body_error(&e) {
+        // A position would point into the re-encoded body, not the one sent.
+        ApiError::BadBody { field, reason } => {
+            let reason = match reason.rsplit_once(" at line ") {
+                Some((r, at)) if at.contains(" column ") => r.to_owned(),
+                _ => reason,
+            };
+            ApiError::bad_body(field, reason)
+        }
+        other => other,
+    })?;
     state
         .services
         .register(spec.clone())
@@ -305,11 +317,23 @@ pub(super) async fn route(
 ) -> Result<Json<RouteAnswer>, ApiError> {
     let Query(p) = query.map_err(|e| {
         let text = e.body_text();
+        // "Failed to deserialize query string: limit: invalid digit ...": the path before
+        // the reason names the parameter (an unknown one too, whose reason lists the
+        // known ones); without one, a known name in the text does.
+        let detail = text
+            .split_once("query string: ")
+            .map_or(text.as_str(), |(_, d)| d);
+        if let Some((field, reason)) = detail.split_once(": ")
+            && !field.is_empty()
+            && !field.contains(' ')
+        {
+            return ApiError::bad_query(field, reason);
+        }
         let field = ["region", "zone", "key", "limit", "warning", "only_region"]
             .into_iter()
-            .find(|f| text.contains(f))
+            .find(|f| detail.contains(&format!("`{f}`")))
             .unwrap_or("query");
-        ApiError::bad_query(field, text)
+        ApiError::bad_query(field, detail)
     })?;
     if p.limit == Some(0) || p.limit.is_some_and(|l| l > MAX_LIMIT) {
         return Err(ApiError::bad_query(

@@ -8,10 +8,13 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::agent::{AgentError, MemberKv};
+use crate::api::mutate::MAX_BODY;
 use crate::api::{ApiError, ApiState};
 use crate::proto::{CommandError, KvError};
 use crate::routing::record::RESERVED_PREFIX;
@@ -101,12 +104,17 @@ async fn write(
     Ok(WriteAnswer { key, set, version })
 }
 
-/// `PUT /v1/self/state/{key}`: the body is the value.
+/// `PUT /v1/self/state/{key}`: the body is the value (413 past the API's body limit).
 pub(super) async fn put(
     State(state): State<ApiState>,
     Path(key): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WriteAnswer>, ApiError> {
+    // Axum's own rejection is plain text; every answer of the API is JSON.
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(MAX_BODY),
+        _ => ApiError::bad_body("value", e.body_text()),
+    })?;
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_body("value", "the value must be UTF-8 text"))?;
     write(&state, key, Some(value)).await.map(Json)
