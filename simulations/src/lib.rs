@@ -14,6 +14,7 @@
 //! | [`world`] | the next-event loop, nodes and faults |
 //! | [`network`] | placement, latency, loss, partitions, wire-cost model |
 //! | [`observe`] | detection times, false alarms, event-trace hash |
+//! | [`primaries`] | primary roles: each node's election, agreement and kill figures |
 //! | [`report`] | the JSON report and its summary |
 //! | [`chart`] | SVG charts |
 //! | [`duration`] | `500ms` / `2s` parsing |
@@ -23,6 +24,7 @@ pub mod chart;
 pub mod duration;
 pub mod network;
 pub mod observe;
+pub mod primaries;
 pub mod report;
 pub mod scenario;
 pub mod sim_rng;

@@ -148,6 +148,27 @@ pub struct Report {
     /// The replicated-state workload, if the scenario has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<StateAgreement>,
+    /// Primary roles, if the scenario has a `[primaries]` section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primaries: Option<PrimaryFigures>,
+}
+
+/// How primary roles fared: how long each service went without an agreed primary after
+/// its primary was killed, and how long running nodes disagreed outside partitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrimaryFigures {
+    /// Every kill.
+    pub kills: Vec<crate::primaries::PrimaryKill>,
+    /// Across kills: kill → every running node names the same live primary.
+    pub agreed_after: Spread,
+    /// Kills after which the nodes never agreed by the end.
+    pub never_agreed: usize,
+    /// Total time two running nodes named different primaries outside partitions, ms.
+    pub disagreement_ms: f64,
+    /// Longest such stretch, ms.
+    pub longest_disagreement_ms: f64,
+    /// Checks made (one per service per check interval).
+    pub checks: u64,
 }
 
 /// Whether every running node holds every other running node's replicated state as
@@ -268,6 +289,27 @@ impl Report {
             messages_by_kind: messages_by_kind(w),
             peak_rss_bytes: muster::process_stats::peak_rss_bytes(),
             trace_hash: format!("{:016x}", obs.trace_hash()),
+            primaries: w.scenario().primaries.as_ref().map(|_| {
+                let watch = w.primary_watch();
+                PrimaryFigures {
+                    agreed_after: Spread::of(
+                        watch
+                            .kills
+                            .iter()
+                            .filter_map(|k| k.agreed_after_ms)
+                            .collect(),
+                    ),
+                    never_agreed: watch
+                        .kills
+                        .iter()
+                        .filter(|k| k.agreed_after_ms.is_none())
+                        .count(),
+                    disagreement_ms: ms(watch.disagreement),
+                    longest_disagreement_ms: ms(watch.longest_disagreement),
+                    checks: watch.checks,
+                    kills: watch.kills.clone(),
+                }
+            }),
             state: w.scenario().state.as_ref().map(|_| {
                 let (disagreements, pairs) = w.state_disagreements();
                 StateAgreement {
@@ -361,6 +403,20 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  join              {j:.0} ms until every node saw every other"
+            );
+        }
+        if let Some(p) = &self.primaries {
+            let _ = writeln!(
+                out,
+                "  primary kills     {} · new primary agreed by every node {} · never {}",
+                p.kills.len(),
+                spread(&p.agreed_after),
+                p.never_agreed
+            );
+            let _ = writeln!(
+                out,
+                "  disagreement      {:.0} ms in all outside partitions (longest {:.0} ms, {} checks)",
+                p.disagreement_ms, p.longest_disagreement_ms, p.checks
             );
         }
         if let Some(st) = &self.state {

@@ -64,6 +64,27 @@ pub struct Scenario {
     /// Writes to the nodes' replicated key-value state, if any.
     #[serde(default)]
     pub state: Option<StateSpec>,
+    /// `primary`-mode services every node runs, if any (see `kill-primary`).
+    #[serde(default)]
+    pub primaries: Option<PrimarySpec>,
+}
+
+/// Services in `primary` mode on every node, and how often the nodes' views of their
+/// primaries are compared. The services fail back (the default): claims, which services
+/// without failback use, are made by the agent's service runtime, which the simulator
+/// does not run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrimarySpec {
+    /// How many services (`svc-0`, `svc-1`, ...), each with its own priority order.
+    pub services: usize,
+    /// How often every running node's answer is checked.
+    #[serde(default = "default_primary_check", with = "serde_str")]
+    pub check: Duration,
+}
+
+fn default_primary_check() -> Duration {
+    Duration::from_millis(100)
 }
 
 /// A workload on the replicated key-value state: random running nodes write (or delete)
@@ -338,6 +359,9 @@ pub enum FaultAction {
     /// From `at`, restart the selected nodes one after another, `interval` apart, each down
     /// for `downtime`.
     RollingRestart,
+    /// From `at` until `until`, every `interval`: crash the primary of the next service
+    /// (round robin, as the first running node sees it) and restart it `downtime` later.
+    KillPrimary,
 }
 
 /// One scheduled fault.
@@ -405,6 +429,32 @@ impl Scenario {
         if !(0.0..=1.0).contains(&self.network.loss) {
             bail!("network.loss must be between 0 and 1");
         }
+        if let Some(p) = &self.primaries
+            && (p.services == 0 || p.check.is_zero())
+        {
+            bail!("primaries.services and primaries.check must be above 0");
+        }
+        let kills = self
+            .faults
+            .iter()
+            .any(|f| matches!(f.action, FaultAction::KillPrimary));
+        if kills && self.primaries.is_none() {
+            bail!("a kill-primary fault needs a [primaries] section");
+        }
+        if let Some(st) = &self.state {
+            if !(st.writes_per_sec.is_finite() && st.writes_per_sec > 0.0) {
+                bail!("state.writes_per_sec must be a number above 0");
+            }
+            if !(0.0..=1.0).contains(&st.delete_share) {
+                bail!("state.delete_share must be between 0 and 1");
+            }
+            if st.keys == 0 || st.value_len == 0 {
+                bail!("state.keys and state.value_len must be at least 1");
+            }
+            if st.until < st.from {
+                bail!("state.until must not be before state.from");
+            }
+        }
         let region_known = |name: &str| self.network.regions.iter().any(|r| r.name == name);
         for l in &self.network.links {
             if !region_known(&l.from) || !region_known(&l.to) {
@@ -441,6 +491,10 @@ impl Scenario {
                     needs(f.rate.is_some() && f.until.is_some(), "rate and until")?
                 }
                 FaultAction::RegionOutage => needs(f.regions.is_some(), "regions")?,
+                FaultAction::KillPrimary => needs(
+                    f.interval.is_some_and(|i| !i.is_zero()) && f.until.is_some(),
+                    "interval and until",
+                )?,
                 _ => {}
             }
         }

@@ -91,6 +91,11 @@ enum Action {
     Sample,
     ConvergeCheck,
     StateWrite,
+    PrimaryCheck,
+    KillPrimary {
+        fault: usize,
+        round: usize,
+    },
 }
 
 struct Scheduled {
@@ -154,6 +159,12 @@ pub struct World {
     heal_grace: Duration,
     /// Writes made by the state workload.
     state_writes: u64,
+    /// Primary-role agreement, with a `[primaries]` section.
+    primary_watch: crate::primaries::PrimaryWatch,
+    primary_cache: crate::primaries::RecordCache,
+    /// Until when a partition is in force or just healed (alarms and disagreements
+    /// across it are expected).
+    split_until: Time,
 }
 
 /// Address of node `i`: inside 127.0.0.0/8, purely an identifier (nothing is sent).
@@ -191,6 +202,9 @@ impl World {
             steps: 0,
             heal_grace,
             state_writes: 0,
+            primary_watch: Default::default(),
+            primary_cache: Default::default(),
+            split_until: Time::ZERO,
             scenario,
         };
         for i in 0..nodes {
@@ -215,6 +229,9 @@ impl World {
             w.schedule(Time::from_duration(f.at), Action::Fault(k));
             let end_of = match f.action {
                 FaultAction::Churn => f.until.unwrap_or(f.at),
+                FaultAction::KillPrimary => {
+                    f.until.unwrap_or(f.at) + f.downtime.unwrap_or(DEFAULT_DOWNTIME)
+                }
                 FaultAction::RollingRestart => {
                     let count = w.select(f).len() as u32;
                     f.at + f.interval.unwrap_or(Duration::from_secs(10)) * count.saturating_sub(1)
@@ -228,6 +245,9 @@ impl World {
             let end_of = st.until;
             w.schedule(Time::from_duration(st.from), Action::StateWrite);
             w.last_fault = w.last_fault.max(Time::from_duration(end_of));
+        }
+        if let Some(p) = &w.scenario.primaries {
+            w.schedule(Time::ZERO + p.check, Action::PrimaryCheck);
         }
         w.schedule(Time::ZERO, Action::Sample);
         w.schedule(Time::ZERO + CONVERGE_CHECK, Action::ConvergeCheck);
@@ -281,7 +301,21 @@ impl World {
             // Virtual time: a restart always starts a later epoch than the run before.
             kv_epoch: self.now.as_nanos() / 1_000 + 1,
         };
-        let node = Node::new(options, self.now).with_context(|| format!("starting node {i}"))?;
+        let mut node =
+            Node::new(options, self.now).with_context(|| format!("starting node {i}"))?;
+        if let Some(p) = &self.scenario.primaries {
+            for k in 0..p.services {
+                let (key, value) = crate::primaries::record_of(i, k, self.base_nodes);
+                node.handle_command(
+                    self.now,
+                    Command::SetKv {
+                        key,
+                        value: Some(value),
+                    },
+                )
+                .context("publishing a service record")?;
+            }
+        }
         let n = &mut self.nodes[i];
         n.node = Some(node);
         n.life = Life::Up;
@@ -431,6 +465,8 @@ impl World {
             }
             Action::ConvergeCheck => self.converge_check(),
             Action::StateWrite => self.state_write(),
+            Action::PrimaryCheck => self.primary_check(),
+            Action::KillPrimary { fault, round } => self.kill_primary(fault, round),
         }
         Ok(())
     }
@@ -663,8 +699,15 @@ impl World {
                     self.after_step(i, None);
                 }
             }
-            FaultAction::Partition => self.net.partition(&targets, f.direction),
-            FaultAction::Heal => self.net.heal(self.now),
+            FaultAction::Partition => {
+                self.split_until = Time::from_nanos(u64::MAX);
+                self.net.partition(&targets, f.direction)
+            }
+            FaultAction::Heal => {
+                self.split_until = self.now + self.heal_grace;
+                self.net.heal(self.now)
+            }
+            FaultAction::KillPrimary => self.kill_primary(k, 0),
             FaultAction::Loss => self.net.loss = f.loss.unwrap_or(0.0),
             FaultAction::Slow => {
                 for i in targets {
@@ -735,14 +778,91 @@ impl World {
                 fill.to_string().repeat(len)
             });
             let now = self.now;
-            if let Some(node) = self.nodes[i].node.as_mut() {
-                let _ = node.handle_command(now, Command::SetKv { key, value });
+            if let Some(node) = self.nodes[i].node.as_mut()
+                && node
+                    .handle_command(now, Command::SetKv { key, value })
+                    .is_ok()
+            {
                 self.state_writes += 1;
             }
             self.after_step(i, None);
         }
         let gap = -(1.0 - sim_rng::unit(&mut self.rng)).ln() / spec.writes_per_sec;
         self.schedule(self.now + Duration::from_secs_f64(gap), Action::StateWrite);
+    }
+
+    /// Every check interval: each running node's primary of each service, compared.
+    fn primary_check(&mut self) {
+        let Some(p) = self.scenario.primaries.clone() else {
+            return;
+        };
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].life == Life::Up)
+            .collect();
+        let split = self.now < self.split_until;
+        for k in 0..p.services {
+            let service = crate::primaries::service_name(k);
+            // A node that has not joined yet (it knows fewer than half the running
+            // nodes) elects from what little it knows: its answer is not counted.
+            let views: Vec<Option<String>> = up
+                .iter()
+                .filter_map(|&i| self.nodes[i].node.as_ref())
+                .filter(|n| 2 * n.members().live_count() >= up.len())
+                .map(|n| crate::primaries::elect(n, &service, &mut self.primary_cache))
+                .collect();
+            let by_name = &self.by_name;
+            let nodes = &self.nodes;
+            let alive = |name: &str| {
+                by_name
+                    .get(name)
+                    .is_some_and(|&i| nodes[i].life == Life::Up)
+            };
+            self.primary_watch
+                .check(&service, &views, alive, split, self.now, p.check);
+        }
+        self.schedule(self.now + p.check, Action::PrimaryCheck);
+    }
+
+    /// Crashes the primary of service `round % services` (as the first running node sees
+    /// it), restarts it after the fault's downtime, and schedules the next round.
+    fn kill_primary(&mut self, fault: usize, round: usize) {
+        let (Some(p), f) = (
+            self.scenario.primaries.clone(),
+            self.scenario.faults[fault].clone(),
+        ) else {
+            return;
+        };
+        let until = Time::from_duration(f.until.unwrap_or(f.at));
+        if self.now > until {
+            return;
+        }
+        let service = crate::primaries::service_name(round % p.services);
+        let viewer = (0..self.nodes.len()).find(|&i| self.nodes[i].life == Life::Up);
+        let victim = viewer
+            .and_then(|i| self.nodes[i].node.as_ref())
+            .and_then(|n| crate::primaries::elect(n, &service, &mut self.primary_cache))
+            .and_then(|name| self.by_name.get(name.as_str()).copied())
+            .filter(|&i| self.nodes[i].life == Life::Up);
+        if let Some(i) = victim {
+            let name = self.nodes[i].name.to_string();
+            self.primary_watch.killed(&service, &name, self.now);
+            self.crash(i);
+            let downtime = f.downtime.unwrap_or(DEFAULT_DOWNTIME);
+            self.schedule(self.now + downtime, Action::Restart { node: i });
+        }
+        let interval = f.interval.unwrap_or(Duration::from_secs(10));
+        self.schedule(
+            self.now + interval,
+            Action::KillPrimary {
+                fault,
+                round: round + 1,
+            },
+        );
+    }
+
+    /// What the primary watch saw.
+    pub fn primary_watch(&self) -> &crate::primaries::PrimaryWatch {
+        &self.primary_watch
     }
 
     /// Pairs (holder, owner) of running nodes where the holder's copy of the owner's

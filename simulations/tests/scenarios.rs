@@ -240,3 +240,29 @@ fn after_partitions_loss_and_restarts_every_live_node_holds_every_live_nodes_sta
         assert!(epochs.len() > 1, "seed {seed}: no restart changed an epoch");
     }
 }
+
+#[test]
+fn killed_primaries_are_replaced_and_every_node_agrees_on_the_new_one() {
+    let seed = 3;
+    let mut s = scenario("primary-kill");
+    s.duration = std::time::Duration::from_secs(200);
+    s.faults[0].until = Some(std::time::Duration::from_secs(160));
+    let (_, r) = run(s, 30, seed);
+    let p = r.primaries.expect("the scenario has primaries");
+    assert!(
+        p.kills.len() >= 6,
+        "seed {seed}: only {} kills",
+        p.kills.len()
+    );
+    assert_eq!(
+        p.never_agreed, 0,
+        "seed {seed}: after some kills the nodes never agreed on a new primary: {:?}",
+        p.kills
+    );
+    // Agreement follows failure detection (seconds), never the push-pull period.
+    let worst = p.agreed_after.max.expect("some kills were agreed on");
+    assert!(
+        worst < 15_000.0,
+        "seed {seed}: a kill took {worst} ms to agree on"
+    );
+}

@@ -255,6 +255,8 @@ impl Journal {
     fn record(&self, event: &Event) {
         let now = self.mesh.now();
         let (kind, member, keys) = match event {
+            // Only the map's version moved: no value changed, nothing to tell.
+            Event::KvChanged { keys, .. } if keys.is_empty() => return,
             Event::KvChanged { node, keys } => {
                 // The member's record as of the latest snapshot (a state change does
                 // not change it); a member already forgotten has nothing to report.

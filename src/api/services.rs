@@ -35,6 +35,7 @@ fn services_error(e: ServicesError) -> ApiError {
         ServicesError::NotLocal(n) => ApiError::NotLocalService(n),
         ServicesError::Route(e) => route_error(e),
         ServicesError::Agent(e) => ApiError::Conflict(e.to_string()),
+        ServicesError::Settings(e) => ApiError::bad_body("body", e.to_string()),
     }
 }
 
@@ -391,8 +392,9 @@ pub struct FailoverRequest {
 pub struct FailoverAnswer {
     /// The service.
     pub service: String,
-    /// The rule now in force for this agent's region.
-    pub rule: RuleView,
+    /// The rule now in force for this agent's region (absent when no live member runs
+    /// the service any more).
+    pub rule: Option<RuleView>,
 }
 
 fn rule_now(state: &ApiState, service: &str) -> Result<RuleView, ApiError> {
@@ -416,7 +418,7 @@ pub(super) async fn force(
         .services
         .force(&service, &body.to)
         .map_err(services_error)?;
-    let rule = rule_now(&state, &service)?;
+    let rule = Some(rule_now(&state, &service)?);
     Ok(Json(FailoverAnswer { service, rule }))
 }
 
@@ -426,6 +428,7 @@ pub(super) async fn reset(
     Path(service): Path<String>,
 ) -> Result<Json<FailoverAnswer>, ApiError> {
     state.services.reset(&service).map_err(services_error)?;
-    let rule = rule_now(&state, &service)?;
+    // The reset is done even if the service's last instance has just gone.
+    let rule = rule_now(&state, &service).ok();
     Ok(Json(FailoverAnswer { service, rule }))
 }

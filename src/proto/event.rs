@@ -55,7 +55,9 @@ pub enum Event {
         /// The seeds tried.
         seeds: Vec<SocketAddr>,
     },
-    /// Keys of a member's replicated map changed (set, changed or deleted) here.
+    /// A member's replicated map changed here: `keys` lists the keys whose value changed
+    /// (set, changed or deleted); it is empty when only the map's version or epoch moved
+    /// (a deletion marker for a key never seen, a new empty epoch).
     KvChanged {
         /// The member whose map changed (maybe this node).
         node: Name,

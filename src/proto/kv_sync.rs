@@ -16,7 +16,9 @@ use crate::proto::event::{CommandError, Event};
 use crate::proto::kv::{self, KvMap, MAX_DELETION_MARKERS};
 use crate::proto::node::Node;
 use crate::proto::time::Time;
-use crate::wire::{KvChange, KvSummary, MAX_KV_KEY_LEN, Message, MessageKind, Name};
+use crate::wire::{
+    KvChange, KvSummary, MAX_KV_KEY_LEN, MAX_KV_MAP_LEN, Message, MessageKind, Name,
+};
 
 /// A value longer than this travels as a [`KvChange::Large`] notice plus a pull: half a
 /// datagram, so an update still rides along with probes and other updates.
@@ -26,6 +28,14 @@ const INLINE_VALUE_LEN: usize = 512;
 /// it exists waits for the answer instead of sending another pull; an answer that still
 /// falls short pulls again at once. Longer, and the pull counts as lost.
 const PULL_PENDING: Duration = Duration::from_secs(1);
+
+/// A gap in the versions gossip brought of a member's map (a write that overtook an
+/// earlier one, or one lost) that lasts this long makes the node pull the map from its
+/// owner, instead of waiting for the next push-pull.
+const GAP_GRACE: Duration = Duration::from_secs(1);
+
+/// Versions seen past a gap that are remembered; more and the gap is pulled at once.
+const MAX_GAP_VERSIONS: usize = 64;
 
 /// Most bytes of maps in one push; the rest comes on a later exchange.
 const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
@@ -54,12 +64,83 @@ pub enum KvError {
     },
 }
 
+/// Which versions of one member's map gossip has brought: every version up to
+/// `contiguous` is accounted for, `above` are versions seen past a gap, open since
+/// `since`. Each write takes the next version, so a version missing for long is a write
+/// this node lost (or one its owner overwrote before it spread).
+#[derive(Debug, Default)]
+struct Versions {
+    epoch: u64,
+    contiguous: u64,
+    above: std::collections::BTreeSet<u64>,
+    since: Option<Time>,
+}
+
+impl Versions {
+    /// Notes version `v` of the map at `epoch`.
+    fn note(&mut self, epoch: u64, v: u64, now: Time) {
+        if epoch != self.epoch {
+            *self = Versions {
+                epoch,
+                contiguous: epoch,
+                ..Versions::default()
+            };
+        }
+        if v <= self.contiguous {
+            return;
+        }
+        if v == self.contiguous + 1 {
+            self.contiguous = v;
+            while self.above.remove(&(self.contiguous + 1)) {
+                self.contiguous += 1;
+            }
+        } else {
+            self.above.insert(v);
+        }
+        self.since = if self.above.is_empty() {
+            None
+        } else {
+            self.since.or(Some(now))
+        };
+    }
+
+    /// Everything up to `v` is now held (a whole map was merged).
+    fn covered(&mut self, epoch: u64, v: u64) {
+        if epoch != self.epoch {
+            *self = Versions {
+                epoch,
+                contiguous: v,
+                ..Versions::default()
+            };
+            return;
+        }
+        self.contiguous = self.contiguous.max(v);
+        self.above.retain(|&x| x > v);
+        while self.above.remove(&(self.contiguous + 1)) {
+            self.contiguous += 1;
+        }
+        if self.above.is_empty() {
+            self.since = None;
+        }
+    }
+
+    /// Whether the gap has lasted past [`GAP_GRACE`] (or grown too wide to wait).
+    fn overdue(&self, now: Time) -> bool {
+        self.above.len() > MAX_GAP_VERSIONS
+            || self
+                .since
+                .is_some_and(|at| now.saturating_since(at) >= GAP_GRACE)
+    }
+}
+
 /// Replicated maps held by a node, its own included, with pull bookkeeping.
 #[derive(Debug, Default)]
 pub(super) struct KvStore {
     pub(super) maps: HashMap<Name, KvMap>,
     /// Pulls awaiting an answer: when sent, and the highest version known to exist.
     pending: HashMap<Name, (Time, u64)>,
+    /// Versions gossip brought of each member's map, for finding lost writes.
+    versions: HashMap<Name, Versions>,
     /// The epoch this node's own map starts at (a clock reading from the driver).
     pub(super) epoch_base: u64,
 }
@@ -199,16 +280,18 @@ impl Node {
         self.enqueue_kv(&msg);
     }
 
-    /// A gossiped write of some member's map.
-    pub(super) fn on_kv_update(
-        &mut self,
-        now: Time,
-        node: Name,
-        epoch: u64,
-        version: u64,
-        key: String,
-        change: KvChange,
-    ) {
+    /// A gossiped write of some member's map (`update` is a [`Message::KvUpdate`]).
+    pub(super) fn on_kv_update(&mut self, now: Time, from: SocketAddr, update: Message) {
+        let Message::KvUpdate {
+            node,
+            epoch,
+            version,
+            key,
+            change,
+        } = update
+        else {
+            return;
+        };
         if node == self.me {
             let seen = KvSummary {
                 epoch,
@@ -217,13 +300,21 @@ impl Node {
             };
             return self.check_own_kv(&seen);
         }
-        let Some(owner) = self.members.get(&node).map(|m| m.addr()) else {
+        let Some(owner) = self.members.get(&node).map(|m| (m.addr(), m.state())) else {
             return;
         };
+        // The owner holds its whole map; a failed owner cannot answer, the relay can.
+        let source = if owner.1.is_live() { owner.0 } else { from };
+        let awaited = self
+            .kv
+            .pending
+            .get(&node)
+            .is_some_and(|(at, v)| now.saturating_since(*at) < PULL_PENDING && *v >= version);
         let map = self.kv.maps.entry(node.clone()).or_default();
         if epoch < map.epoch() {
             return;
         }
+        let before = map.summary();
         let mut changed = Vec::new();
         let mut pull = false;
         let mut fresh = false;
@@ -236,6 +327,11 @@ impl Node {
         }
         match &change {
             KvChange::Set(v) => {
+                if map.bytes_after(&key, Some(v)) > MAX_KV_MAP_LEN {
+                    // Past what any owner may publish: a broken or hostile sender.
+                    self.stats.malformed_dropped += 1;
+                    return;
+                }
                 if map.apply(&key, version, Some(v.clone())) {
                     fresh = true;
                     if !changed.contains(&key) {
@@ -253,15 +349,26 @@ impl Node {
                 }
             }
             KvChange::Large => {
-                if map.version_of(&key) < version {
+                // News only the first time: while the pull for it is out, copies of the
+                // same notice are not gossiped on again.
+                if map.version_of(&key) < version && !awaited {
                     pull = true;
                     fresh = true;
                 }
             }
             KvChange::Epoch => {}
         }
+        let moved = map.summary() != before;
+        let map_epoch = map.epoch();
+        if !matches!(change, KvChange::Epoch) {
+            self.kv
+                .versions
+                .entry(node.clone())
+                .or_default()
+                .note(map_epoch, version, now);
+        }
         if pull {
-            self.pull_kv(now, owner, vec![(node.clone(), version)]);
+            self.pull_kv(now, source, vec![(node.clone(), version)]);
         }
         if fresh {
             let msg = Message::KvUpdate {
@@ -273,7 +380,9 @@ impl Node {
             };
             self.enqueue_kv(&msg);
         }
-        if !changed.is_empty() {
+        // A new deletion marker or epoch changes no value, but the map's version: readers
+        // of the snapshot are told too (with no keys).
+        if !changed.is_empty() || moved {
             self.events.push_back(Event::KvChanged {
                 node,
                 keys: changed,
@@ -360,6 +469,12 @@ impl Node {
             let map = self.kv.maps.entry(record.node.clone()).or_default();
             let keys = map.merge(&record);
             let have = map.version();
+            let epoch = map.epoch();
+            self.kv
+                .versions
+                .entry(record.node.clone())
+                .or_default()
+                .covered(epoch, have);
             let owner = self.members.get(&record.node).map(|m| m.addr());
             if let Some((_, wanted)) = self.kv.pending.remove(&record.node)
                 && wanted > have
@@ -418,7 +533,13 @@ impl Node {
             .get(&me)
             .map(KvMap::summary)
             .unwrap_or_default();
-        if seen.epoch > own.epoch || (seen.epoch == own.epoch && seen.version > own.version) {
+        if own.epoch == 0 && base > seen.version {
+            // A normal restart: this run's epoch is above the stale map already.
+            self.kv.maps.insert(me, KvMap::new(base));
+            self.announce_epoch();
+        } else if seen.epoch > own.epoch || (seen.epoch == own.epoch && seen.version > own.version)
+        {
+            // Our clock went back across a restart: move above the stale map.
             let epoch = seen.epoch.max(seen.version).max(own.version).max(base) + 1;
             let map = self
                 .kv
@@ -429,9 +550,36 @@ impl Node {
             self.kv.epoch_base = epoch;
             self.stats.kv_epoch_bumps += 1;
             self.announce_epoch();
-        } else if own.epoch == 0 {
-            self.kv.maps.insert(me, KvMap::new(base));
-            self.announce_epoch();
+        }
+    }
+
+    /// Pulls, from their live owners, the maps whose gossip left a gap for longer than
+    /// [`GAP_GRACE`] (called every gossip round).
+    pub(super) fn pull_gaps(&mut self, now: Time) {
+        let overdue: Vec<(Name, u64)> = self
+            .kv
+            .versions
+            .iter()
+            .filter(|(_, v)| v.overdue(now))
+            .map(|(n, v)| (n.clone(), v.above.last().copied().unwrap_or(v.contiguous)))
+            .collect();
+        for (name, version) in overdue {
+            if let Some(v) = self.kv.versions.get_mut(&name) {
+                // Not again before another grace period, answered or not.
+                v.since = Some(now);
+                if v.above.len() > MAX_GAP_VERSIONS {
+                    v.above.clear();
+                }
+            }
+            let owner = self
+                .members
+                .get(&name)
+                .filter(|m| m.state().is_live())
+                .map(|m| m.addr());
+            if let Some(owner) = owner {
+                self.stats.kv_gap_pulls += 1;
+                self.pull_kv(now, owner, vec![(name, version)]);
+            }
         }
     }
 
@@ -439,6 +587,7 @@ impl Node {
     pub(super) fn drop_kv(&mut self, name: &str) {
         self.kv.maps.remove(name);
         self.kv.pending.remove(name);
+        self.kv.versions.remove(name);
     }
 
     /// The sync digest's share of replicated state: live members' map summaries.

@@ -407,13 +407,7 @@ impl Node {
                 digest,
                 members,
             } => self.on_push_pull(now, from, phase, digest, members),
-            Message::KvUpdate {
-                node,
-                epoch,
-                version,
-                key,
-                change,
-            } => self.on_kv_update(now, node, epoch, version, key, change),
+            update @ Message::KvUpdate { .. } => self.on_kv_update(now, from, update),
             Message::KvPull { nodes } => self.on_kv_pull(from, nodes),
             Message::KvPush { maps } => self.on_kv_push(now, maps),
         }

@@ -132,7 +132,7 @@ impl Node {
     /// Tells a member we hold as failed that we do, with a ping: if it is alive it
     /// refutes at once, and the refutation rides back on its ack, so one push-pull across
     /// a healed partition revives every member the two tables disagree on.
-    fn send_revival(&mut self, addr: SocketAddr, name: &Name, incarnation: u32) {
+    pub(super) fn send_revival(&mut self, addr: SocketAddr, name: &Name, incarnation: u32) {
         let seq = self.next_seq();
         let msgs = [
             Message::Dead {
@@ -358,6 +358,9 @@ impl Node {
     pub(super) fn on_gossip_timer(&mut self, now: Time) {
         self.timers
             .schedule(now + self.config.gossip_interval, Timer::Gossip);
+        if self.phase == Phase::Running {
+            self.pull_gaps(now);
+        }
         if self.phase == Phase::Leaving && !self.broadcasts.contains(&self.me) {
             return self.finish_leave();
         }

@@ -237,6 +237,13 @@ impl Node {
         tracing::debug!(member = %name, "suspicion timed out; declaring failed");
         let me = self.me.clone();
         self.apply_dead(now, name, incarnation, &me, MemberState::Dead);
+        // The last word goes to the member itself: if it is alive after all (its acks
+        // were lost, not it), it refutes at once. Otherwise only gossip could tell it,
+        // and members that still hold it alive do not pass a death on unchecked, so a
+        // lone wrong verdict would stand until a reconnect attempt, a minute away.
+        if let Some(addr) = self.members.get(name).map(|m| m.addr()) {
+            self.send_revival(addr, name, incarnation);
+        }
     }
 
     pub(super) fn set_tags(&mut self, now: Time, tags: Tags) -> Result<(), CommandError> {

@@ -8,7 +8,7 @@
 //! trigger = "none-passing"        # or "fewer-than 2": passing instances in the caller's region
 //! action = "nearest"              # or ["us-east", "ap-south"]: regions to send traffic to, in order
 //! timeout = "2s"                  # the trigger must hold this long before traffic moves
-//! retry = "1s"                    # how often the rule is re-checked
+//! retry = "1s"                    # how often the rule is re-checked (at least; deadlines are exact)
 //! failback = "10s"                # the local region must pass this long before traffic returns, or "manual"
 //! ```
 

@@ -122,8 +122,9 @@ pub struct ServiceSpec {
     /// Health checks; none means the instance is always passing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckSpec>,
-    /// Failover rule; none means traffic for this service never leaves the caller's
-    /// region on its account.
+    /// Failover rule; none means the default rule ([`FailoverRule::default`]: fail over
+    /// to the nearest regions 2 s after the caller's region has no passing instance,
+    /// fail back 10 s after it has one again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverRule>,
 }
@@ -545,7 +546,7 @@ mod tests {
         let json = serde_json::to_value(ServiceSpec::new("db", 5432)).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"name": "db", "port": 5432, "weight": 1, "mode": "balanced", "priority": 0})
+            serde_json::json!({"name": "db", "port": 5432, "weight": 1, "mode": "balanced", "priority": 0, "failback": true})
         );
     }
 

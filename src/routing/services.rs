@@ -35,12 +35,16 @@ pub const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 /// agent to have pulled everyone's records, so it never claims on a partial view.
 pub const CLAIM_SETTLE: Duration = Duration::from_secs(2);
 
-/// Longest wait between two looks at the rules' clocks when no deadline is due.
+/// Longest wait between two looks at the rules' clocks when no deadline is due (a rule's
+/// `retry` shortens it: rules are re-checked at least that often).
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Why a service request was refused. Nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
+    /// The services of the agent config are invalid (names `services[INDEX].KEY`).
+    #[error(transparent)]
+    Settings(#[from] crate::agent::settings::SettingsError),
     /// The service definition is invalid (`field` names the key, e.g. `checks[0].timeout`).
     #[error("invalid service `{field}`: {reason}")]
     Invalid {
@@ -175,10 +179,7 @@ impl Services {
     /// Starts the checks of `specs` and the publisher and router tasks for `mesh` (on
     /// the current tokio runtime).
     pub fn start(mesh: &Mesh, specs: &[ServiceSpec]) -> Result<Services, ServicesError> {
-        let runner = HealthRunner::spawn(specs).map_err(|e| ServicesError::Invalid {
-            field: "services".into(),
-            reason: e.to_string(),
-        })?;
+        let runner = HealthRunner::spawn(specs)?;
         let view = mesh.view();
         let me = view
             .members()
@@ -545,6 +546,19 @@ fn elect(inner: &Inner, elections: BTreeMap<String, Election>) {
     }
 }
 
+/// How often the rules are re-checked: the shortest `retry` of any rule in the
+/// catalog, at most [`IDLE_TICK`].
+fn retry_interval(inner: &Inner) -> Duration {
+    lock(&inner.router)
+        .catalog()
+        .rules
+        .values()
+        .map(|r| r.retry)
+        .min()
+        .unwrap_or(IDLE_TICK)
+        .clamp(Duration::from_millis(10), IDLE_TICK)
+}
+
 /// The local services' own failover rules (they win over rules instances carry).
 fn local_rules(inner: &Inner) -> BTreeMap<String, FailoverRule> {
     inner
@@ -572,9 +586,12 @@ async fn feed_router(inner: Arc<Inner>) {
         // Wait for the next change, ticking the rules at their deadlines meanwhile.
         loop {
             let now = inner.view.now();
-            let wait = lock(&inner.router)
-                .poll_timeout()
-                .map_or(IDLE_TICK, |at| at.saturating_since(now).min(IDLE_TICK));
+            // Two statements: the router's lock must be released before
+            // `retry_interval` takes it again.
+            let deadline = lock(&inner.router).poll_timeout();
+            let wait = deadline
+                .map_or(IDLE_TICK, |at| at.saturating_since(now))
+                .min(retry_interval(&inner));
             tokio::select! {
                 r = members.changed() => { if r.is_err() { return } break }
                 r = kv.changed() => { if r.is_err() { return } break }

@@ -17,7 +17,9 @@ use super::message::{Message, MessageKind};
 use crate::stable_hash::StableHasher;
 
 /// Version of this wire format. A datagram with another version is dropped and counted.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// 2: member records carry a replicated-state summary, and the replicated-state messages
+/// (`KvUpdate`, `KvPull`, `KvPush`) exist.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Bytes of the datagram and stream header: version (1) and cluster id (4).
 pub const HEADER_LEN: usize = 5;

@@ -34,6 +34,9 @@ pub const MAX_KV_KEY_LEN: usize = 256;
 /// owner's own bound: it caps the memory one member can make every other member spend.
 pub const MAX_KV_MAP_LEN: usize = 1024 * 1024;
 
+/// Most entries (deletion markers included) of one replicated map a node accepts.
+pub const MAX_KV_ENTRIES: usize = 65_536;
+
 /// Liveness of a member as one node sees it. Order of precedence at equal incarnation:
 /// `Alive < Suspect < Dead`, and `Left` behaves like `Dead` but says the member went away
 /// on purpose.
@@ -541,10 +544,14 @@ impl Message {
             Message::KvPull { nodes } => nodes.iter().try_for_each(name),
             Message::KvPush { maps } => maps.iter().try_for_each(|m| {
                 name(&m.node)?;
+                if m.entries.len() > MAX_KV_ENTRIES {
+                    return Err("replicated map with too many entries");
+                }
                 let mut len = 0usize;
                 for e in &m.entries {
                     kv_key(&e.key)?;
-                    len += e.key.len() + e.value.as_ref().map_or(0, String::len);
+                    // Live entries only, as the owner's own bound counts them.
+                    len += e.value.as_ref().map_or(0, |v| e.key.len() + v.len());
                 }
                 if len > MAX_KV_MAP_LEN {
                     return Err("replicated map over 1 MiB");

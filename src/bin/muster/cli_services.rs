@@ -32,8 +32,11 @@ pub(crate) struct RouteArgs {
     /// Count `warning` instances as healthy.
     #[arg(long)]
     pub(crate) warning: bool,
+    /// Key for the weighted order (a client id, say) [default: the agent's name].
+    #[arg(long)]
+    pub(crate) key: Option<String>,
     /// Only the primary of a `primary`-mode service.
-    #[arg(long, conflicts_with_all = ["region", "zone", "only_region", "limit", "warning"])]
+    #[arg(long, conflicts_with_all = ["region", "zone", "only_region", "limit", "warning", "key"])]
     pub(crate) primary: bool,
 }
 
@@ -172,6 +175,7 @@ pub(crate) fn route(args: &RouteArgs) -> ExitCode {
         ("region", &args.region),
         ("zone", &args.zone),
         ("only_region", &args.only_region),
+        ("key", &args.key),
     ] {
         if let Some(v) = v {
             query.push(format!("{k}={}", encode(v)));
