@@ -18,6 +18,7 @@
 //! | [`api`] | the agent's local HTTP API (axum): members, self, cluster, health |
 //! | [`hooks`] | event hooks: commands and webhooks run on membership events, off the protocol path |
 //! | [`routing`] | services, health checks, failover rules and region-aware route answers |
+//! | [`dns`] | the DNS interface: `SERVICE.service.muster.`, `NODE.node.muster.` from route answers |
 //!
 //! # Driving a node
 //!
@@ -46,6 +47,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod dns;
 pub mod hooks;
 pub mod process_stats;
 pub mod proto;

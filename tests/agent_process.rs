@@ -170,7 +170,8 @@ fn an_unusable_data_dir_stops_the_agent_before_it_starts() -> Result<()> {
         let bind = format!("127.0.0.1:{}", free_port());
         let out = command()
             .args(["agent", "--dev", "--name", "a", "--bind", &bind])
-            .args(["--api-addr", "127.0.0.1:0", "--data-dir", &data_dir])
+            .args(["--api-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0"])
+            .args(["--data-dir", &data_dir])
             .stdin(std::process::Stdio::null())
             .output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -483,7 +483,7 @@ fn a_non_loopback_api_address_gets_a_loud_warning_about_missing_tokens() -> Resu
     cmd.args(["agent", "--profile", "local", "--log-format", "json"])
         .args(["--name", "a", "--bind", &format!("127.0.0.1:{port}")])
         .args(["--cluster-key", &key.display().to_string()])
-        .args(["--api-addr", "0.0.0.0:0"]);
+        .args(["--api-addr", "0.0.0.0:0", "--dns-addr", "127.0.0.1:0"]);
     let agent = Agent::spawn("a", port, cmd)?;
     eventually("the agent serves its API", &[&agent], || {
         agent.first_field("HTTP API listening", "api").is_some()

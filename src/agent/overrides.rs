@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::agent::settings::addr_or_off::parse_addr_or_off;
 use crate::agent::settings::{AgentConfig, LogFormat, SettingsError};
 use crate::proto::ConfigError;
 
@@ -79,6 +80,8 @@ pub struct Overrides {
     pub api_addr: Option<SocketAddr>,
     /// `--api-token-file`.
     pub api_token_file: Option<PathBuf>,
+    /// `--dns-addr`: `Some(None)` for `--dns-addr off`.
+    pub dns_addr: Option<Option<SocketAddr>>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
     /// `--log-level`.
@@ -166,6 +169,14 @@ pub fn apply_env(config: &mut AgentConfig, env: &Environment) -> Result<(), Sett
     if let Some(v) = text("MUSTER_CLUSTER_KEY_FILE") {
         config.cluster_key_file = Some(v.into());
     }
+    if let Some(v) = env.get("MUSTER_DNS_ADDR") {
+        config.dns_addr = parse_addr_or_off(v).map_err(|e| {
+            SettingsError::Invalid(ConfigError {
+                field: "dns_addr",
+                reason: format!("MUSTER_DNS_ADDR: {e}"),
+            })
+        })?;
+    }
     if let Some(v) = text("MUSTER_API_TOKEN_FILE") {
         config.api_token_file = Some(v.into());
     }
@@ -206,6 +217,7 @@ pub fn apply_flags(config: &mut AgentConfig, flags: Overrides) {
         data_dir,
         api_addr,
         api_token_file,
+        dns_addr,
         log_format,
         log_level,
     } = flags;
@@ -228,6 +240,7 @@ pub fn apply_flags(config: &mut AgentConfig, flags: Overrides) {
     set(&mut config.data_dir, data_dir.map(Some));
     set(&mut config.api_addr, api_addr);
     set(&mut config.api_token_file, api_token_file.map(Some));
+    set(&mut config.dns_addr, dns_addr);
     set(&mut config.log_format, log_format);
     set(&mut config.log_level, log_level);
 }
@@ -341,6 +354,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/agent.toml"), "{err}");
+    }
+
+    #[test]
+    fn dns_addr_comes_from_the_environment_or_a_flag_and_can_be_off() {
+        let base = || Overrides {
+            dev: true,
+            name: Some("a".into()),
+            ..Overrides::default()
+        };
+        let c = load(None, &env(&[]), base()).unwrap();
+        assert_eq!(c.dns_addr, Some("127.0.0.1:8600".parse().unwrap()));
+        let c = load(None, &env(&[("MUSTER_DNS_ADDR", "127.0.0.1:5353")]), base()).unwrap();
+        assert_eq!(c.dns_addr, Some("127.0.0.1:5353".parse().unwrap()));
+        let c = load(None, &env(&[("MUSTER_DNS_ADDR", "off")]), base()).unwrap();
+        assert_eq!(c.dns_addr, None);
+        let flags = Overrides {
+            dns_addr: Some(None),
+            ..base()
+        };
+        let c = load(None, &env(&[("MUSTER_DNS_ADDR", "127.0.0.1:5353")]), flags).unwrap();
+        assert_eq!(c.dns_addr, None, "the flag beats the environment");
+        let flags = Overrides {
+            dns_addr: Some(Some("127.0.0.1:5354".parse().unwrap())),
+            ..base()
+        };
+        let c = load(None, &env(&[("MUSTER_DNS_ADDR", "off")]), flags).unwrap();
+        assert_eq!(c.dns_addr, Some("127.0.0.1:5354".parse().unwrap()));
+        let err = load(None, &env(&[("MUSTER_DNS_ADDR", "port 53")]), base()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`dns_addr`") && text.contains("MUSTER_DNS_ADDR"),
+            "{text}"
+        );
     }
 
     #[test]

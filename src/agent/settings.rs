@@ -25,6 +25,7 @@ use crate::routing::service::ServiceSpec;
 use crate::transport::{ClusterKey, Identity, IdentityError};
 use crate::wire::{Name, Tags};
 
+pub mod addr_or_off;
 pub mod duration;
 mod hook;
 mod validate;
@@ -113,6 +114,13 @@ pub struct AgentConfig {
     /// them open to whoever can reach `api_addr`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_file: Option<PathBuf>,
+    /// Local DNS interface address, UDP and TCP (see [`crate::dns`]); none (`"off"`)
+    /// serves no DNS.
+    #[serde(with = "addr_or_off")]
+    pub dns_addr: Option<SocketAddr>,
+    /// TTL of every DNS record, and of negative answers: whole seconds.
+    #[serde(with = "duration")]
+    pub dns_ttl: Duration,
     /// Where the agent keeps its state across restarts; none keeps nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -168,6 +176,13 @@ impl Default for AgentConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 7947)),
             // Open on loopback by default, as Consul's and Serf's local APIs are.
             api_token_file: None,
+            // Loopback only, like the API: local programs resolve through it (or a
+            // local resolver forwards `muster.` to it). Consul's DNS port, so habits and
+            // resolver configs carry over.
+            dns_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8600))),
+            // Short, so a cached answer outlives a failover by at most 5 s; long enough
+            // that a busy client asks a few times a minute, not once per request.
+            dns_ttl: Duration::from_secs(5),
             // Keep nothing on disk unless asked: a restart then rejoins through seeds.
             data_dir: None,
             // Humans read logs more often than collectors parse them.
@@ -410,6 +425,10 @@ fn check_key_matches(
     }
 }
 
+/// Longest `dns_ttl`: past an hour a cached answer would hide a failover (and a
+/// failback) for longer than any rule's timeout is likely to be.
+pub const MAX_DNS_TTL: Duration = Duration::from_secs(3600);
+
 /// First wait before resolving the seeds again when none resolved.
 pub const RESOLVE_RETRY_MIN: Duration = Duration::from_secs(1);
 
@@ -464,6 +483,8 @@ mod tests {
             zone = "eu-1"
             profile = "local"
             log_format = "json"
+            dns_addr = "127.0.0.1:8653"
+            dns_ttl = "10s"
             dev = true
             [tags]
             role = "web"
@@ -472,8 +493,32 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.tags.get("role").map(String::as_str), Some("web"));
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.dns_addr, Some("127.0.0.1:8653".parse().unwrap()));
+        assert_eq!(c.dns_ttl, Duration::from_secs(10));
         let again = AgentConfig::from_toml(&c.to_toml(), Path::new("b.toml")).unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn dns_is_on_by_default_and_off_round_trips() {
+        let c = AgentConfig::default();
+        assert_eq!(c.dns_addr, Some("127.0.0.1:8600".parse().unwrap()));
+        assert_eq!(c.dns_ttl, Duration::from_secs(5));
+        let text = "dev = true\nname = \"a\"\nbind = \"127.0.0.1:7000\"\ndns_addr = \"off\"\n";
+        let c = AgentConfig::from_toml(text, Path::new("a.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.dns_addr, None);
+        assert!(
+            c.to_toml().contains("dns_addr = \"off\""),
+            "{}",
+            c.to_toml()
+        );
+        let again = AgentConfig::from_toml(&c.to_toml(), Path::new("b.toml")).unwrap();
+        assert_eq!(again, c);
+        let err = AgentConfig::from_toml("dns_addr = \"nowhere\"\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dns_addr") && err.contains("\"off\""), "{err}");
     }
 
     #[test]

@@ -158,6 +158,9 @@ struct AgentArgs {
     /// File holding the bearer token the API's mutating endpoints require.
     #[arg(long, value_name = "FILE")]
     api_token_file: Option<PathBuf>,
+    /// DNS interface address (UDP and TCP), or `off` [default: 127.0.0.1:8600].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_dns_addr)]
+    dns_addr: Option<DnsAddr>,
     /// Log format: text or json [default: text].
     #[arg(long, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
@@ -193,10 +196,19 @@ impl AgentArgs {
             data_dir: self.data_dir.clone(),
             api_addr: self.api_addr,
             api_token_file: self.api_token_file.clone(),
+            dns_addr: self.dns_addr.map(|a| a.0),
             log_format: self.log_format,
             log_level: self.log_level.clone(),
         }
     }
+}
+
+/// `--dns-addr`: an address, or `off` (`None`).
+#[derive(Clone, Copy)]
+struct DnsAddr(Option<SocketAddr>);
+
+fn parse_dns_addr(text: &str) -> Result<DnsAddr, String> {
+    muster::agent::settings::addr_or_off::parse_addr_or_off(text).map(DnsAddr)
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {

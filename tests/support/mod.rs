@@ -224,8 +224,9 @@ pub fn start_dev(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Re
             "json",
         ])
         .args(["--name", name, "--bind", &bind])
-        // Any free port: these agents run side by side and must not fight over 7947.
-        .args(["--api-addr", "127.0.0.1:0"])
+        // Any free port: these agents run side by side and must not fight over 7947
+        // (nor over 8600 for DNS).
+        .args(["--api-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0"])
         .args(extra);
     if let Some(seed) = join {
         command.args(["--join", &format!("127.0.0.1:{seed}")]);

@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use crate::agent::config::MAX_CLUSTER_NAME_LEN;
-use crate::agent::settings::{AgentConfig, SettingsError, invalid};
+use crate::agent::settings::{AgentConfig, MAX_DNS_TTL, SettingsError, invalid};
 use crate::proto::SwimConfig;
 use crate::wire::MAX_NAME_LEN;
 
@@ -88,6 +88,7 @@ impl AgentConfig {
         for seed in &self.join {
             split_host_port(seed)?;
         }
+        self.validate_dns()?;
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| invalid("log_level", e.to_string()))?;
         super::hook::validate_hooks(&self.hooks)?;
@@ -128,6 +129,37 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// `dns_addr` must not take the API's TCP port; `dns_ttl` is whole seconds, bounded.
+    fn validate_dns(&self) -> Result<(), SettingsError> {
+        if let Some(dns) = self.dns_addr {
+            let api = self.api_addr;
+            let same_ip =
+                dns.ip() == api.ip() || dns.ip().is_unspecified() || api.ip().is_unspecified();
+            if dns.port() != 0 && dns.port() == api.port() && same_ip {
+                return Err(invalid(
+                    "dns_addr",
+                    format!("{dns} takes api_addr's port ({api}): both listen on TCP"),
+                ));
+            }
+        }
+        if self.dns_ttl.subsec_nanos() != 0 {
+            return Err(invalid(
+                "dns_ttl",
+                "must be whole seconds (DNS TTLs are seconds), e.g. \"5s\"",
+            ));
+        }
+        if self.dns_ttl > MAX_DNS_TTL {
+            return Err(invalid(
+                "dns_ttl",
+                format!(
+                    "must be at most {}: a cached answer would hide a failover that long",
+                    super::duration::format_duration(MAX_DNS_TTL)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Dev mode is loopback only: its key is public.
     fn validate_dev(&self) -> Result<(), SettingsError> {
         let why = "must be a loopback address in dev mode (its key is public)";
@@ -139,6 +171,9 @@ impl AgentConfig {
         }
         if !self.api_addr.ip().is_loopback() {
             return Err(invalid("api_addr", why));
+        }
+        if self.dns_addr.is_some_and(|a| !a.ip().is_loopback()) {
+            return Err(invalid("dns_addr", why));
         }
         for seed in &self.join {
             let (host, _) = split_host_port(seed)?;
@@ -275,6 +310,34 @@ mod tests {
                     ..dev()
                 },
                 "api_addr",
+            ),
+            (
+                AgentConfig {
+                    dns_addr: Some(far),
+                    ..dev()
+                },
+                "dns_addr",
+            ),
+            (
+                AgentConfig {
+                    dns_addr: Some("127.0.0.1:7947".parse().unwrap()),
+                    ..dev()
+                },
+                "dns_addr",
+            ),
+            (
+                AgentConfig {
+                    dns_ttl: std::time::Duration::from_millis(1500),
+                    ..dev()
+                },
+                "dns_ttl",
+            ),
+            (
+                AgentConfig {
+                    dns_ttl: std::time::Duration::from_secs(7200),
+                    ..dev()
+                },
+                "dns_ttl",
             ),
             (
                 AgentConfig {

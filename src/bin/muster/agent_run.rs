@@ -1,8 +1,8 @@
 //! Running `muster agent` once its config is loaded and valid: logging, the mesh, the
-//! local HTTP API on `api_addr`, the data dir (restored at start, saved every
+//! local HTTP API on `api_addr`, the DNS interface on `dns_addr` (unless off), the data dir (restored at start, saved every
 //! [`SAVE_INTERVAL`] when changed and before leaving), and shutdown on SIGINT or SIGTERM
-//! (a graceful leave, bounded by [`leave_bound`], during which `/v1/health` answers 503;
-//! then the API stops; a second signal exits at once).
+//! (a graceful leave, bounded by [`leave_bound`], during which `/v1/health` answers 503
+//! and DNS still answers; then DNS and the API stop; a second signal exits at once).
 
 use std::future::IntoFuture;
 use std::io::IsTerminal;
@@ -15,6 +15,7 @@ use muster::Mesh;
 use muster::agent::data_dir::{self, DataDir, DataDirError, SavedState};
 use muster::agent::settings::{self, AgentConfig, LogFormat};
 use muster::api::{self, ApiState, LeaveRequest};
+use muster::dns::{DnsServer, DnsSockets};
 use muster::proto::{ConfigError, SwimConfig, rng};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -123,6 +124,15 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let api_addr = api_listener
         .local_addr()
         .context("cannot read the HTTP API's bound address")?;
+    // The DNS sockets too: a taken port stops the agent before it joins.
+    let dns_sockets = match config.dns_addr {
+        Some(addr) => Some(
+            DnsSockets::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind the DNS interface to {addr} (dns_addr)"))?,
+        ),
+        None => None,
+    };
     // Write-ahead: record the new incarnation before announcing it, so an unwritable
     // data dir stops the agent before it joins, and a crash before the first periodic
     // save cannot lead the next start to announce it again.
@@ -149,6 +159,15 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         );
     }
     let mut api_state = ApiState::with_services(&mesh, services.clone()).leave_via(leave_tx);
+    let dns = match dns_sockets {
+        Some(sockets) => {
+            let server = DnsServer::start(sockets, &mesh.view(), services.clone(), config.dns_ttl)
+                .context("cannot start the DNS interface")?;
+            api_state = api_state.with_metrics(server.stats());
+            Some(server)
+        }
+        None => None,
+    };
     let token = config.api_token()?;
     if let Some(token) = token.clone() {
         api_state = api_state.with_token(token);
@@ -183,6 +202,23 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         );
     }
     tracing::info!(api = %api_addr, "HTTP API listening");
+    match &dns {
+        Some(dns) => {
+            let addr = dns.local_addr();
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    dns = %addr,
+                    "THE DNS INTERFACE IS BOUND TO A NON-LOOPBACK ADDRESS: anyone who can \
+                     reach it can list this cluster's services, their instances' addresses \
+                     and its node names, and can use it to reflect UDP traffic (answers are \
+                     larger than queries). Bind dns_addr to 127.0.0.1 and let a local \
+                     resolver forward muster. to it, or firewall it"
+                );
+            }
+            tracing::info!(dns = %addr, ttl = ?config.dns_ttl, "DNS interface listening");
+        }
+        None => tracing::info!("DNS interface off (dns_addr = \"off\")"),
+    }
     tracing::info!(
         name = %mesh.name(),
         listen = %mesh.local_addr(),
@@ -284,6 +320,10 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         }
     }
     services.shutdown();
+    if let Some(dns) = dns {
+        dns.shutdown().await;
+        tracing::info!("DNS interface stopped");
+    }
     // Event streams never end by themselves: end them so the server can drain.
     api_state.close_streams();
     // Receiver gone means the server already ended; its outcome is read below.
