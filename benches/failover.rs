@@ -12,8 +12,13 @@
 //! servers at once, polls `eu-a`'s route every 5 ms until it leaves `eu`, heals them,
 //! and polls until it is back.
 //!
+//! Then the primary role: every agent also runs `db` in `primary` mode (priorities so
+//! that `eu-b` is primary); each round crashes the primary's agent without leaving and
+//! times how long until every other agent names the same new primary, then starts it
+//! again (same name, new address) and waits for it to take the role back.
+//!
 //! ```sh
-//! cargo bench --bench failover -- [--rounds 10] [--duration 10] [--connections 50]
+//! cargo bench --bench failover -- [--rounds 10] [--primary-kills 10] [--duration 10] [--connections 50]
 //! ```
 //! With `wrk` on the PATH, the route endpoint is also loaded over HTTP for `--duration`.
 
@@ -29,7 +34,7 @@ use muster::api::{self, ApiState};
 use muster::proto::SwimConfig;
 use muster::routing::HealthStatus;
 use muster::routing::router::{RouteQuery, RuleState};
-use muster::routing::service::{CheckSpec, ServiceSpec};
+use muster::routing::service::{CheckSpec, ServiceMode, ServiceSpec};
 use muster::routing::services::Services;
 use muster::transport::ClusterKey;
 use muster::wire::MemberState;
@@ -43,6 +48,9 @@ struct Args {
     /// Fail-over / fail-back rounds.
     #[arg(long, default_value_t = 10)]
     rounds: usize,
+    /// Primary kills.
+    #[arg(long, default_value_t = 10)]
+    primary_kills: usize,
     /// Seconds of HTTP load on the route endpoint (with wrk).
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -86,6 +94,55 @@ struct Agent {
     healthy: Arc<AtomicBool>,
 }
 
+/// Where each agent sits, and its `db` priority (`eu-b` highest).
+const PLACES: [(&str, &str, &str, u32); 6] = [
+    ("eu-a", "eu", "eu-1", 0),
+    ("eu-b", "eu", "eu-2", 50),
+    ("us-a", "us", "us-1", 40),
+    ("us-b", "us", "us-2", 30),
+    ("ap-a", "ap", "ap-1", 20),
+    ("ap-b", "ap", "ap-2", 10),
+];
+
+/// Starts agent `i` of [`PLACES`] with `web` (checked at `url`) and `db`.
+async fn start_agent(
+    i: usize,
+    url: &str,
+    healthy: Arc<AtomicBool>,
+    seeds: Vec<SocketAddr>,
+) -> anyhow::Result<Agent> {
+    let (name, region, zone, priority) = PLACES[i];
+    let config = MeshConfig {
+        swim: SwimConfig::local(),
+        cluster: CLUSTER.into(),
+        seeds,
+        region: region.into(),
+        zone: zone.into(),
+        ..MeshConfig::new(
+            name,
+            "127.0.0.1:0".parse()?,
+            TlsSource::ClusterKey(ClusterKey::dev()),
+        )
+    };
+    let mesh = Mesh::start(config).await.context("start an agent")?;
+    let mut check = CheckSpec::http(url);
+    check.interval = Duration::from_secs(1);
+    check.timeout = Duration::from_millis(500);
+    let mut web = ServiceSpec::new("web", 8080);
+    web.checks = vec![check];
+    let db = ServiceSpec {
+        mode: ServiceMode::Primary,
+        priority,
+        ..ServiceSpec::new("db", 5432)
+    };
+    let services = Services::start(&mesh, &[web, db]).context("start the services")?;
+    Ok(Agent {
+        mesh,
+        services,
+        healthy,
+    })
+}
+
 fn summary(name: &str, mut v: Vec<f64>) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
@@ -102,43 +159,16 @@ fn summary(name: &str, mut v: Vec<f64>) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut agents: Vec<Agent> = Vec::new();
-    for (name, region, zone) in [
-        ("eu-a", "eu", "eu-1"),
-        ("eu-b", "eu", "eu-2"),
-        ("us-a", "us", "us-1"),
-        ("us-b", "us", "us-2"),
-        ("ap-a", "ap", "ap-1"),
-        ("ap-b", "ap", "ap-2"),
-    ] {
+    let mut urls = Vec::new();
+    for i in 0..PLACES.len() {
         let seeds = agents
             .first()
             .map(|a| vec![a.mesh.local_addr()])
             .unwrap_or_default();
-        let config = MeshConfig {
-            swim: SwimConfig::local(),
-            cluster: CLUSTER.into(),
-            seeds,
-            region: region.into(),
-            zone: zone.into(),
-            ..MeshConfig::new(
-                name,
-                "127.0.0.1:0".parse()?,
-                TlsSource::ClusterKey(ClusterKey::dev()),
-            )
-        };
-        let mesh = Mesh::start(config).await.context("start an agent")?;
         let healthy = Arc::new(AtomicBool::new(true));
-        let mut check = CheckSpec::http(&health_server(healthy.clone()).await?);
-        check.interval = Duration::from_secs(1);
-        check.timeout = Duration::from_millis(500);
-        let mut web = ServiceSpec::new("web", 8080);
-        web.checks = vec![check];
-        let services = Services::start(&mesh, &[web]).context("start the services")?;
-        agents.push(Agent {
-            mesh,
-            services,
-            healthy,
-        });
+        let url = health_server(healthy.clone()).await?;
+        agents.push(start_agent(i, &url, healthy, seeds).await?);
+        urls.push(url);
     }
     for a in &agents[4..] {
         a.mesh.set_input_delay(Duration::from_millis(40));
@@ -234,6 +264,60 @@ async fn main() -> anyhow::Result<()> {
     );
     summary("eu unhealthy → route points at us (default rule)", failover);
     summary("eu healthy again → route back to eu", failback);
+
+    // Primary kills: eu-b holds `db`; crash it, time until every other agent names the
+    // same new primary, start it again and wait until it has the role back everywhere.
+    let named = |agents: &[Agent]| -> Vec<Option<String>> {
+        agents
+            .iter()
+            .map(|a| a.services.primary("db").ok().map(|p| p.primary.node))
+            .collect()
+    };
+    let mut agreed = Vec::new();
+    for round in 0..args.primary_kills {
+        let start = Instant::now();
+        loop {
+            if named(&agents).iter().all(|p| p.as_deref() == Some("eu-b")) {
+                break;
+            }
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(60),
+                "eu-b never primary everywhere"
+            );
+            tokio::time::sleep(poll).await;
+        }
+        let victim = agents.remove(1);
+        let victim_healthy = victim.healthy.clone();
+        let t0 = Instant::now();
+        victim.services.shutdown();
+        victim.mesh.shutdown().await;
+        loop {
+            let views = named(&agents);
+            if views
+                .iter()
+                .all(|p| p.is_some() && *p == views[0] && p.as_deref() != Some("eu-b"))
+            {
+                break;
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(60),
+                "round {round}: no new primary agreed in 60 s"
+            );
+            tokio::time::sleep(poll).await;
+        }
+        agreed.push(t0.elapsed().as_secs_f64());
+        println!(
+            "kill {round}: every other agent names {} primary {:.2} s after eu-b crashed",
+            named(&agents)[0].clone().unwrap_or_default(),
+            agreed[round]
+        );
+        let seeds = vec![agents[0].mesh.local_addr()];
+        let back = start_agent(1, &urls[1], victim_healthy, seeds).await?;
+        agents.insert(1, back);
+    }
+    if !agreed.is_empty() {
+        summary("primary crashed → new primary named by every agent", agreed);
+    }
 
     // Route answers per second: the router alone, then over HTTP.
     let n = 200_000;

@@ -312,8 +312,14 @@ impl Script {
     fn next_probe(&mut self, within: Duration) -> ProbePing {
         self.take_sent();
         let peers = self.peers.clone();
+        // A ping that carries a death notice is the last word to a member just declared
+        // failed, not a probe.
         let is_probe = |s: &Sent| {
             s.channel == Channel::Datagram
+                && !s.msgs.iter().any(|m| {
+                    matches!(m, Message::Dead { name, .. }
+                        if s.msgs.iter().any(|p| matches!(p, Message::Ping { target, .. } if target == name)))
+                })
                 && s.msgs.iter().any(|m| {
                     matches!(m, Message::Ping { target, .. }
                     if peers.iter().any(|p| p.name == *target && p.addr == s.to))

@@ -225,7 +225,7 @@ type PerKind = (
 );
 
 fn write_node(out: &mut Exposition, s: &Stats) {
-    let counters: [(&str, &str, u64); 16] = [
+    let counters: [(&str, &str, u64); 17] = [
         ("muster_probes_total", "Direct probes started.", s.probes),
         (
             "muster_probes_failed_total",
@@ -296,6 +296,11 @@ fn write_node(out: &mut Exposition, s: &Stats) {
             "muster_state_pulls_total",
             "Replicated-state pulls sent after a peer or an update showed this agent behind.",
             s.kv_pulls,
+        ),
+        (
+            "muster_state_gap_pulls_total",
+            "Replicated-state pull attempts because gossip left a version missing for a second.",
+            s.kv_gap_pulls,
         ),
         (
             "muster_state_epoch_bumps_total",

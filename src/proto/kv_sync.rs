@@ -475,7 +475,11 @@ impl Node {
                 .entry(record.node.clone())
                 .or_default()
                 .covered(epoch, have);
-            let owner = self.members.get(&record.node).map(|m| m.addr());
+            let owner = self
+                .members
+                .get(&record.node)
+                .filter(|m| m.state().is_live())
+                .map(|m| m.addr());
             if let Some((_, wanted)) = self.kv.pending.remove(&record.node)
                 && wanted > have
                 && let Some(owner) = owner

@@ -97,7 +97,8 @@ pub struct Stats {
     pub kv_pulls: u64,
     /// Times this node moved its own map to a new epoch after seeing a newer one of itself.
     pub kv_epoch_bumps: u64,
-    /// Of the pulls, those sent because gossip left a gap in a map's versions for a second.
+    /// Pull attempts because gossip left a gap in a map's versions for a second (a pull
+    /// already in flight for the map is not sent twice).
     pub kv_gap_pulls: u64,
     /// Push-pull offers answered with "in sync" (nothing sent back).
     pub push_pull_in_sync: u64,

@@ -238,9 +238,10 @@ impl Node {
         let me = self.me.clone();
         self.apply_dead(now, name, incarnation, &me, MemberState::Dead);
         // The last word goes to the member itself: if it is alive after all (its acks
-        // were lost, not it), it refutes at once. Otherwise only gossip could tell it,
-        // and members that still hold it alive do not pass a death on unchecked, so a
-        // lone wrong verdict would stand until a reconnect attempt, a minute away.
+        // were lost, not it), it refutes at once. Otherwise it hears of its death only if
+        // the gossip happens to reach it, and nobody sends to a member it holds failed,
+        // so a verdict few others share could stand until a reconnect attempt, a minute
+        // or more away.
         if let Some(addr) = self.members.get(name).map(|m| m.addr()) {
             self.send_revival(addr, name, incarnation);
         }

@@ -29,7 +29,9 @@
 //! primaries. During a partition each side elects from the members it can see, so each
 //! side has its own primary; when the partition heals, the views merge and one primary
 //! remains (without failback, the one with the newer claim). Work that must never run
-//! twice needs a real lock or fencing (the claim term can serve as a fencing token).
+//! twice needs a real lock or fencing. The claim term rises while records carrying
+//! older claims are held, but it is not a durable counter (once every record with a
+//! claim is gone, terms start again from 1), so it is no fencing token on its own.
 
 use crate::routing::HealthStatus;
 use crate::wire::MemberState;

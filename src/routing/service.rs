@@ -103,7 +103,8 @@ pub struct ServiceSpec {
     /// Share of the service's traffic this instance takes, 1 to [`MAX_WEIGHT`].
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// How traffic spreads over instances (reserved: not acted on yet).
+    /// How the instances share the work: all of them (`balanced`), or one elected
+    /// primary (`primary`).
     #[serde(default)]
     pub mode: ServiceMode,
     /// Rank in `primary` mode: the passing instance with the highest priority is the

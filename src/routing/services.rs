@@ -507,7 +507,22 @@ fn elect(inner: &Inner, elections: BTreeMap<String, Election>) {
                 primaries.current.insert(service.clone(), (node, now));
             }
         }
-        primaries.current.retain(|s, _| elections.contains_key(s));
+        // A service whose last instance went with its member: nobody holds the role.
+        let gone: Vec<String> = primaries
+            .current
+            .keys()
+            .filter(|s| !elections.contains_key(*s))
+            .cloned()
+            .collect();
+        for service in gone {
+            if let Some((Some(previous), _)) = primaries.current.remove(&service) {
+                changes.push(PrimaryChange {
+                    service,
+                    primary: None,
+                    previous: Some(previous),
+                });
+            }
+        }
         primaries.elections = elections;
     }
     for c in changes {
