@@ -207,6 +207,32 @@ mod tests {
         assert_eq!(env.trim(), "member-failed 7 c failed");
     }
 
+    #[test]
+    fn a_primary_change_names_the_service_and_tells_the_new_primary_it_is_one() {
+        let mut r = record(3, "b");
+        r.event = crate::api::journal::EventKind::PrimaryChanged;
+        r.node = "b".into();
+        r.service = Some("db".into());
+        r.primary = Some("b".into());
+        r.previous = Some("a".into());
+        let env: std::collections::BTreeMap<_, _> = environment(&r).into_iter().collect();
+        assert_eq!(env["MUSTER_EVENT"], "primary-changed");
+        assert_eq!(env["MUSTER_SERVICE"], "db");
+        assert_eq!(env["MUSTER_PRIMARY"], "b");
+        assert_eq!(env["MUSTER_PREVIOUS"], "a");
+        assert_eq!(
+            env["MUSTER_IS_PRIMARY"], "1",
+            "the hook runs on the new primary"
+        );
+        r.node = "c".into();
+        let env: std::collections::BTreeMap<_, _> = environment(&r).into_iter().collect();
+        assert_eq!(env["MUSTER_IS_PRIMARY"], "0");
+        // Membership events carry none of them.
+        let plain: std::collections::BTreeMap<_, _> =
+            environment(&record(1, "c")).into_iter().collect();
+        assert!(!plain.contains_key("MUSTER_SERVICE") && !plain.contains_key("MUSTER_KEYS"));
+    }
+
     #[tokio::test]
     async fn a_failing_command_reports_its_status_and_stderr() {
         let record = record(1, "c");
