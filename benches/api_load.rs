@@ -15,6 +15,9 @@
 //! cargo bench --bench api_load -- --members 1000 [--connections 100] [--duration 30]
 //! ```
 
+#[path = "support/wrk.rs"]
+mod wrk;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -135,31 +138,10 @@ async fn main() -> anyhow::Result<()> {
         body.len()
     );
 
-    let wrk = tokio::process::Command::new("wrk")
-        .args(["-t2", &format!("-c{}", args.connections)])
-        .args([
-            format!("-d{}s", args.duration),
-            "--latency".into(),
-            url.clone(),
-        ])
-        .output()
-        .await;
-    match wrk {
-        Ok(out) if out.status.success() => {
-            println!(
-                "wrk -t2 -c{} -d{}s --latency {url}",
-                args.connections, args.duration
-            );
-            print!("{}", String::from_utf8_lossy(&out.stdout));
-        }
-        Ok(out) => anyhow::bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(_) => {
-            println!(
-                "wrk is not installed (apt-get install wrk); serving {url} for {} s",
-                args.duration
-            );
-            tokio::time::sleep(Duration::from_secs(args.duration)).await;
-        }
+    let duration = Duration::from_secs(args.duration);
+    if !wrk::load(&url, args.connections, duration).await? {
+        println!("serving {url} for {} s", args.duration);
+        tokio::time::sleep(duration).await;
     }
     let counts = agent.members().iter().fold([0usize; 4], |mut c, m| {
         c[m.state as usize] += 1;

@@ -22,6 +22,9 @@
 //! ```
 //! With `wrk` on the PATH, the route endpoint is also loaded over HTTP for `--duration`.
 
+#[path = "support/wrk.rs"]
+mod wrk;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -338,26 +341,7 @@ async fn main() -> anyhow::Result<()> {
         let _ = axum::serve(listener, api::router(state)).await;
     });
     let url = format!("http://{addr}/v1/route/web");
-    let wrk = tokio::process::Command::new("wrk")
-        .args(["-t2", &format!("-c{}", args.connections)])
-        .args([
-            format!("-d{}s", args.duration),
-            "--latency".into(),
-            url.clone(),
-        ])
-        .output()
-        .await;
-    match wrk {
-        Ok(out) if out.status.success() => {
-            println!(
-                "wrk -t2 -c{} -d{}s --latency {url}",
-                args.connections, args.duration
-            );
-            print!("{}", String::from_utf8_lossy(&out.stdout));
-        }
-        Ok(out) => anyhow::bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(_) => println!("wrk is not installed (apt-get install wrk): no HTTP figure"),
-    }
+    wrk::load(&url, args.connections, Duration::from_secs(args.duration)).await?;
     for a in agents {
         a.services.shutdown();
         a.mesh.shutdown().await;

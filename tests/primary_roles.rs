@@ -15,7 +15,7 @@ use muster::routing::service::{ServiceMode, ServiceSpec};
 use muster::routing::services::{PrimaryChange, Services};
 use muster::wire::MemberState;
 use support::eventually_async;
-use support::meshes::{describe, start};
+use support::meshes::{all_alive, describe, start};
 
 struct Agent {
     mesh: Mesh,
@@ -76,17 +76,7 @@ async fn kill_the_primary_and_bring_it_back(cluster: &str, failback: bool) {
     }
     let seed = agents[1].mesh.local_addr();
     let meshes: Vec<&Mesh> = agents.iter().map(|a| &a.mesh).collect();
-    eventually_async(
-        "six agents see six alive members",
-        || {
-            meshes.iter().all(|m| {
-                let members = m.members();
-                members.len() == 6 && members.iter().all(|x| x.state == MemberState::Alive)
-            })
-        },
-        || describe(&meshes),
-    )
-    .await;
+    all_alive(&meshes).await;
     let all: Vec<&Agent> = agents.iter().collect();
     all_agree_on(
         &all,

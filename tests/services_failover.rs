@@ -22,7 +22,7 @@ use muster::routing::service::{CheckSpec, ServiceSpec};
 use muster::routing::services::Services;
 use muster::wire::MemberState;
 use support::eventually_async;
-use support::meshes::{describe, start};
+use support::meshes::{all_alive, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -119,17 +119,7 @@ async fn traffic_fails_over_to_the_nearest_region_and_back_and_drained_instances
         a.mesh.set_input_delay(Duration::from_millis(40));
     }
     let meshes: Vec<&Mesh> = agents.iter().map(|a| &a.mesh).collect();
-    eventually_async(
-        "six agents see six alive members",
-        || {
-            meshes.iter().all(|m| {
-                let members = m.members();
-                members.len() == 6 && members.iter().all(|x| x.state == MemberState::Alive)
-            })
-        },
-        || describe(&meshes),
-    )
-    .await;
+    all_alive(&meshes).await;
 
     let caller = agents[0].services.clone();
     let route = || caller.route("web", None, &RouteQuery::default());

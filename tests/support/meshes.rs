@@ -51,19 +51,24 @@ pub async fn three(cluster: &str) -> (Mesh, Mesh, Mesh) {
     )
     .await;
     let c = start(cluster, "c", ("us", "us-1"), &[("role", "web")], seeds).await;
-    let all = [&a, &b, &c];
+    all_alive(&[&a, &b, &c]).await;
+    (a, b, c)
+}
+
+/// Waits until every mesh sees exactly these meshes' count of members, all alive.
+pub async fn all_alive(meshes: &[&Mesh]) {
+    let n = meshes.len();
     eventually_async(
-        "three meshes see three alive members",
+        &format!("{n} meshes see {n} alive members"),
         || {
-            all.iter().all(|m| {
+            meshes.iter().all(|m| {
                 let members = m.members();
-                members.len() == 3 && members.iter().all(|x| x.state == MemberState::Alive)
+                members.len() == n && members.iter().all(|x| x.state == MemberState::Alive)
             })
         },
-        || describe(&all),
+        || describe(meshes),
     )
     .await;
-    (a, b, c)
 }
 
 pub fn describe(meshes: &[&Mesh]) -> String {
