@@ -937,10 +937,16 @@ async fn a_forced_failover_sends_traffic_to_the_region_until_reset() {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let ra = &routers[0];
-    eventually_get(ra, "/v1/services", "a knows three web instances", |v| {
-        v["services"]["web"]["passing"] == 3
-    })
-    .await;
+    // Every agent, not only a: b's own route answer is read below.
+    for r in &routers {
+        eventually_get(
+            r,
+            "/v1/services",
+            "every agent knows three web instances",
+            |v| v["services"]["web"]["passing"] == 3,
+        )
+        .await;
+    }
 
     let (status, forced) = send_json(
         ra,
