@@ -78,9 +78,11 @@ pub(super) struct Driver {
     pub(super) leave_done: Vec<oneshot::Sender<()>>,
     /// Digest and size of the table at the last published snapshot.
     pub(super) published: (u64, usize),
-    /// Round-trip times at the last published snapshot ([`rtt_fingerprint`]), and when.
+    /// Round-trip times at the last published snapshot ([`rtt_fingerprint`]), and when
+    /// they were last compared with the node's (at most every [`RTT_REFRESH`]: the
+    /// fingerprint reads every member, too much for every turn of the loop).
     pub(super) rtt_published: u64,
-    pub(super) rtt_published_at: Instant,
+    pub(super) rtt_checked_at: Instant,
     /// The seeds of the latest join, re-contacted while fewer members are live than the
     /// most ever seen (a partition the core's own reconnects have not healed yet, or
     /// every member we knew restarted with a new address).
@@ -302,12 +304,15 @@ impl Driver {
         let now = (self.node.digest(), self.node.members().len());
         // Round-trip times move without any membership change; routing orders regions
         // by them, so they are refreshed now and then when they moved by a millisecond.
-        let rtt_due = self.rtt_published_at.elapsed() >= RTT_REFRESH
-            && rtt_fingerprint(&self.node) != self.rtt_published;
-        if changed || now != self.published || rtt_due {
+        let mut rtt = None;
+        if self.rtt_checked_at.elapsed() >= RTT_REFRESH {
+            self.rtt_checked_at = Instant::now();
+            rtt = Some(rtt_fingerprint(&self.node));
+        }
+        let rtt_moved = rtt.is_some_and(|f| f != self.rtt_published);
+        if changed || now != self.published || rtt_moved {
             self.published = now;
-            self.rtt_published = rtt_fingerprint(&self.node);
-            self.rtt_published_at = Instant::now();
+            self.rtt_published = rtt.unwrap_or_else(|| rtt_fingerprint(&self.node));
             self.members.send_replace(snapshot(&self.node));
         }
         if !kv_changed.is_empty() {

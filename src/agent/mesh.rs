@@ -148,7 +148,7 @@ impl Mesh {
             leave_done: Vec::new(),
             published: (node_digest, node_len),
             rtt_published: 0,
-            rtt_published_at: tokio::time::Instant::now(),
+            rtt_checked_at: tokio::time::Instant::now(),
             seeds: Vec::new(),
             peak_live: 1,
             recontact_at: tokio::time::Instant::now() + driver::SEED_RECONTACT,

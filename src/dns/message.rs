@@ -226,22 +226,19 @@ fn finish(mut response: Message, rcode: ResponseCode, limit: usize) -> Reply {
             header_only(m.metadata.id, flags, ResponseCode::ServFail).bytes
         }
     };
-    let bytes = encode(&response);
-    if bytes.len() <= limit {
-        return Reply {
-            bytes,
-            rcode,
-            truncated: false,
-        };
-    }
-    response.additionals.clear();
-    let bytes = encode(&response);
-    if bytes.len() <= limit {
-        return Reply {
-            bytes,
-            rcode,
-            truncated: false,
-        };
+    // Whole, then without the additional section (clients can look the targets up).
+    for drop_additionals in [false, true] {
+        if drop_additionals {
+            response.additionals.clear();
+        }
+        let bytes = encode(&response);
+        if bytes.len() <= limit {
+            return Reply {
+                bytes,
+                rcode,
+                truncated: false,
+            };
+        }
     }
     response.answers.clear();
     response.authorities.clear();

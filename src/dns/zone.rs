@@ -7,7 +7,7 @@
 //!   answers move once per burst of membership or state changes, not once per gossip
 //!   message. A region-scoped name is [`RouteQuery::region`].
 //! - **Members** (node names, and which regions exist) come from a membership snapshot
-//!   debounced the same way ([`DEBOUNCE_QUIET`], [`DEBOUNCE_MAX`]), kept by a task
+//!   debounced the same way ([`DEBOUNCE_QUIET`](crate::routing::services::DEBOUNCE_QUIET), [`DEBOUNCE_MAX`](crate::routing::services::DEBOUNCE_MAX)), kept by a task
 //!   ([`follow_members`]); live members only (alive or suspect).
 //!
 //! Names match ASCII case-insensitively. When two services, nodes or regions differ only
@@ -24,7 +24,7 @@ use super::message::ZoneData;
 use super::records::{self, Endpoint};
 use crate::agent::{Members, MeshView};
 use crate::routing::router::RouteQuery;
-use crate::routing::services::{DEBOUNCE_MAX, DEBOUNCE_QUIET, Services};
+use crate::routing::services::{Services, settle};
 
 /// What the zone knows of the membership: live members and their regions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -190,7 +190,7 @@ impl MemberFeed {
 }
 
 /// Keeps `feed` in line with `view`'s membership: a new table once per burst of
-/// changes — when nothing has changed for [`DEBOUNCE_QUIET`], or [`DEBOUNCE_MAX`] after
+/// changes — when nothing has changed for [`DEBOUNCE_QUIET`](crate::routing::services::DEBOUNCE_QUIET), or [`DEBOUNCE_MAX`](crate::routing::services::DEBOUNCE_MAX) after
 /// the burst's first change — and only when the table differs (round-trip times move
 /// the snapshot, not the table). Returns when the mesh has stopped.
 pub async fn follow_members(view: MeshView, feed: Arc<MemberFeed>) {
@@ -207,20 +207,8 @@ pub async fn follow_members(view: MeshView, feed: Arc<MemberFeed>) {
         if changed {
             feed.changes.send_modify(|n| *n += 1);
         }
-        if members.changed().await.is_err() {
+        if members.changed().await.is_err() || !settle(&mut members).await {
             return;
-        }
-        // Debounce: let the burst finish.
-        let started = tokio::time::Instant::now();
-        loop {
-            let left = DEBOUNCE_MAX.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            tokio::select! {
-                r = members.changed() => if r.is_err() { return },
-                () = tokio::time::sleep(DEBOUNCE_QUIET.min(left)) => break,
-            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! service instances, the failover rule of each service, and this agent's round-trip
 //! time to each region.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::agent::KvMaps;
@@ -13,104 +13,108 @@ use crate::routing::router::{Catalog, Instance};
 use crate::routing::rule::FailoverRule;
 use crate::routing::service::ServiceMode;
 
-/// Builds the catalog from a membership snapshot (sorted by name) and the replicated
-/// state. `local_rules` (this agent's own config) win over rules carried by instances;
-/// otherwise a service's rule is the one its first instance by node name carries.
+/// Every service record of the members' replicated state, decoded once: (member,
+/// service name, record), members in snapshot order (sorted by name), failed and left
+/// members included.
+fn records<'a>(
+    members: &'a [MemberInfo],
+    kv: &'a KvMaps,
+) -> impl Iterator<Item = (&'a MemberInfo, &'a str, ServiceRecord)> {
+    members.iter().flat_map(move |m| {
+        kv.get(&m.name)
+            .into_iter()
+            .flat_map(|map| map.entries.range(record::KEY_PREFIX.to_owned()..))
+            .map_while(|(key, entry)| record::service_of(key).map(|s| (s, entry)))
+            .filter_map(move |(service, entry)| {
+                ServiceRecord::decode(&entry.value).map(|rec| (m, service, rec))
+            })
+    })
+}
+
+/// Reads the catalog and the primary-role elections in one pass over the records.
+///
+/// The catalog: every live member's instances. `local_rules` (this agent's own config)
+/// win over rules carried by instances; otherwise a service's rule is the one its first
+/// instance by node name carries.
+///
+/// The elections: one per service whose instances are in `primary` mode (the mode and
+/// failback setting of its first live instance by node name), with every instance on a
+/// live member as a candidate, and the highest claim left in the records of members
+/// that are not live.
+pub fn read(
+    members: &[MemberInfo],
+    kv: &KvMaps,
+    local_rules: &BTreeMap<String, FailoverRule>,
+) -> (Catalog, BTreeMap<String, Election>) {
+    let mut catalog = Catalog {
+        rules: local_rules.clone(),
+        ..Catalog::default()
+    };
+    let mut elections: BTreeMap<String, Election> = BTreeMap::new();
+    let mut balanced: BTreeSet<String> = BTreeSet::new();
+    let mut retired: BTreeMap<String, u64> = BTreeMap::new();
+    for (m, service, rec) in records(members, kv) {
+        if !m.state.is_live() {
+            let r = retired.entry(service.to_owned()).or_default();
+            *r = (*r).max(rec.claim);
+            continue;
+        }
+        catalog
+            .rules
+            .entry(service.to_owned())
+            .or_insert_with(|| rec.failover.clone());
+        catalog
+            .services
+            .entry(service.to_owned())
+            .or_default()
+            .push(Instance {
+                node: m.name.to_string(),
+                address: m.addr.ip(),
+                port: rec.port,
+                region: m.region.to_string(),
+                zone: m.zone.to_string(),
+                member: m.state,
+                status: rec.status,
+                weight: rec.weight,
+            });
+        if balanced.contains(service) {
+            continue;
+        }
+        if !elections.contains_key(service) && rec.mode != ServiceMode::Primary {
+            balanced.insert(service.to_owned());
+            continue;
+        }
+        let election = elections
+            .entry(service.to_owned())
+            .or_insert_with(|| Election {
+                failback: rec.failback,
+                candidates: Vec::new(),
+                retired_claim: 0,
+            });
+        election.candidates.push(Candidate {
+            node: m.name.to_string(),
+            member: m.state,
+            status: rec.status,
+            priority: rec.priority,
+            claim: rec.claim,
+        });
+    }
+    for (service, claim) in retired {
+        if let Some(e) = elections.get_mut(&service) {
+            e.retired_claim = claim;
+        }
+    }
+    catalog.region_rtt = region_rtt(members);
+    (catalog, elections)
+}
+
+/// The catalog alone (see [`read`]).
 pub fn build(
     members: &[MemberInfo],
     kv: &KvMaps,
     local_rules: &BTreeMap<String, FailoverRule>,
 ) -> Catalog {
-    let mut catalog = Catalog {
-        rules: local_rules.clone(),
-        ..Catalog::default()
-    };
-    for m in members.iter().filter(|m| m.state.is_live()) {
-        let Some(map) = kv.get(&m.name) else {
-            continue;
-        };
-        for (key, entry) in map.entries.range(record::KEY_PREFIX.to_owned()..) {
-            let Some(service) = record::service_of(key) else {
-                break;
-            };
-            let Some(rec) = ServiceRecord::decode(&entry.value) else {
-                continue;
-            };
-            catalog
-                .rules
-                .entry(service.to_owned())
-                .or_insert_with(|| rec.failover.clone());
-            catalog
-                .services
-                .entry(service.to_owned())
-                .or_default()
-                .push(Instance {
-                    node: m.name.to_string(),
-                    address: m.addr.ip(),
-                    port: rec.port,
-                    region: m.region.to_string(),
-                    zone: m.zone.to_string(),
-                    member: m.state,
-                    status: rec.status,
-                    weight: rec.weight,
-                });
-        }
-    }
-    catalog.region_rtt = region_rtt(members);
-    catalog
-}
-
-/// The primary-role elections: one per service whose instances are in `primary` mode
-/// (the mode and failback setting of its first live instance by node name), with every
-/// instance on a live member as a candidate, and the highest claim left in the records
-/// of members that are not live.
-pub fn elections(members: &[MemberInfo], kv: &KvMaps) -> BTreeMap<String, Election> {
-    let mut out: BTreeMap<String, Election> = BTreeMap::new();
-    let mut balanced: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    let mut retired: BTreeMap<String, u64> = BTreeMap::new();
-    for m in members {
-        let Some(map) = kv.get(&m.name) else {
-            continue;
-        };
-        for (key, entry) in map.entries.range(record::KEY_PREFIX.to_owned()..) {
-            let Some(service) = record::service_of(key) else {
-                break;
-            };
-            let Some(rec) = ServiceRecord::decode(&entry.value) else {
-                continue;
-            };
-            if !m.state.is_live() {
-                let r = retired.entry(service.to_owned()).or_default();
-                *r = (*r).max(rec.claim);
-                continue;
-            }
-            if balanced.contains(service) {
-                continue;
-            }
-            if !out.contains_key(service) && rec.mode != ServiceMode::Primary {
-                balanced.insert(service.to_owned());
-                continue;
-            }
-            let election = out.entry(service.to_owned()).or_insert_with(|| Election {
-                failback: rec.failback,
-                candidates: Vec::new(),
-                retired_claim: 0,
-            });
-            election.candidates.push(Candidate {
-                node: m.name.to_string(),
-                member: m.state,
-                status: rec.status,
-                priority: rec.priority,
-                claim: rec.claim,
-            });
-        }
-    }
-    for (service, claim) in retired {
-        if let Some(e) = out.get_mut(&service) {
-            e.retired_claim = claim;
-        }
-    }
-    out
+    read(members, kv, local_rules).0
 }
 
 /// Median measured round-trip time to the live members of each region (regions with no

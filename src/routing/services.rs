@@ -35,6 +35,50 @@ pub const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 /// agent to have pulled everyone's records, so it never claims on a partial view.
 pub const CLAIM_SETTLE: Duration = Duration::from_secs(2);
 
+/// Something that changes now and then: the snapshots [`settle`] debounces.
+pub trait Changes {
+    /// Waits for the next change; `false` once the source has closed.
+    fn next_change(&mut self) -> impl std::future::Future<Output = bool> + Send;
+}
+
+impl<T: Send + Sync> Changes for tokio::sync::watch::Receiver<T> {
+    async fn next_change(&mut self) -> bool {
+        self.changed().await.is_ok()
+    }
+}
+
+impl<A: Send + Sync, B: Send + Sync> Changes
+    for (
+        tokio::sync::watch::Receiver<A>,
+        tokio::sync::watch::Receiver<B>,
+    )
+{
+    async fn next_change(&mut self) -> bool {
+        tokio::select! {
+            r = self.0.changed() => r.is_ok(),
+            r = self.1.changed() => r.is_ok(),
+        }
+    }
+}
+
+/// Lets a burst of changes finish: returns once nothing has changed for
+/// [`DEBOUNCE_QUIET`], or [`DEBOUNCE_MAX`] after it was called, whichever comes first;
+/// `false` if the source closed meanwhile. Route answers and DNS answers both change
+/// once per burst this way, not once per gossip message.
+pub async fn settle(changes: &mut impl Changes) -> bool {
+    let started = tokio::time::Instant::now();
+    loop {
+        let left = DEBOUNCE_MAX.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            open = changes.next_change() => if !open { return false },
+            () = tokio::time::sleep(DEBOUNCE_QUIET.min(left)) => return true,
+        }
+    }
+}
+
 /// Longest wait between two looks at the rules' clocks when no deadline is due (a rule's
 /// `retry` shortens it: rules are re-checked at least that often).
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -587,17 +631,16 @@ fn local_rules(inner: &Inner) -> BTreeMap<String, FailoverRule> {
 /// Rebuilds the router's catalog once per burst of membership or state changes, and
 /// moves its rules' clocks at their deadlines.
 async fn feed_router(inner: Arc<Inner>) {
-    let mut members = inner.view.watch();
-    let mut kv = inner.view.watch_kv();
+    let mut snapshots = (inner.view.watch(), inner.view.watch_kv());
     loop {
         let (m, k) = (
-            members.borrow_and_update().clone(),
-            kv.borrow_and_update().clone(),
+            snapshots.0.borrow_and_update().clone(),
+            snapshots.1.borrow_and_update().clone(),
         );
-        let catalog = catalog::build(&m, &k, &local_rules(&inner));
+        let (catalog, elections) = catalog::read(&m, &k, &local_rules(&inner));
         lock(&inner.router).update(inner.view.now(), catalog);
         collect_changes(&inner);
-        elect(&inner, catalog::elections(&m, &k));
+        elect(&inner, elections);
         // Wait for the next change, ticking the rules at their deadlines meanwhile.
         loop {
             let now = inner.view.now();
@@ -608,29 +651,19 @@ async fn feed_router(inner: Arc<Inner>) {
                 .map_or(IDLE_TICK, |at| at.saturating_since(now))
                 .min(retry_interval(&inner));
             tokio::select! {
-                r = members.changed() => { if r.is_err() { return } break }
-                r = kv.changed() => { if r.is_err() { return } break }
+                open = snapshots.next_change() => { if !open { return } break }
                 () = tokio::time::sleep(wait) => {
                     lock(&inner.router).tick(inner.view.now());
                     collect_changes(&inner);
-                    // A claim waits for its settle time, which passes without a change.
-                    let elections = catalog::elections(&members.borrow(), &kv.borrow());
+                    // A claim waits for its settle time, which passes without a change:
+                    // the same elections again, with a later clock.
+                    let elections = lock(&inner.primaries).elections.clone();
                     elect(&inner, elections);
                 }
             }
         }
-        // Debounce: let the burst finish.
-        let started = tokio::time::Instant::now();
-        loop {
-            let left = DEBOUNCE_MAX.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            tokio::select! {
-                r = members.changed() => if r.is_err() { return },
-                r = kv.changed() => if r.is_err() { return },
-                () = tokio::time::sleep(DEBOUNCE_QUIET.min(left)) => break,
-            }
+        if !settle(&mut snapshots).await {
+            return;
         }
     }
 }
