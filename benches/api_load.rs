@@ -66,6 +66,7 @@ fn phantom(i: usize) -> MemberRecord {
         },
         incarnation: 1,
         state: MemberState::Alive,
+        health: 0,
         kv: Default::default(),
     }
 }
@@ -105,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
         },
         incarnation: 1,
         state: MemberState::Alive,
+        health: 0,
         kv: Default::default(),
     }];
     members.extend((0..args.members - 2).map(phantom));

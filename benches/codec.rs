@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use muster::proto::{Channel, Command, Node, NodeOptions, SwimConfig, Time};
-use muster::wire::{ClusterId, DatagramBuilder, Message, Name, Profile, Tags, decode_datagram};
+use muster::wire::{DatagramBuilder, Message, Name, Profile, Tags, decode_datagram};
 
 const CLUSTER: &str = "bench";
 /// The LAN preset's datagram budget.
@@ -30,12 +30,11 @@ fn profile(name: &str, addr: SocketAddr) -> Profile {
 /// A probe ping followed by alternating alive and suspect updates, as many as keep the
 /// datagram at or under [`TARGET_LEN`] bytes: what a busy node sends when it probes.
 fn full_datagram_messages() -> Vec<Message> {
-    let cluster = ClusterId::from_name(CLUSTER);
     let mut msgs = vec![Message::Ping {
         seq: 123_456,
         target: "node-0042.eu-west.example".into(),
     }];
-    let mut d = DatagramBuilder::new(cluster, TARGET_LEN);
+    let mut d = DatagramBuilder::new(TARGET_LEN);
     d.push(&msgs[0]).expect("a ping encodes");
     for i in 0u16.. {
         let name: Name = format!("node-{i:04}.eu-west.example").into();
@@ -61,8 +60,8 @@ fn full_datagram_messages() -> Vec<Message> {
     msgs
 }
 
-fn encode(msgs: &[Message], cluster: ClusterId) -> Vec<u8> {
-    let mut d = DatagramBuilder::new(cluster, BUDGET);
+fn encode(msgs: &[Message]) -> Vec<u8> {
+    let mut d = DatagramBuilder::new(BUDGET);
     for m in msgs {
         let fitted = d.push(m).expect("messages encode");
         debug_assert!(fitted);
@@ -71,9 +70,8 @@ fn encode(msgs: &[Message], cluster: ClusterId) -> Vec<u8> {
 }
 
 fn codec(c: &mut Criterion) {
-    let cluster = ClusterId::from_name(CLUSTER);
     let msgs = full_datagram_messages();
-    let bytes = encode(&msgs, cluster);
+    let bytes = encode(&msgs);
     println!(
         "full datagram: {} messages, {} bytes",
         msgs.len(),
@@ -82,11 +80,9 @@ fn codec(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("datagram");
     g.throughput(Throughput::Bytes(bytes.len() as u64));
-    g.bench_function("encode_full", |b| {
-        b.iter(|| encode(black_box(&msgs), cluster))
-    });
+    g.bench_function("encode_full", |b| b.iter(|| encode(black_box(&msgs))));
     g.bench_function("decode_full", |b| {
-        b.iter(|| decode_datagram(black_box(&bytes), cluster).expect("decodes"))
+        b.iter(|| decode_datagram(black_box(&bytes)).expect("decodes"))
     });
     g.finish();
 }
@@ -111,6 +107,7 @@ impl Pair {
                 incarnation: 0,
                 seed,
                 kv_epoch: 1,
+                proven: false,
             };
             Node::new(options, Time::ZERO).expect("lan preset is valid")
         };

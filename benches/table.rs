@@ -72,6 +72,7 @@ fn node(name: &str) -> Node {
         incarnation: 0,
         seed: 1,
         kv_epoch: 1,
+        proven: false,
     };
     Node::new(options, Time::ZERO).expect("lan preset is valid")
 }
@@ -92,6 +93,7 @@ fn merges(c: &mut Criterion) {
             profile: profile(i),
             incarnation: 1,
             state: MemberState::Alive,
+            health: 0,
             kv: Default::default(),
         })
         .collect();

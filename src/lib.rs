@@ -33,7 +33,7 @@
 //!     zone: "eu-1".into(),
 //!     tags: Tags::new(),
 //! };
-//! let options = NodeOptions { config: SwimConfig::lan(), profile, cluster: "demo".into(), incarnation: 0, seed: 1, kv_epoch: 1 };
+//! let options = NodeOptions { config: SwimConfig::lan(), profile, cluster: "demo".into(), incarnation: 0, seed: 1, kv_epoch: 1, proven: false };
 //! let mut node = Node::new(options, Time::ZERO).unwrap();
 //! // The driver loop: feed input, run timers, send what the node wants sent.
 //! while let Some(at) = node.poll_timeout() {

@@ -54,6 +54,7 @@ fn record(name: &str, addr: SocketAddr, incarnation: u32, state: MemberState) ->
         profile: profile(name, addr),
         incarnation,
         state,
+        health: 0,
         kv: Default::default(),
     }
 }
@@ -70,7 +71,7 @@ fn config() -> SwimConfig {
 
 /// One datagram from a hand-made peer.
 fn datagram(msgs: &[Message]) -> Vec<u8> {
-    let mut d = DatagramBuilder::new(cluster(), wire::MAX_DATAGRAM_LEN);
+    let mut d = DatagramBuilder::new(wire::MAX_DATAGRAM_LEN);
     for m in msgs {
         assert!(
             d.push(m).expect("test messages encode"),
@@ -152,6 +153,7 @@ impl Script {
             incarnation: 0,
             seed: SEED,
             kv_epoch: 1,
+            proven: false,
         };
         let node = Node::new(options, Time::ZERO).expect("test config is valid");
         Script {
@@ -352,7 +354,7 @@ impl Script {
             let mut replies = Vec::new();
             while let Some(t) = self.node.poll_transmit() {
                 let msgs = match t.channel {
-                    Channel::Datagram => wire::decode_datagram(&t.payload, cluster())
+                    Channel::Datagram => wire::decode_datagram(&t.payload)
                         .expect("the node's datagrams decode")
                         .into_iter()
                         .map(|(m, _)| m)
@@ -1000,13 +1002,16 @@ fn suspect_pinged_by_its_buddy_answers_with_its_refutation() {
     let mut s = Script::with_peers(config(), &["a", "b", "c"]);
     s.advance(Duration::from_secs(3)); // let the join gossip drain
     s.take_sent();
+    // Unanswered probes may have announced poor health meanwhile: suspect the current
+    // incarnation.
+    let inc = s.node.member(ME).unwrap().incarnation;
     let a = s.addr("a");
     s.deliver(
         a,
         &[
             Message::Suspect {
                 name: ME.into(),
-                incarnation: 0,
+                incarnation: inc,
                 from: "b".into(),
             },
             Message::Ping {
@@ -1022,7 +1027,7 @@ fn suspect_pinged_by_its_buddy_answers_with_its_refutation() {
         .expect("the ping is acked");
     assert_eq!(ack.to, a);
     assert!(
-        ack.has(|m| is_alive_of(m, ME, 1)),
+        ack.has(|m| is_alive_of(m, ME, inc + 1)),
         "the ack does not carry the refutation: {ack:?}"
     );
 }
@@ -1116,17 +1121,65 @@ fn one_probe_failed_in_silence() -> Script {
     s
 }
 
+/// Whether `t` carries an alive announcement of this node at `incarnation` whose health
+/// passes `health`.
+fn announces_self(t: &Sent, incarnation: u32, health: impl Fn(u8) -> bool) -> bool {
+    t.has(|m| {
+        matches!(m, Message::Alive { profile, incarnation: i, health: h, .. }
+            if profile.name == ME && *i == incarnation && health(*h))
+    })
+}
+
 #[test]
-fn a_node_whose_health_degrades_announces_it_with_a_new_incarnation() {
+fn a_new_node_is_unproven_until_one_of_its_probes_is_answered_in_time() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    let unproven = (s.node.config().awareness_max - 1) as u8;
+    let own = s.node.members().record(s.node.members().get(ME).unwrap());
+    assert_eq!(
+        own.health, unproven,
+        "its join and tables carry the unproven health"
+    );
+    s.answer = true;
+    let p = s.next_probe(Duration::from_secs(2));
+    assert!(
+        !s.sent.iter().any(|t| announces_self(t, 1, |_| true)),
+        "nothing to announce before the first answer"
+    );
+    s.advance_to(p.at + Duration::from_millis(1));
+    s.wait_for_sent(Duration::from_secs(1), |t| announces_self(t, 1, |h| h == 0))
+        .expect("proven: the node announces health 0 at a new incarnation");
+    let own = s.node.members().record(s.node.members().get(ME).unwrap());
+    assert_eq!(own.health, 0);
+}
+
+#[test]
+fn an_unproven_node_whose_probes_fail_keeps_its_announcement() {
     let mut s = one_probe_failed_in_silence();
     assert!(s.node.health_score() >= 3, "{}", s.node.health_score());
-    s.wait_for_sent(Duration::from_secs(1), |t| {
-        t.has(|m| {
-            matches!(m, Message::Alive { profile, incarnation: 1, health, .. }
-                if profile.name == ME && *health >= 3)
-        })
-    })
-    .expect("the node announces its poor health");
+    assert!(
+        s.wait_for_sent(Duration::from_secs(2), |t| announces_self(t, 1, |_| true))
+            .is_none(),
+        "already announced at the highest score: nothing new to say"
+    );
+}
+
+#[test]
+fn a_node_whose_health_degrades_announces_it_with_a_new_incarnation() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    let p = s.next_probe(Duration::from_secs(2));
+    s.advance_to(p.at + Duration::from_millis(1));
+    s.wait_for_sent(Duration::from_secs(1), |t| announces_self(t, 1, |h| h == 0))
+        .expect("proven");
+    for name in ["a", "b", "c", "d"] {
+        s.set_silent(name, true);
+    }
+    let p = s.next_probe(Duration::from_secs(2));
+    // Past the deadline, stretched or not by the acks the peers gave before.
+    s.advance_to(p.at + s.node.config().probe_timeout * 4);
+    assert!(s.node.health_score() >= 3, "{}", s.node.health_score());
+    s.wait_for_sent(Duration::from_secs(1), |t| announces_self(t, 2, |h| h >= 3))
+        .expect("the node announces its poor health");
 }
 
 #[test]
@@ -1426,7 +1479,14 @@ fn join_sends_a_join_stream_to_each_seed_and_completes_on_the_first_reply() {
     let Message::Join { members } = &sent[0].msgs[0] else {
         unreachable!()
     };
-    assert_eq!(members, &[record(ME, my_addr(), 0, MemberState::Alive)]);
+    let unproven = (s.node.config().awareness_max - 1) as u8;
+    assert_eq!(
+        members,
+        &[MemberRecord {
+            health: unproven,
+            ..record(ME, my_addr(), 0, MemberState::Alive)
+        }]
+    );
 
     let table = vec![
         record("seed", s1, 0, MemberState::Alive),
@@ -1630,10 +1690,12 @@ fn push_pull_offer_with_a_different_digest_gets_the_full_table() {
 // ----- bad input --------------------------------------------------------------------
 
 #[test]
-fn datagram_from_a_foreign_cluster_is_dropped_and_counted() {
+fn foreign_cluster_stream_and_old_version_datagram_are_dropped_and_counted() {
     let mut s = Script::with_peers(config(), &["a"]);
     let digest = s.node.digest();
-    let mut d = DatagramBuilder::new(ClusterId::from_name("elsewhere"), 1200);
+    // Datagrams carry no cluster id (the QUIC connection's ALPN names the cluster): one
+    // of another protocol version, here version 2 which still had it, is refused whole.
+    let mut d = DatagramBuilder::new(1200);
     let x = host(40);
     assert!(
         d.push(&Message::Alive {
@@ -1650,7 +1712,9 @@ fn datagram_from_a_foreign_cluster_is_dropped_and_counted() {
         })
         .unwrap()
     );
-    s.deliver_bytes(x, &d.finish());
+    let mut old = d.finish();
+    old[0] = 2;
+    s.deliver_bytes(x, &old);
     let stream = wire::encode_stream(
         &Message::Join {
             members: vec![record("x", x, 0, MemberState::Alive)],
@@ -1699,14 +1763,14 @@ fn garbage_and_truncated_bytes_are_dropped_and_counted() {
             target: ME.into(),
         },
     ]);
-    let mut header_and_garbage = valid[..wire::HEADER_LEN].to_vec();
+    let mut header_and_garbage = valid[..wire::DATAGRAM_HEADER_LEN].to_vec();
     header_and_garbage.extend_from_slice(&[0xff; 40]);
     let inputs: Vec<Vec<u8>> = vec![
         Vec::new(),
-        vec![0xde, 0xad, 0xbe, 0xef],
-        valid[..wire::HEADER_LEN].to_vec(),
+        vec![wire::PROTOCOL_VERSION, 0xde, 0xad, 0xbe, 0xef],
+        valid[..wire::DATAGRAM_HEADER_LEN].to_vec(),
         valid[..valid.len() - 1].to_vec(),
-        valid[..wire::HEADER_LEN + 3].to_vec(),
+        valid[..wire::DATAGRAM_HEADER_LEN + 3].to_vec(),
         header_and_garbage.clone(),
         vec![0; wire::MAX_DATAGRAM_LEN + 1],
     ];
@@ -1720,10 +1784,14 @@ fn garbage_and_truncated_bytes_are_dropped_and_counted() {
         cluster(),
     )
     .unwrap();
+    let mut stream_header_and_garbage = stream[..wire::STREAM_HEADER_LEN].to_vec();
+    stream_header_and_garbage.extend_from_slice(&[0xff; 40]);
+    let mut datagram_body_on_a_stream = stream[..wire::STREAM_HEADER_LEN].to_vec();
+    datagram_body_on_a_stream.extend_from_slice(&valid[wire::DATAGRAM_HEADER_LEN..]);
     for bytes in [
         &stream[..stream.len() - 1],
-        &header_and_garbage[..],
-        &valid[..],
+        &stream_header_and_garbage[..],
+        &datagram_body_on_a_stream[..],
     ] {
         s.node.handle_stream(s.now, x, bytes);
         s.pump();

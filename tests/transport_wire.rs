@@ -81,8 +81,12 @@ async fn udp_counters_see_whole_quic_packets() {
 async fn garbage_at_the_gossip_port_changes_nothing_and_the_agent_keeps_serving() {
     let a = start("a", vec![]).await;
     let b = start("b", vec![a.local_addr()]).await;
-    eventually("a and b see each other", || {
-        alive_count(&a) == 2 && alive_count(&b) == 2
+    // Each new node announces itself once more (at incarnation 1) when its first probe
+    // proves it healthy (protocol.md §8): wait for that, so only garbage could move them.
+    eventually("a and b see each other, proven", || {
+        alive_count(&a) == 2
+            && alive_count(&b) == 2
+            && a.members().iter().all(|m| m.incarnation >= 1)
     })
     .await;
     let before: Vec<_> = a

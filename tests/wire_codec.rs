@@ -8,9 +8,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use muster::wire::{
-    ClusterId, DatagramBuilder, DecodeError, HEADER_LEN, MAX_DATAGRAM_LEN, MAX_NAME_LEN,
+    ClusterId, DATAGRAM_HEADER_LEN, DatagramBuilder, DecodeError, MAX_DATAGRAM_LEN, MAX_NAME_LEN,
     MAX_STREAM_LEN, MAX_TAGS_LEN, MemberRecord, MemberState, Message, Name, PROTOCOL_VERSION,
-    Profile, SyncPhase, Tags, decode_datagram, decode_stream, encode_message, encode_stream,
+    Profile, STREAM_HEADER_LEN, SyncPhase, Tags, decode_datagram, decode_stream, encode_message,
+    encode_stream,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -86,14 +87,15 @@ fn sync_phase() -> impl Strategy<Value = SyncPhase> {
 }
 
 fn record() -> impl Strategy<Value = MemberRecord> {
-    (profile(), any::<u32>(), member_state()).prop_map(|(profile, incarnation, state)| {
-        MemberRecord {
+    (profile(), any::<u32>(), member_state(), any::<u8>()).prop_map(
+        |(profile, incarnation, state, health)| MemberRecord {
             profile,
             incarnation,
             state,
+            health,
             kv: Default::default(),
-        }
-    })
+        },
+    )
 }
 
 /// Every message that travels in a datagram.
@@ -146,8 +148,8 @@ fn stream_message() -> impl Strategy<Value = Message> {
 }
 
 /// One datagram holding `msgs`, with room for any of them.
-fn pack(msgs: &[Message], cluster: ClusterId) -> Vec<u8> {
-    let mut d = DatagramBuilder::new(cluster, MAX_DATAGRAM_LEN);
+fn pack(msgs: &[Message]) -> Vec<u8> {
+    let mut d = DatagramBuilder::new(MAX_DATAGRAM_LEN);
     for m in msgs {
         assert!(
             d.push(m).expect("messages encode"),
@@ -181,31 +183,33 @@ fn check_accepted_datagram(decoded: &[(Message, usize)]) {
 proptest! {
     #[test]
     fn datagram_message_round_trips(msg in datagram_message()) {
-        let bytes = pack(std::slice::from_ref(&msg), CLUSTER);
+        let bytes = pack(std::slice::from_ref(&msg));
         prop_assert!(bytes.len() <= MAX_DATAGRAM_LEN);
-        let decoded = decode_datagram(&bytes, CLUSTER).expect("a valid datagram decodes");
-        prop_assert_eq!(decoded, vec![(msg.clone(), bytes.len() - HEADER_LEN)]);
-        prop_assert_eq!(encoded_len(&msg), bytes.len() - HEADER_LEN);
+        let decoded = decode_datagram(&bytes).expect("a valid datagram decodes");
+        prop_assert_eq!(decoded, vec![(msg.clone(), bytes.len() - DATAGRAM_HEADER_LEN)]);
+        prop_assert_eq!(encoded_len(&msg), bytes.len() - DATAGRAM_HEADER_LEN);
+        prop_assert_eq!(bytes[0], PROTOCOL_VERSION);
     }
 
     #[test]
     fn stream_message_round_trips(msg in stream_message()) {
         let bytes = encode_stream(&msg, CLUSTER).expect("a stream message encodes");
-        prop_assert_eq!(&bytes[..HEADER_LEN], &header(PROTOCOL_VERSION, CLUSTER)[..]);
+        prop_assert_eq!(&bytes[..STREAM_HEADER_LEN], &header(PROTOCOL_VERSION, CLUSTER)[..]);
         prop_assert_eq!(decode_stream(&bytes, CLUSTER), Ok(msg));
     }
 
     #[test]
     fn packed_datagram_decodes_in_order(msgs in prop::collection::vec(datagram_message(), 1..8)) {
-        let bytes = pack(&msgs, CLUSTER);
-        let decoded = decode_datagram(&bytes, CLUSTER).expect("a valid datagram decodes");
+        let bytes = pack(&msgs);
+        let decoded = decode_datagram(&bytes).expect("a valid datagram decodes");
         let lens: Vec<usize> = msgs.iter().map(encoded_len).collect();
         prop_assert_eq!(decoded.iter().map(|(_, len)| *len).collect::<Vec<_>>(), lens);
         prop_assert_eq!(decoded.into_iter().map(|(m, _)| m).collect::<Vec<_>>(), msgs);
     }
 }
 
-fn header(version: u8, cluster: ClusterId) -> [u8; HEADER_LEN] {
+/// A stream header.
+fn header(version: u8, cluster: ClusterId) -> [u8; STREAM_HEADER_LEN] {
     let id = cluster.0.to_le_bytes();
     [version, id[0], id[1], id[2], id[3]]
 }
@@ -215,7 +219,7 @@ fn header(version: u8, cluster: ClusterId) -> [u8; HEADER_LEN] {
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        if let Ok(decoded) = decode_datagram(&bytes, CLUSTER) {
+        if let Ok(decoded) = decode_datagram(&bytes) {
             check_accepted_datagram(&decoded);
         }
         if let Ok(m) = decode_stream(&bytes, CLUSTER) {
@@ -225,9 +229,14 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_after_a_valid_header_never_panic(body in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let mut bytes = vec![PROTOCOL_VERSION];
+        bytes.extend_from_slice(&body);
+        if let Ok(decoded) = decode_datagram(&bytes) {
+            check_accepted_datagram(&decoded);
+        }
         let mut bytes = header(PROTOCOL_VERSION, CLUSTER).to_vec();
         bytes.extend_from_slice(&body);
-        if let Ok(decoded) = decode_datagram(&bytes, CLUSTER) {
+        if let Ok(decoded) = decode_datagram(&bytes) {
             check_accepted_datagram(&decoded);
         }
         if let Ok(m) = decode_stream(&bytes, CLUSTER) {
@@ -243,16 +252,16 @@ proptest! {
         stream in stream_message(),
         edits in prop::collection::vec((any::<Index>(), any::<u8>()), 1..8),
     ) {
-        let mut d = pack(&msgs, CLUSTER);
+        let mut d = pack(&msgs);
         let mut s = encode_stream(&stream, CLUSTER).expect("a stream message encodes");
         for (at, byte) in &edits {
             // Keep the header intact so the body gets parsed.
-            let i = HEADER_LEN + at.index(d.len() - HEADER_LEN);
+            let i = DATAGRAM_HEADER_LEN + at.index(d.len() - DATAGRAM_HEADER_LEN);
             d[i] = *byte;
-            let j = HEADER_LEN + at.index(s.len() - HEADER_LEN);
+            let j = STREAM_HEADER_LEN + at.index(s.len() - STREAM_HEADER_LEN);
             s[j] = *byte;
         }
-        if let Ok(decoded) = decode_datagram(&d, CLUSTER) {
+        if let Ok(decoded) = decode_datagram(&d) {
             check_accepted_datagram(&decoded);
         }
         if let Ok(m) = decode_stream(&s, CLUSTER) {
@@ -265,13 +274,13 @@ proptest! {
     /// is left is itself a valid datagram of the leading messages.
     #[test]
     fn truncated_datagram_is_refused(msgs in prop::collection::vec(datagram_message(), 1..5), cut in any::<Index>()) {
-        let bytes = pack(&msgs, CLUSTER);
+        let bytes = pack(&msgs);
         let at = cut.index(bytes.len()); // 0..len: always shorter than the datagram
-        let mut boundaries = vec![HEADER_LEN];
+        let mut boundaries = vec![DATAGRAM_HEADER_LEN];
         for m in &msgs {
             boundaries.push(boundaries.last().copied().unwrap_or_default() + encoded_len(m));
         }
-        let result = decode_datagram(&bytes[..at], CLUSTER);
+        let result = decode_datagram(&bytes[..at]);
         match boundaries.iter().position(|&b| b == at) {
             Some(k) if k > 0 => {
                 let leading: Vec<Message> = result.expect("a cut between messages").into_iter().map(|(m, _)| m).collect();
@@ -283,9 +292,9 @@ proptest! {
 
     #[test]
     fn truncated_single_message_datagram_is_always_refused(msg in datagram_message(), cut in any::<Index>()) {
-        let bytes = pack(std::slice::from_ref(&msg), CLUSTER);
+        let bytes = pack(std::slice::from_ref(&msg));
         let at = cut.index(bytes.len());
-        prop_assert!(decode_datagram(&bytes[..at], CLUSTER).is_err());
+        prop_assert!(decode_datagram(&bytes[..at]).is_err());
     }
 
     #[test]
@@ -297,9 +306,9 @@ proptest! {
 
     #[test]
     fn stream_message_in_a_datagram_is_wrong_channel(msg in stream_message()) {
-        let mut d = DatagramBuilder::new(CLUSTER, MAX_DATAGRAM_LEN);
+        let mut d = DatagramBuilder::new(MAX_DATAGRAM_LEN);
         prop_assume!(d.push(&msg).expect("a stream message encodes"));
-        prop_assert_eq!(decode_datagram(&d.finish(), CLUSTER), Err(DecodeError::WrongChannel { kind: msg.kind() }));
+        prop_assert_eq!(decode_datagram(&d.finish()), Err(DecodeError::WrongChannel { kind: msg.kind() }));
     }
 
     /// Only `Ping` and `Ack` (the reliable fallback probe) may also travel on a stream.
@@ -312,11 +321,10 @@ proptest! {
     }
 
     #[test]
-    fn foreign_cluster_id_is_refused(ours in any::<u32>(), theirs in any::<u32>(), msg in datagram_message(), stream in stream_message()) {
+    fn foreign_cluster_id_is_refused_on_streams(ours in any::<u32>(), theirs in any::<u32>(), stream in stream_message()) {
         prop_assume!(ours != theirs);
         let (ours, theirs) = (ClusterId(ours), ClusterId(theirs));
         let want = DecodeError::ForeignCluster { found: theirs.0 };
-        prop_assert_eq!(decode_datagram(&pack(&[msg], theirs), ours).unwrap_err(), want.clone());
         let bytes = encode_stream(&stream, theirs).expect("a stream message encodes");
         prop_assert_eq!(decode_stream(&bytes, ours).unwrap_err(), want);
     }
@@ -325,9 +333,9 @@ proptest! {
     fn unknown_version_is_refused(version in any::<u8>(), msg in datagram_message(), stream in stream_message()) {
         prop_assume!(version != PROTOCOL_VERSION);
         let want = DecodeError::UnknownVersion { found: version };
-        let mut d = pack(&[msg], CLUSTER);
+        let mut d = pack(&[msg]);
         d[0] = version;
-        prop_assert_eq!(decode_datagram(&d, CLUSTER).unwrap_err(), want.clone());
+        prop_assert_eq!(decode_datagram(&d).unwrap_err(), want.clone());
         let mut s = encode_stream(&stream, CLUSTER).expect("a stream message encodes");
         s[0] = version;
         prop_assert_eq!(decode_stream(&s, CLUSTER).unwrap_err(), want);
@@ -336,10 +344,10 @@ proptest! {
 
 #[test]
 fn over_size_input_is_refused_before_parsing() {
-    let mut d = header(PROTOCOL_VERSION, CLUSTER).to_vec();
+    let mut d = vec![PROTOCOL_VERSION];
     d.resize(MAX_DATAGRAM_LEN + 1, 0);
     assert_eq!(
-        decode_datagram(&d, CLUSTER),
+        decode_datagram(&d),
         Err(DecodeError::Oversized {
             len: MAX_DATAGRAM_LEN + 1,
             max: MAX_DATAGRAM_LEN
@@ -359,13 +367,13 @@ fn over_size_input_is_refused_before_parsing() {
 #[test]
 fn header_alone_or_less_is_truncated() {
     let h = header(PROTOCOL_VERSION, CLUSTER);
-    for len in 0..=HEADER_LEN {
+    for len in 0..=DATAGRAM_HEADER_LEN {
         assert_eq!(
-            decode_datagram(&h[..len], CLUSTER),
+            decode_datagram(&h[..len]),
             Err(DecodeError::Truncated { len })
         );
     }
-    for len in 0..HEADER_LEN {
+    for len in 0..STREAM_HEADER_LEN {
         assert_eq!(
             decode_stream(&h[..len], CLUSTER),
             Err(DecodeError::Truncated { len })
@@ -421,7 +429,7 @@ fn names_and_tags_over_their_bounds_are_invalid() {
     for msg in &refused {
         assert!(
             matches!(
-                decode_datagram(&pack(std::slice::from_ref(msg), CLUSTER), CLUSTER),
+                decode_datagram(&pack(std::slice::from_ref(msg))),
                 Err(DecodeError::Invalid { .. })
             ),
             "{msg:?}"
@@ -432,6 +440,7 @@ fn names_and_tags_over_their_bounds_are_invalid() {
             profile: profile(long),
             incarnation: 0,
             state: MemberState::Alive,
+            health: 0,
             kv: Default::default(),
         }],
     };
@@ -446,7 +455,7 @@ fn names_and_tags_over_their_bounds_are_invalid() {
         incarnation: 1,
         health: 0,
     };
-    assert!(decode_datagram(&pack(std::slice::from_ref(&fine), CLUSTER), CLUSTER).is_ok());
+    assert!(decode_datagram(&pack(std::slice::from_ref(&fine))).is_ok());
 }
 
 #[test]
@@ -525,8 +534,8 @@ fn full_datagram_builder_never_exceeds_its_budget() {
         .collect();
     // The header is written unconditionally, so budgets start at its length.
     for budget in [
-        HEADER_LEN,
-        HEADER_LEN + 1,
+        DATAGRAM_HEADER_LEN,
+        DATAGRAM_HEADER_LEN + 1,
         7,
         20,
         64,
@@ -538,8 +547,8 @@ fn full_datagram_builder_never_exceeds_its_budget() {
         MAX_DATAGRAM_LEN,
     ] {
         for offset in 0..samples.len() {
-            let mut d = DatagramBuilder::new(CLUSTER, budget);
-            let mut e = DatagramBuilder::new(CLUSTER, budget);
+            let mut d = DatagramBuilder::new(budget);
+            let mut e = DatagramBuilder::new(budget);
             let (mut pushed, mut refusals) = (Vec::new(), 0);
             for i in 0..2000 {
                 let k = (i * 3 + offset) % samples.len();
@@ -569,9 +578,9 @@ fn full_datagram_builder_never_exceeds_its_budget() {
             );
             assert_eq!(bytes, other, "push and push_encoded pack the same bytes");
             if pushed.is_empty() {
-                assert_eq!(bytes.len(), HEADER_LEN);
+                assert_eq!(bytes.len(), DATAGRAM_HEADER_LEN);
             } else {
-                let decoded: Vec<Message> = decode_datagram(&bytes, CLUSTER)
+                let decoded: Vec<Message> = decode_datagram(&bytes)
                     .unwrap()
                     .into_iter()
                     .map(|(m, _)| m)

@@ -29,12 +29,14 @@ fn node() -> Node {
         cluster: CLUSTER.into(),
         incarnation: 0,
         seed: 1,
+        kv_epoch: 1,
+        proven: false,
     };
     Node::new(options, Time::ZERO).expect("the lan preset is valid")
 }
 
 fn check_decoders(bytes: &[u8], cluster: ClusterId) {
-    if let Ok(messages) = wire::decode_datagram(bytes, cluster) {
+    if let Ok(messages) = wire::decode_datagram(bytes) {
         assert!(!messages.is_empty());
         for (m, len) in &messages {
             assert!(!m.kind().is_stream(), "{:?} accepted in a datagram", m.kind());
@@ -50,20 +52,25 @@ fn check_decoders(bytes: &[u8], cluster: ClusterId) {
 
 fuzz_target!(|data: &[u8]| {
     let cluster = ClusterId::from_name(CLUSTER);
-    let mut framed = Vec::with_capacity(wire::HEADER_LEN + data.len());
-    framed.push(wire::PROTOCOL_VERSION);
-    framed.extend_from_slice(&cluster.0.to_le_bytes());
-    framed.extend_from_slice(data);
+    // Behind a valid datagram header, and behind a valid stream header.
+    let mut datagram = Vec::with_capacity(wire::DATAGRAM_HEADER_LEN + data.len());
+    datagram.push(wire::PROTOCOL_VERSION);
+    datagram.extend_from_slice(data);
+    let mut stream = Vec::with_capacity(wire::STREAM_HEADER_LEN + data.len());
+    stream.push(wire::PROTOCOL_VERSION);
+    stream.extend_from_slice(&cluster.0.to_le_bytes());
+    stream.extend_from_slice(data);
 
     check_decoders(data, cluster);
-    check_decoders(&framed, cluster);
+    check_decoders(&datagram, cluster);
+    check_decoders(&stream, cluster);
 
     let mut node = node();
     let from = "10.0.0.2:7946".parse().expect("a literal address");
     let at = Time::from_nanos(1_000_000);
     node.handle_datagram(at, from, data);
-    node.handle_datagram(at, from, &framed);
-    node.handle_stream(at, from, &framed);
+    node.handle_datagram(at, from, &datagram);
+    node.handle_stream(at, from, &stream);
     while node.poll_transmit().is_some() {}
     while node.poll_event().is_some() {}
 });

@@ -291,7 +291,9 @@ impl World {
         }
     }
 
-    fn boot(&mut self, i: usize) -> anyhow::Result<()> {
+    /// Starts node `i`; `proven` for the pre-converged start, where every node is as if
+    /// long running, rather than a fresh start that must prove its health (§8).
+    fn boot(&mut self, i: usize, proven: bool) -> anyhow::Result<()> {
         let options = NodeOptions {
             config: self.config.clone(),
             profile: self.profile(i),
@@ -300,6 +302,7 @@ impl World {
             seed: sim_rng::node_seed(self.seed, i, self.nodes[i].restarts),
             // Virtual time: a restart always starts a later epoch than the run before.
             kv_epoch: self.now.as_nanos() / 1_000 + 1,
+            proven,
         };
         let mut node =
             Node::new(options, self.now).with_context(|| format!("starting node {i}"))?;
@@ -331,6 +334,8 @@ impl World {
                 profile: self.profile(i),
                 incarnation: 0,
                 state: MemberState::Alive,
+                // As if long running: proven healthy (see `boot`).
+                health: 0,
                 kv: Default::default(),
             })
             .collect();
@@ -342,7 +347,7 @@ impl World {
         let snapshot = wire::encode_stream(&msg, wire::ClusterId::from_name(CLUSTER))?;
         let from = self.nodes[0].addr;
         for i in 0..self.nodes.len() {
-            self.boot(i)?;
+            self.boot(i, true)?;
             if let Some(node) = self.nodes[i].node.as_mut() {
                 node.handle_stream(self.now, from, &snapshot);
             }
@@ -437,7 +442,7 @@ impl World {
                 }
             }
             Action::Start { node } => {
-                self.boot(node)?;
+                self.boot(node, false)?;
                 if node == 0 {
                     self.after_step(0, None)
                 } else {
@@ -637,7 +642,7 @@ impl World {
         }
         self.nodes[i].restarts += 1;
         self.obs.restarted(i, self.now);
-        self.boot(i)?;
+        self.boot(i, false)?;
         self.join(i);
         Ok(())
     }
@@ -751,7 +756,7 @@ impl World {
         victim.into_iter().for_each(|i| self.crash(i));
         let i = self.nodes.len();
         self.add_node(i);
-        self.boot(i)?;
+        self.boot(i, false)?;
         self.join(i);
         let gap = Duration::from_secs_f64(60.0 / per_minute);
         self.schedule(self.now + gap, Action::ChurnTick { fault: k });

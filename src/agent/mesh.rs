@@ -116,6 +116,7 @@ impl Mesh {
             incarnation,
             seed,
             kv_epoch: wall_clock_micros(),
+            proven: false,
         };
         let node = match Node::new(options, clock.now()) {
             Ok(node) => node,

@@ -120,12 +120,11 @@ impl BroadcastQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ClusterId;
 
     fn fill_names(q: &mut BroadcastQueue, budget: usize, limit: u32) -> Vec<u8> {
-        let mut d = DatagramBuilder::new(ClusterId(1), budget);
+        let mut d = DatagramBuilder::new(budget);
         q.fill(&mut d, limit, |_, _| {});
-        d.finish()[crate::wire::HEADER_LEN..].to_vec()
+        d.finish()[crate::wire::DATAGRAM_HEADER_LEN..].to_vec()
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::wire::{HEADER_LEN, MAX_DATAGRAM_LEN};
+use crate::wire::{DATAGRAM_HEADER_LEN, MAX_DATAGRAM_LEN};
 
 /// A probe's outcome is due this many probe timeouts after its ping: one for the direct
 /// ack, one more for the indirect path (intermediaries nack at 80% of their own timeout).
@@ -268,7 +268,7 @@ impl SwimConfig {
             return err(
                 "datagram_budget",
                 format!(
-                    "must be between 512 and {MAX_DATAGRAM_LEN} bytes (header is {HEADER_LEN})"
+                    "must be between 512 and {MAX_DATAGRAM_LEN} bytes (header is {DATAGRAM_HEADER_LEN})"
                 ),
             );
         }

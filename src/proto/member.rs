@@ -415,6 +415,7 @@ impl MemberTable {
             profile: self.profile(m),
             incarnation: m.incarnation,
             state: m.state,
+            health: m.health,
             kv: crate::wire::KvSummary::default(),
         }
     }

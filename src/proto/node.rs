@@ -44,6 +44,11 @@ pub struct NodeOptions {
     /// previous run. The agent passes the wall clock in microseconds; the simulator its
     /// virtual time. A node that finds itself behind a map of its own jumps above it.
     pub kv_epoch: u64,
+    /// Start as proven healthy: announce health 0 from the start instead of the highest
+    /// score until a probe is answered in time (protocol.md §8). Only for a node the
+    /// cluster already holds as long running, as the simulator's pre-converged start
+    /// does; an agent starts unproven (`false`).
+    pub proven: bool,
 }
 
 /// The probe in flight.
@@ -130,6 +135,16 @@ pub struct Node {
     pub(super) gossip_muted: bool,
     /// The health score in this node's latest alive announcement.
     pub(super) advertised_health: u8,
+    /// A probe of this node's was answered in time at full health: until then it
+    /// announces itself as unproven (see [`Node::announced_health`]).
+    pub(super) proven: bool,
+    /// Membership news was queued by the input being handled: an eager gossip round is
+    /// due once it is done (see [`Node::schedule_eager_gossip`]).
+    pub(super) fresh_news: bool,
+    /// An eager gossip round is scheduled and has not run yet.
+    pub(super) eager_pending: bool,
+    /// When the last eager gossip round ran, to space them out.
+    pub(super) last_eager: Option<Time>,
     /// Every member's replicated key-value map held here, this node's own included.
     pub(super) kv: KvStore,
 }
@@ -144,6 +159,7 @@ impl Node {
             incarnation,
             seed,
             kv_epoch,
+            proven,
         } = options;
         config.validate()?;
         validate_profile(&profile)?;
@@ -177,8 +193,18 @@ impl Node {
             join_attempts: 0,
             gossip_muted: false,
             advertised_health: 0,
+            proven,
+            fresh_news: false,
+            eager_pending: false,
+            last_eager: None,
             kv: KvStore::new(kv_epoch),
         };
+        // A new node is presumed slow until it shows otherwise: its join carries the
+        // unproven health, so the cluster waits long enough for its first answers.
+        node.advertised_health = node.announced_health();
+        if let Some(i) = node.members.position(&node.me) {
+            node.members.set_health(i, node.advertised_health);
+        }
         // Random first deadlines spread nodes started together across the interval.
         let probe_at = now + node.jitter(node.config.probe_interval);
         node.timers
@@ -204,7 +230,7 @@ impl Node {
         }
         self.stats.datagrams_in += 1;
         self.stats.datagram_bytes_in += bytes.len() as u64;
-        let messages = match wire::decode_datagram(bytes, self.cluster) {
+        let messages = match wire::decode_datagram(bytes) {
             Ok(m) => m,
             Err(e) => return self.count_bad_input(from, &e),
         };
@@ -221,6 +247,7 @@ impl Node {
         for m in control {
             self.apply_message(now, from, m);
         }
+        self.schedule_eager_gossip(now);
     }
 
     /// Feeds a whole stream message received from `from` (the driver reassembles it).
@@ -232,9 +259,10 @@ impl Node {
         self.stats.stream_bytes_in += bytes.len() as u64;
         match wire::decode_stream(bytes, self.cluster) {
             Ok(m) => {
-                self.stats
-                    .received
-                    .add(m.kind(), bytes.len().saturating_sub(wire::HEADER_LEN));
+                self.stats.received.add(
+                    m.kind(),
+                    bytes.len().saturating_sub(wire::STREAM_HEADER_LEN),
+                );
                 match m {
                     Message::Ping { seq, target } => {
                         self.on_ping(now, from, seq, target, Channel::Stream)
@@ -245,6 +273,7 @@ impl Node {
             }
             Err(e) => self.count_bad_input(from, &e),
         }
+        self.schedule_eager_gossip(now);
     }
 
     /// Runs every timer due at `now`.
@@ -255,6 +284,7 @@ impl Node {
             }
             self.fire(now, timer);
         }
+        self.schedule_eager_gossip(now);
     }
 
     /// Carries out a local command. On error nothing changed.
@@ -262,7 +292,7 @@ impl Node {
         if self.phase != Phase::Running {
             return Err(CommandError::Left);
         }
-        match command {
+        let result = match command {
             Command::Join { seeds } => self.start_join(now, seeds),
             Command::Leave => {
                 self.start_leave(now);
@@ -271,7 +301,9 @@ impl Node {
             Command::SetTags(tags) => self.set_tags(now, tags),
             Command::ForceLeave { name } => self.force_leave(now, &name),
             Command::SetKv { key, value } => self.set_kv(key, value),
-        }
+        };
+        self.schedule_eager_gossip(now);
+        result
     }
 
     // ----- outputs ------------------------------------------------------------------
@@ -386,7 +418,7 @@ impl Node {
                 profile,
                 incarnation,
                 health,
-            } => self.apply_alive(now, profile, incarnation, Some(health)),
+            } => self.apply_alive(now, profile, incarnation, health),
             Message::Suspect {
                 name,
                 incarnation,
@@ -423,6 +455,7 @@ impl Node {
             Timer::CheckTimeout { seq } => self.on_check_timeout(now, seq),
             Timer::Suspicion { name } => self.on_suspicion_timer(now, &name),
             Timer::Gossip => self.on_gossip_timer(now),
+            Timer::GossipSoon => self.on_eager_gossip(now),
             Timer::PushPull => self.on_push_pull_timer(now),
             Timer::Reap => self.on_reap_timer(now),
             Timer::Reconnect => self.on_reconnect_timer(now),
@@ -443,6 +476,25 @@ impl Node {
     }
 
     // ----- helpers shared by the behaviour files ------------------------------------
+
+    /// The health score this node announces: its Lifeguard score, but never below the
+    /// highest score until one of its probes is answered in time at full health.
+    ///
+    /// Until then nothing shows this node is not the slow one: a node started on a
+    /// starved host answers every probe late from its first second, and in a cluster
+    /// still small its suspicions would run out (1.25 s at N < 10) before it could even
+    /// read them, let alone refute. Announced at the highest score, its probers wait
+    /// longer and its suspicions last their maximum. A healthy node proves itself with
+    /// its first probe (about a second) and announces 0 at a new incarnation (§8).
+    pub(super) fn announced_health(&self) -> u8 {
+        let score = self.awareness.score();
+        let score = if self.proven {
+            score
+        } else {
+            score.max(self.config.awareness_max.saturating_sub(1))
+        };
+        u8::try_from(score).unwrap_or(u8::MAX)
+    }
 
     /// A fresh sequence number.
     pub(super) fn next_seq(&mut self) -> u32 {
@@ -470,7 +522,7 @@ impl Node {
     /// Sends `first` messages to `to` in one datagram, then fills the rest of the budget
     /// with queued updates.
     pub(super) fn send_datagram(&mut self, to: SocketAddr, first: &[Message]) {
-        let mut d = DatagramBuilder::new(self.cluster, self.config.datagram_budget);
+        let mut d = DatagramBuilder::new(self.config.datagram_budget);
         for m in first {
             let before = d.remaining();
             match d.push(m) {
@@ -504,7 +556,7 @@ impl Node {
             Ok(payload) => {
                 self.stats
                     .sent
-                    .add(msg.kind(), payload.len() - wire::HEADER_LEN);
+                    .add(msg.kind(), payload.len() - wire::STREAM_HEADER_LEN);
                 self.stats.streams_out += 1;
                 self.stats.stream_bytes_out += payload.len() as u64;
                 self.transmits.push_back(Transmit {
@@ -524,7 +576,10 @@ impl Node {
         }
         let mut bytes = Vec::with_capacity(32);
         match wire::encode_message(msg, &mut bytes) {
-            Ok(_) => self.broadcasts.push(subject, msg.kind(), bytes),
+            Ok(_) => {
+                self.broadcasts.push(subject, msg.kind(), bytes);
+                self.fresh_news = true;
+            }
             Err(e) => tracing::warn!(error = %e, "update failed to encode"),
         }
     }

@@ -286,6 +286,7 @@ impl Node {
                 return;
             }
             self.awareness.apply(-1);
+            self.proven = true;
             if self.awareness.score() == 0 && self.advertised_health >= RECOVERY_ANNOUNCE_FROM {
                 // Recovered: tell the cluster, so probers stop waiting longer for us.
                 self.bump_incarnation(now);

@@ -102,6 +102,8 @@ pub struct Stats {
     pub kv_gap_pulls: u64,
     /// Push-pull offers answered with "in sync" (nothing sent back).
     pub push_pull_in_sync: u64,
+    /// Extra gossip rounds sent right after fresh membership news (§9).
+    pub eager_gossip_rounds: u64,
     /// Datagrams received.
     pub datagrams_in: u64,
     /// Datagrams sent.

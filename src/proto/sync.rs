@@ -7,6 +7,7 @@
 //! exchange is one small message instead of two whole tables.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::proto::event::{CommandError, Event};
 use crate::proto::node::{JoinAttempt, Node, Phase};
@@ -25,6 +26,11 @@ const GOSSIP_BACKLOG: usize = 128;
 
 /// Most gossip datagrams sent to one target in one round.
 const MAX_GOSSIP_BURST: usize = 3;
+
+/// How long after an input that queued fresh membership news its eager gossip round
+/// goes out: long enough to batch the news of inputs handled together (a join reply and
+/// the datagrams around it), short beside one gossip interval.
+const EAGER_GOSSIP_DELAY: Duration = Duration::from_millis(2);
 
 /// Attempts to re-contact failed members that the whole cluster makes per
 /// `reconnect_interval`.
@@ -86,7 +92,7 @@ impl Node {
                         m.state() == MemberState::Dead && m.incarnation() == r.incarnation
                     });
                     let addr = r.profile.addr;
-                    self.apply_alive(now, r.profile, r.incarnation, None);
+                    self.apply_alive(now, r.profile, r.incarnation, r.health);
                     if revive {
                         self.send_revival(addr, &name, r.incarnation);
                     }
@@ -109,7 +115,7 @@ impl Node {
                         Some((_, inc)) => inc < r.incarnation,
                     };
                     if learn {
-                        self.apply_alive(now, r.profile, r.incarnation, None);
+                        self.apply_alive(now, r.profile, r.incarnation, r.health);
                     }
                     let verify = self.members.get(&name).is_some_and(|m| {
                         m.state() == MemberState::Alive && m.incarnation() == r.incarnation
@@ -402,6 +408,36 @@ impl Node {
             .schedule(now + self.config.leave_timeout, Timer::LeaveDeadline);
         // Do not wait for the next gossip round to start spreading the news.
         self.on_gossip_now();
+    }
+
+    /// After an input that queued membership news, schedules one extra gossip round
+    /// [`EAGER_GOSSIP_DELAY`] later (batching the news of inputs that arrive together),
+    /// at most one per quarter gossip interval. The news is sent no more times than
+    /// without it (each send counts toward its retransmission limit), only sooner: a
+    /// join or a failure crosses the cluster in hops of milliseconds rather than of one
+    /// gossip interval each, and a steady cluster, with no news, pays nothing.
+    pub(super) fn schedule_eager_gossip(&mut self, now: Time) {
+        if !std::mem::take(&mut self.fresh_news)
+            || self.eager_pending
+            || self.phase != Phase::Running
+        {
+            return;
+        }
+        let mut at = now + EAGER_GOSSIP_DELAY;
+        if let Some(last) = self.last_eager {
+            at = at.max(last + self.config.gossip_interval / 4);
+        }
+        self.eager_pending = true;
+        self.timers.schedule(at, Timer::GossipSoon);
+    }
+
+    pub(super) fn on_eager_gossip(&mut self, now: Time) {
+        self.eager_pending = false;
+        self.last_eager = Some(now);
+        if self.phase == Phase::Running && !self.broadcasts.is_empty() {
+            self.stats.eager_gossip_rounds += 1;
+            self.on_gossip_now();
+        }
     }
 
     fn on_gossip_now(&mut self) {

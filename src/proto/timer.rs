@@ -51,6 +51,9 @@ pub enum Timer {
     },
     /// Gossip round.
     Gossip,
+    /// An extra gossip round soon after fresh membership news, so news crosses the
+    /// cluster in hops of a few milliseconds instead of one gossip interval each.
+    GossipSoon,
     /// Anti-entropy with one random member.
     PushPull,
     /// Forget tombstones past their retention.

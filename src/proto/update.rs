@@ -14,14 +14,14 @@ use crate::proto::timer::Timer;
 use crate::wire::{MemberState, Message, Name, Profile, Tags};
 
 impl Node {
-    /// An alive announcement; `health` is the member's own score when the announcement
-    /// carried one (gossip), `None` for push-pull records (which keep what we knew).
+    /// An alive announcement, or an alive record of a table; `health` is the score the
+    /// member announced with this incarnation.
     pub(super) fn apply_alive(
         &mut self,
         now: Time,
         profile: Profile,
         incarnation: u32,
-        health: Option<u8>,
+        health: u8,
     ) {
         if profile.name == self.me {
             // A record of us from our past life (or an impostor): out-bid it.
@@ -35,12 +35,12 @@ impl Node {
             let msg = Message::Alive {
                 profile: profile.clone(),
                 incarnation,
-                health: health.unwrap_or(0),
+                health,
             };
             let i =
                 self.members
                     .insert(profile, incarnation, MemberState::Alive, now, &mut self.rng);
-            self.members.set_health(i, health.unwrap_or(0));
+            self.members.set_health(i, health);
             self.enqueue(name, &msg);
             self.emit(i, Event::MemberJoined);
             return;
@@ -50,7 +50,6 @@ impl Node {
             return;
         }
         let old = m.state();
-        let health = health.unwrap_or(m.health());
         let msg = Message::Alive {
             profile: profile.clone(),
             incarnation,
@@ -207,13 +206,16 @@ impl Node {
         let Some(m) = self.members.get(&self.me) else {
             return;
         };
-        let health = u8::try_from(self.awareness.score()).unwrap_or(u8::MAX);
+        let health = self.announced_health();
         let msg = Message::Alive {
             profile: self.members.profile(m),
             incarnation: m.incarnation(),
             health,
         };
         self.advertised_health = health;
+        if let Some(i) = self.members.position(&self.me) {
+            self.members.set_health(i, health);
+        }
         self.enqueue(self.me.clone(), &msg);
     }
 

@@ -1,10 +1,16 @@
 //! The byte layout of datagrams and stream messages.
 //!
 //! ```text
-//! datagram := version:u8  cluster_id:u32(le)  message+
+//! datagram := version:u8  message+
 //! stream   := version:u8  cluster_id:u32(le)  message      (framed by the transport)
 //! message  := bincode(standard, varint) of `Message`
 //! ```
+//!
+//! A datagram carries no cluster id: every datagram travels on a QUIC connection whose
+//! ALPN names the cluster and whose peer proved a certificate of the cluster's CA, so
+//! the four bytes would be paid on every probe (two datagrams a second per node, about
+//! 7% of a steady node's bandwidth) to repeat what the handshake already settled. A
+//! stream message is rare and large, and keeps the id as a second check.
 //!
 //! Messages in a datagram are self-delimiting, so several pack back to back with no
 //! length prefix. Decoding is bounded twice: inputs over [`MAX_DATAGRAM_LEN`] /
@@ -18,11 +24,14 @@ use crate::stable_hash::StableHasher;
 
 /// Version of this wire format. A datagram with another version is dropped and counted.
 /// 2: member records carry a replicated-state summary, and the replicated-state messages
-/// (`KvUpdate`, `KvPull`, `KvPush`) exist.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// (`KvUpdate`, `KvPull`, `KvPush`) exist. 3: datagrams drop the cluster id.
+pub const PROTOCOL_VERSION: u8 = 3;
 
-/// Bytes of the datagram and stream header: version (1) and cluster id (4).
-pub const HEADER_LEN: usize = 5;
+/// Bytes of the datagram header: the version.
+pub const DATAGRAM_HEADER_LEN: usize = 1;
+
+/// Bytes of the stream header: version (1) and cluster id (4).
+pub const STREAM_HEADER_LEN: usize = 5;
 
 /// Largest datagram the decoder accepts. QUIC datagrams on real paths stay near 1,200
 /// bytes; 8 KiB leaves room for jumbo-frame budgets and refuses anything absurd early.
@@ -135,23 +144,29 @@ pub enum EncodeError {
     },
 }
 
-fn write_header(buf: &mut Vec<u8>, cluster: ClusterId) {
+fn write_stream_header(buf: &mut Vec<u8>, cluster: ClusterId) {
     buf.push(PROTOCOL_VERSION);
     buf.extend_from_slice(&cluster.0.to_le_bytes());
 }
 
-fn check_header(bytes: &[u8], cluster: ClusterId) -> Result<&[u8], DecodeError> {
-    if bytes.len() < HEADER_LEN {
+/// The bytes after the version byte, or why the version is not ours.
+fn check_version(bytes: &[u8], header_len: usize) -> Result<&[u8], DecodeError> {
+    if bytes.len() < header_len {
         return Err(DecodeError::Truncated { len: bytes.len() });
     }
     if bytes[0] != PROTOCOL_VERSION {
         return Err(DecodeError::UnknownVersion { found: bytes[0] });
     }
-    let found = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    Ok(&bytes[1..])
+}
+
+fn check_stream_header(bytes: &[u8], cluster: ClusterId) -> Result<&[u8], DecodeError> {
+    let rest = check_version(bytes, STREAM_HEADER_LEN)?;
+    let found = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
     if found != cluster.0 {
         return Err(DecodeError::ForeignCluster { found });
     }
-    Ok(&bytes[HEADER_LEN..])
+    Ok(&rest[4..])
 }
 
 /// Appends one encoded message to `buf`, returning its length.
@@ -166,7 +181,7 @@ pub fn encode_message(msg: &Message, buf: &mut Vec<u8>) -> Result<usize, EncodeE
 /// Encodes a whole stream message: header then the message.
 pub fn encode_stream(msg: &Message, cluster: ClusterId) -> Result<Vec<u8>, EncodeError> {
     let mut buf = Vec::with_capacity(64);
-    write_header(&mut buf, cluster);
+    write_stream_header(&mut buf, cluster);
     encode_message(msg, &mut buf)?;
     if buf.len() > MAX_STREAM_LEN {
         return Err(EncodeError::TooLarge {
@@ -181,17 +196,14 @@ pub fn encode_stream(msg: &Message, cluster: ClusterId) -> Result<Vec<u8>, Encod
 ///
 /// All or nothing: if any message is bad, the whole datagram is refused, so a caller that
 /// applies only `Ok` results never applies half a datagram.
-pub fn decode_datagram(
-    bytes: &[u8],
-    cluster: ClusterId,
-) -> Result<Vec<(Message, usize)>, DecodeError> {
+pub fn decode_datagram(bytes: &[u8]) -> Result<Vec<(Message, usize)>, DecodeError> {
     if bytes.len() > MAX_DATAGRAM_LEN {
         return Err(DecodeError::Oversized {
             len: bytes.len(),
             max: MAX_DATAGRAM_LEN,
         });
     }
-    let mut rest = check_header(bytes, cluster)?;
+    let mut rest = check_version(bytes, DATAGRAM_HEADER_LEN)?;
     if rest.is_empty() {
         return Err(DecodeError::Truncated { len: bytes.len() });
     }
@@ -222,7 +234,7 @@ pub fn decode_stream(bytes: &[u8], cluster: ClusterId) -> Result<Message, Decode
             max: MAX_STREAM_LEN,
         });
     }
-    let body = check_header(bytes, cluster)?;
+    let body = check_stream_header(bytes, cluster)?;
     let (msg, used): (Message, usize) = bincode::serde::decode_from_slice(body, stream_config())
         .map_err(|e| DecodeError::Malformed {
             reason: e.to_string(),
@@ -251,13 +263,13 @@ pub struct DatagramBuilder {
 }
 
 impl DatagramBuilder {
-    /// Starts a datagram for `cluster` that will not grow past `budget` bytes.
-    pub fn new(cluster: ClusterId, budget: usize) -> Self {
+    /// Starts a datagram that will not grow past `budget` bytes.
+    pub fn new(budget: usize) -> Self {
         // Most datagrams are a ping or an ack of a dozen bytes: start small and let the
         // rare full gossip datagram grow, rather than allocate the whole budget for each
         // (the profile showed it among the largest allocation costs of a running agent).
         let mut buf = Vec::with_capacity(SMALL_DATAGRAM.min(budget));
-        write_header(&mut buf, cluster);
+        buf.push(PROTOCOL_VERSION);
         DatagramBuilder { buf, budget }
     }
 
@@ -288,7 +300,7 @@ impl DatagramBuilder {
 
     /// Whether only the header has been written.
     pub fn is_empty(&self) -> bool {
-        self.buf.len() <= HEADER_LEN
+        self.buf.len() <= DATAGRAM_HEADER_LEN
     }
 
     /// The finished datagram.

@@ -206,6 +206,10 @@ pub struct MemberRecord {
     pub incarnation: u32,
     /// Its liveness as the sender sees it.
     pub state: MemberState,
+    /// The health score the member announced with this incarnation (see `Alive`), so a
+    /// member learned from a table is probed and suspected as patiently as one learned
+    /// from its own announcement.
+    pub health: u8,
     /// What the sender holds of the member's replicated key-value state.
     pub kv: KvSummary,
 }
@@ -565,7 +569,7 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{ClusterId, DatagramBuilder};
+    use crate::wire::DatagramBuilder;
 
     #[test]
     fn the_largest_alive_update_fits_one_datagram() {
@@ -587,7 +591,7 @@ mod tests {
             incarnation: u32::MAX,
             health: u8::MAX,
         };
-        let mut d = DatagramBuilder::new(ClusterId(1), 1150);
+        let mut d = DatagramBuilder::new(1150);
         assert!(
             d.push(&msg).unwrap(),
             "the largest alive update must fit the default budget"

@@ -12,9 +12,9 @@ pub mod codec;
 pub mod message;
 
 pub use codec::{
-    ClusterId, DatagramBuilder, DecodeError, EncodeError, HEADER_LEN, MAX_DATAGRAM_LEN,
-    MAX_STREAM_LEN, PROTOCOL_VERSION, decode_datagram, decode_stream, encode_message,
-    encode_stream,
+    ClusterId, DATAGRAM_HEADER_LEN, DatagramBuilder, DecodeError, EncodeError, MAX_DATAGRAM_LEN,
+    MAX_STREAM_LEN, PROTOCOL_VERSION, STREAM_HEADER_LEN, decode_datagram, decode_stream,
+    encode_message, encode_stream,
 };
 pub use message::{
     KvChange, KvEntry, KvMapRecord, KvSummary, MAX_KV_ENTRIES, MAX_KV_KEY_LEN, MAX_KV_MAP_LEN,
