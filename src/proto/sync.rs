@@ -16,10 +16,12 @@ use crate::proto::time::Time;
 use crate::proto::timer::Timer;
 use crate::wire::{MemberRecord, MemberState, Message, Name, SyncPhase};
 
-/// Gossip rounds after a successful join before the first follow-up push-pull: soon, to
-/// pick up members that joined just after us (their news reached the cluster before it
-/// knew us); later syncs, further apart, catch what a join storm still leaves out.
-const JOIN_SYNC_ROUNDS: u32 = 2;
+/// Parts of a gossip interval after a successful join before the first follow-up
+/// push-pull: soon (100 ms with `lan`), to pick up members that joined just after us
+/// (their news reached the cluster before it knew us, and a news item's few transmissions
+/// in a cluster still small can miss us); later syncs, further apart, catch what a join
+/// storm still leaves out.
+const JOIN_SYNC_FIRST_DIVISOR: u32 = 2;
 
 /// Queued updates per extra gossip datagram per target (about four datagrams' worth).
 const GOSSIP_BACKLOG: usize = 128;
@@ -36,10 +38,10 @@ const EAGER_GOSSIP_DELAY: Duration = Duration::from_millis(2);
 /// `reconnect_interval`.
 const RECONNECTS_PER_INTERVAL: f64 = 8.0;
 
-/// Follow-up push-pulls after a join, each twice as far apart as the last. In a join
-/// storm the first may meet a peer as incomplete as we are; an in-sync exchange costs
-/// one digest.
-const JOIN_SYNCS: u8 = 4;
+/// Follow-up push-pulls after a join, each twice as far apart as the last (0.1, 0.3,
+/// 0.7, 1.5, 3.1 and 6.3 s after it with `lan`). In a join storm the first may meet a
+/// peer as incomplete as we are; an in-sync exchange costs one digest.
+const JOIN_SYNCS: u8 = 6;
 
 impl Node {
     /// This node's whole table, its own record first.
@@ -252,7 +254,7 @@ impl Node {
                     // Updates gossiped while nobody knew us yet never reached us; one
                     // follow-up exchange after the join news has spread repairs that
                     // (memberlist leaves it to the next periodic push-pull, minutes away).
-                    let at = now + self.config.gossip_interval * JOIN_SYNC_ROUNDS;
+                    let at = now + self.config.gossip_interval / JOIN_SYNC_FIRST_DIVISOR;
                     self.timers.schedule(
                         at,
                         Timer::JoinSync {
@@ -276,7 +278,7 @@ impl Node {
         self.push_pull_with_random_member();
         if remaining > 0 {
             let done = u32::from(JOIN_SYNCS - remaining);
-            let at = now + self.config.gossip_interval * (JOIN_SYNC_ROUNDS << done);
+            let at = now + (self.config.gossip_interval / JOIN_SYNC_FIRST_DIVISOR) * (1 << done);
             self.timers.schedule(
                 at,
                 Timer::JoinSync {
