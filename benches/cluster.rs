@@ -15,7 +15,8 @@
 //! `--loss PERCENT` drops that share of every agent's outgoing UDP packets (the metered
 //! socket's injected loss). `--slow-node DELAY` makes agent-1 handle all its input that
 //! late, from its start (a CPU-starved or paused host): any suspicion of it is a false
-//! alarm. `--warmup SECS` waits after the join before the steady window, so first
+//! alarm. Its own view is that late too, so the join and detection figures are those of
+//! the other agents, and the slow agent's own times are reported apart. `--warmup SECS` waits after the join before the steady window, so first
 //! contacts (a TLS handshake to each peer) are not counted as steady-state cost. `--api-addr ADDR` serves the first agent's HTTP API there
 //! (for a load tool such as `wrk` during the steady window) and also measures the time
 //! from the crash to the `member-failed` event on that agent's SSE stream
@@ -155,10 +156,16 @@ async fn main() -> anyhow::Result<()> {
     // time, as it is for a real cluster coming up; reported apart.
     let started_all = join_started.elapsed().as_secs_f64();
     let n = args.nodes;
+    // With a slow node, its own view lags by its delay: the join is the others'.
+    let slow_index = args.slow_node.map(|_| 1);
+    let sees_all = |m: &Mesh, counts: fn(MemberState) -> bool| {
+        m.members().iter().filter(|x| counts(x.state)).count() == n
+    };
     let all_see_all = |meshes: &[Mesh], counts: fn(MemberState) -> bool| {
         meshes
             .iter()
-            .all(|m| m.members().iter().filter(|x| counts(x.state)).count() == n)
+            .enumerate()
+            .all(|(i, m)| Some(i) == slow_index || sees_all(m, counts))
     };
     let alive = |s: MemberState| s == MemberState::Alive;
     let live = |s: MemberState| matches!(s, MemberState::Alive | MemberState::Suspect);
@@ -187,6 +194,21 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let join_live = join_live.expect("the loop ends with the cluster formed");
+    // The slow agent's own view of the join: N live members, however late.
+    let slow_join = match slow_index {
+        Some(i) => {
+            while !sees_all(&meshes[i], live) {
+                anyhow::ensure!(
+                    join_started.elapsed() < Duration::from_secs(args.join_patience),
+                    "the slow agent did not list every agent within {} s (--join-patience)",
+                    args.join_patience
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Some(join_started.elapsed().as_secs_f64())
+        }
+        None => None,
+    };
     let show = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.2} s"));
     eprintln!(
         "{n} agents joined: all live after {join_live:.2} s, all alive after {}",
@@ -253,12 +275,11 @@ async fn main() -> anyhow::Result<()> {
         let mut events = m.subscribe();
         let name = victim_name.clone();
         waits.push(tokio::spawn(async move {
-            let started = Instant::now();
             while let Ok(e) = events.recv().await {
                 if let Event::MemberFailed(info) = e
                     && info.name == name
                 {
-                    return Some(started.elapsed().as_secs_f64());
+                    return Some(Instant::now());
                 }
             }
             None
@@ -296,13 +317,16 @@ async fn main() -> anyhow::Result<()> {
     };
     let crashed_at = Instant::now();
     victim.shutdown().await;
-    let mut detected = Vec::new();
-    for w in waits {
-        if let Ok(Ok(Some(t))) = tokio::time::timeout(PATIENCE, w).await {
-            detected.push(t);
+    let (mut detected, mut slow_detected, mut missing) = (Vec::new(), None, 0);
+    for (i, w) in waits.into_iter().enumerate() {
+        match tokio::time::timeout(PATIENCE, w).await {
+            Ok(Ok(Some(at))) if Some(i) == slow_index => {
+                slow_detected = Some((at - crashed_at).as_secs_f64())
+            }
+            Ok(Ok(Some(at))) => detected.push((at - crashed_at).as_secs_f64()),
+            _ => missing += 1,
         }
     }
-    let missing = meshes.len() - detected.len();
     let sse_secs = match sse {
         Some(task) => match tokio::time::timeout(PATIENCE, task).await {
             Ok(Ok(Some(at))) => Some((at - crashed_at).as_secs_f64()),
@@ -329,6 +353,8 @@ async fn main() -> anyhow::Result<()> {
         "handshakes_per_agent_in_window": handshakes_per_agent,
         "join_secs": join_alive,
         "join_live_secs": join_live,
+        "slow_agent_join_live_secs": slow_join,
+        "slow_agent_detection_secs": slow_detected,
         "agents_started_secs": started_all,
         "steady_window_secs": window,
         "false_suspicions": false_suspicions,
@@ -348,11 +374,22 @@ async fn main() -> anyhow::Result<()> {
         args.slow_node
             .map_or("none".into(), |d| format!("agent-1, input {:?} late", d))
     );
+    let who = if slow_join.is_some() {
+        "every other agent"
+    } else {
+        "every agent"
+    };
     println!(
-        "  join (every agent lists {n} alive)   {} (the last agent started at {started_all:.2} s)",
+        "  join ({who} lists {n} alive)   {} (the last agent started at {started_all:.2} s)",
         show(join_alive)
     );
-    println!("  join (every agent lists {n} live)    {join_live:.2} s (alive or suspect)");
+    println!("  join ({who} lists {n} live)    {join_live:.2} s (alive or suspect)");
+    if let Some(t) = slow_join {
+        println!(
+            "  (the slow agent, whose input is late, listed {n} live after {t:.2} s and marked the crash after {})",
+            show(slow_detected)
+        );
+    }
     println!(
         "  crash -> marked failed               first {} · p50 {} · p99 {} · all {} ({} never)",
         secs(&detection, "first"),
