@@ -436,7 +436,11 @@ impl Node {
     pub(super) fn on_eager_gossip(&mut self, now: Time) {
         self.eager_pending = false;
         self.last_eager = Some(now);
-        if self.phase == Phase::Running && !self.broadcasts.is_empty() {
+        // A backlog is a storm (a mass join, a healed partition), not sparse news: the
+        // periodic rounds' bursts carry it, and extra rounds to random members would
+        // only add first contacts (a TLS handshake each) where CPU is already short.
+        let storm = self.broadcasts.len() >= GOSSIP_BACKLOG;
+        if self.phase == Phase::Running && !self.broadcasts.is_empty() && !storm {
             self.stats.eager_gossip_rounds += 1;
             self.on_gossip_now();
         }
