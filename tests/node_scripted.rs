@@ -1636,6 +1636,41 @@ fn join_from_a_newcomer_is_answered_with_the_full_table() {
     assert_eq!(names, BTreeSet::from([ME, "a", "b", "n"]));
 }
 
+// ----- gossip targets ---------------------------------------------------------------
+
+#[test]
+fn gossip_prefers_members_already_contacted_over_first_contacts() {
+    let names: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut s = Script::with_peers(config(), &refs);
+    s.answer = true;
+    let relay = s.addr("p0");
+    // Fresh news every gossip interval for ten seconds: fifty rounds, and their eager
+    // twins, at three targets each.
+    for k in 0..50u8 {
+        let x = host(100 + k);
+        s.deliver(
+            relay,
+            &[Message::Alive {
+                profile: profile(&format!("x{k}"), x),
+                incarnation: 0,
+                health: 0,
+            }],
+        );
+        s.advance(s.node.config().gossip_interval);
+    }
+    let reached: BTreeSet<SocketAddr> = s.sent.iter().map(|t| t.to).collect();
+    // Uniform targets (some 300 picks among 40 to 90 members) would have met nearly
+    // all of them; preferring contacts keeps to the first rounds' targets plus the
+    // members probed since (one a second), 23 with this seed.
+    assert!(
+        reached.len() <= 30,
+        "{} members contacted in ten seconds: {reached:?}",
+        reached.len()
+    );
+    assert!(s.node.stats().eager_gossip_rounds > 0);
+}
+
 // ----- push-pull --------------------------------------------------------------------
 
 #[test]

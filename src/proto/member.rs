@@ -37,6 +37,10 @@ pub struct Member {
     rttvar_micros: u32,
     /// The health score the member last announced about itself.
     health: u8,
+    /// This node has sent to the member at its current address, so the transport
+    /// likely holds a connection to it: gossip prefers such members (a first contact
+    /// costs a TLS handshake).
+    contacted: bool,
 }
 
 impl Member {
@@ -70,6 +74,11 @@ impl Member {
         (self.srtt_micros > 0).then(|| {
             Duration::from_micros(u64::from(self.srtt_micros) + 4 * u64::from(self.rttvar_micros))
         })
+    }
+
+    /// Whether this node has sent to it at its current address.
+    pub fn contacted(&self) -> bool {
+        self.contacted
     }
 
     /// The Lifeguard health score it last announced (0 = healthy).
@@ -259,6 +268,7 @@ impl MemberTable {
             srtt_micros: 0,
             rttvar_micros: 0,
             health: 0,
+            contacted: false,
         };
         self.digest = self
             .digest
@@ -328,6 +338,9 @@ impl MemberTable {
             || m.region != region
             || m.zone != zone
             || m.tags() != &profile.tags;
+        if m.addr != profile.addr {
+            m.contacted = false;
+        }
         if changed {
             m.addr = profile.addr;
             m.region = region;
@@ -335,6 +348,11 @@ impl MemberTable {
             m.tags = (!profile.tags.is_empty()).then(|| Box::new(profile.tags.clone()));
         }
         changed
+    }
+
+    /// Notes that this node sent to the member at its current address.
+    pub fn mark_contacted(&mut self, i: usize) {
+        self.members[i].contacted = true;
     }
 
     /// Records the health score a member announced about itself.

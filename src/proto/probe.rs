@@ -125,6 +125,7 @@ impl Node {
         let Some(i) = self.next_probe_target() else {
             return;
         };
+        self.members.mark_contacted(i);
         let (target, addr, state, incarnation) = {
             let m = self.members.at(i);
             (m.name().clone(), m.addr(), m.state(), m.incarnation())
@@ -179,6 +180,9 @@ impl Node {
         self.send_stream(addr, &ping);
         let k = self.config.indirect_checks as usize;
         let helpers = self.random_live_members(k, Some(&target));
+        for &i in &helpers {
+            self.members.mark_contacted(i);
+        }
         let requests: Vec<SocketAddr> =
             helpers.iter().map(|&i| self.members.at(i).addr()).collect();
         // Give the indirect path time for the slowest helper's nack: it nacks at 80% of

@@ -249,6 +249,12 @@ impl Node {
                 self.merge(now, from, members);
                 self.gossip_muted = false;
                 if self.join.take().is_some() {
+                    // The seed that answered is a contact (gossip prefers contacts).
+                    if let Some(i) =
+                        (0..self.members.len()).find(|&i| self.members.at(i).addr() == from)
+                    {
+                        self.members.mark_contacted(i);
+                    }
                     let members = self.cluster_size();
                     self.events.push_back(Event::Joined { via: from, members });
                     // Updates gossiped while nobody knew us yet never reached us; one
@@ -294,6 +300,7 @@ impl Node {
             return;
         }
         if let Some(&i) = self.random_live_members(1, None).first() {
+            self.members.mark_contacted(i);
             let to = self.members.at(i).addr();
             self.send_offer(to);
         }
@@ -379,7 +386,7 @@ impl Node {
         // rounds at one datagram per target: send up to MAX_GOSSIP_BURST while it lasts.
         let backlog = self.broadcasts.len() + self.kv_broadcasts.len();
         let burst = (1 + backlog / GOSSIP_BACKLOG).min(MAX_GOSSIP_BURST);
-        let targets = self.random_live_members(self.config.gossip_fanout as usize, None);
+        let targets = self.gossip_targets(self.config.gossip_fanout as usize);
         for i in targets {
             let to = self.members.at(i).addr();
             for _ in 0..burst {
@@ -447,7 +454,7 @@ impl Node {
     }
 
     fn on_gossip_now(&mut self) {
-        let targets = self.random_live_members(self.config.gossip_fanout as usize, None);
+        let targets = self.gossip_targets(self.config.gossip_fanout as usize);
         for i in targets {
             let to = self.members.at(i).addr();
             self.send_datagram(to, &[]);
