@@ -31,6 +31,11 @@ use crate::wire::{
 /// when a twentieth of the members are contacts (a miss then is under 5%).
 const CONTACTED_TRIES: usize = 64;
 
+/// Queued membership updates from which gossip targets prefer contacts: a storm (a mass
+/// join, a healed partition, a region outage), not the sparse news of a failure or a
+/// join ([`Node::gossip_targets`]).
+const CONTACT_STORM_BACKLOG: usize = 32;
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -595,26 +600,27 @@ impl Node {
         self.events.push_back(make(info));
     }
 
-    /// Up to `k` distinct random live members to gossip to, preferring members this
-    /// node has already sent to, and marks them contacted.
+    /// Up to `k` distinct random live members to gossip to, and marks them contacted.
+    /// In a storm of news ([`CONTACT_STORM_BACKLOG`] queued updates or more) they
+    /// prefer members this node has already sent to.
     ///
     /// Over QUIC a first contact costs a TLS handshake (about a millisecond of CPU on
-    /// both sides); gossip to uniformly random members makes a cluster's first minutes a
-    /// handshake storm, every pair meeting through gossip long before probing would
-    /// introduce them (256 agents on two cores spent their join doing little else). So
-    /// a round first draws up to [`CONTACTED_TRIES`] random members and keeps the live,
-    /// contacted ones, and fills the rest uniformly among all live members, which then
-    /// count as contacted too. A node's contacts grow with every probe (one new member a
-    /// second) and every fill, so the targets stay a random, ever wider sample; once
-    /// probing has visited everyone (after N probe intervals) the preference changes
-    /// nothing.
+    /// both sides). In a storm every node gossips several rounds a second, and uniformly
+    /// random targets make every pair meet through gossip at once (256 agents on two
+    /// cores spent their join doing little else). So a storm round first draws up to
+    /// [`CONTACTED_TRIES`] random members and keeps the live, contacted ones, and fills
+    /// the rest uniformly among all live members, which then count as contacted too.
+    /// Sparse news keeps uniform targets: a young node, which few members have
+    /// contacted yet, would otherwise hear little gossip (in a churning cluster it then
+    /// learnt of failures only by push-pull).
     pub(super) fn gossip_targets(&mut self, k: usize) -> Vec<usize> {
         let n = self.members.len();
         let mut picked: Vec<usize> = Vec::with_capacity(k);
         if n <= 1 || k == 0 {
             return picked;
         }
-        for _ in 0..CONTACTED_TRIES {
+        let storm = self.broadcasts.len() >= CONTACT_STORM_BACKLOG;
+        for _ in 0..if storm { CONTACTED_TRIES } else { 0 } {
             if picked.len() == k {
                 break;
             }
