@@ -31,10 +31,9 @@ use crate::wire::{
 /// when a twentieth of the members are contacts (a miss then is under 5%).
 const CONTACTED_TRIES: usize = 64;
 
-/// Queued membership updates from which gossip targets prefer contacts: a storm (a mass
-/// join, a healed partition, a region outage), not the sparse news of a failure or a
-/// join ([`Node::gossip_targets`]).
-const CONTACT_STORM_BACKLOG: usize = 32;
+/// How long after its own join a node's gossip targets prefer contacts
+/// ([`Node::gossip_targets`]): the length of a mass join's storm of news.
+const YOUNG_GOSSIP: Duration = Duration::from_secs(30);
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -155,6 +154,8 @@ pub struct Node {
     pub(super) eager_pending: bool,
     /// When the last eager gossip round ran, to space them out.
     pub(super) last_eager: Option<Time>,
+    /// When this node's own join completed (its first `JoinReply`).
+    pub(super) joined_at: Option<Time>,
     /// Every member's replicated key-value map held here, this node's own included.
     pub(super) kv: KvStore,
 }
@@ -207,6 +208,7 @@ impl Node {
             fresh_news: false,
             eager_pending: false,
             last_eager: None,
+            joined_at: None,
             kv: KvStore::new(kv_epoch),
         };
         // A new node is presumed slow until it shows otherwise: its join carries the
@@ -601,26 +603,28 @@ impl Node {
     }
 
     /// Up to `k` distinct random live members to gossip to, and marks them contacted.
-    /// In a storm of news ([`CONTACT_STORM_BACKLOG`] queued updates or more) they
-    /// prefer members this node has already sent to.
+    /// For [`YOUNG_GOSSIP`] after its own join, a node prefers members it has already
+    /// sent to.
     ///
     /// Over QUIC a first contact costs a TLS handshake (about a millisecond of CPU on
-    /// both sides). In a storm every node gossips several rounds a second, and uniformly
-    /// random targets make every pair meet through gossip at once (256 agents on two
-    /// cores spent their join doing little else). So a storm round first draws up to
-    /// [`CONTACTED_TRIES`] random members and keeps the live, contacted ones, and fills
-    /// the rest uniformly among all live members, which then count as contacted too.
-    /// Sparse news keeps uniform targets: a young node, which few members have
-    /// contacted yet, would otherwise hear little gossip (in a churning cluster it then
-    /// learnt of failures only by push-pull).
-    pub(super) fn gossip_targets(&mut self, k: usize) -> Vec<usize> {
+    /// both sides). When a whole cluster comes up at once, every node gossips several
+    /// rounds a second about the others' joins, and uniformly random targets make every
+    /// pair meet through gossip at once (256 agents on two cores spent their join doing
+    /// little else). So a young node's round first draws up to [`CONTACTED_TRIES`]
+    /// random members and keeps the live, contacted ones (its seed, the members it
+    /// probed or gossiped to), and fills the rest uniformly among all live members,
+    /// which then count as contacted too. Only the young node's own sends prefer: the
+    /// others keep uniform targets, so the young node hears its share of gossip (with
+    /// every node preferring, a churning cluster's young members, which few had
+    /// contacted, learnt of failures only by push-pull).
+    pub(super) fn gossip_targets(&mut self, now: Time, k: usize) -> Vec<usize> {
         let n = self.members.len();
         let mut picked: Vec<usize> = Vec::with_capacity(k);
         if n <= 1 || k == 0 {
             return picked;
         }
-        let storm = self.broadcasts.len() >= CONTACT_STORM_BACKLOG;
-        for _ in 0..if storm { CONTACTED_TRIES } else { 0 } {
+        let young = self.joined_at.is_some_and(|at| now < at + YOUNG_GOSSIP);
+        for _ in 0..if young { CONTACTED_TRIES } else { 0 } {
             if picked.len() == k {
                 break;
             }

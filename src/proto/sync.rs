@@ -249,7 +249,9 @@ impl Node {
                 self.merge(now, from, members);
                 self.gossip_muted = false;
                 if self.join.take().is_some() {
-                    // The seed that answered is a contact (gossip prefers contacts).
+                    self.joined_at.get_or_insert(now);
+                    // The seed that answered is a contact (a young node's gossip prefers
+                    // contacts).
                     if let Some(i) =
                         (0..self.members.len()).find(|&i| self.members.at(i).addr() == from)
                     {
@@ -386,7 +388,7 @@ impl Node {
         // rounds at one datagram per target: send up to MAX_GOSSIP_BURST while it lasts.
         let backlog = self.broadcasts.len() + self.kv_broadcasts.len();
         let burst = (1 + backlog / GOSSIP_BACKLOG).min(MAX_GOSSIP_BURST);
-        let targets = self.gossip_targets(self.config.gossip_fanout as usize);
+        let targets = self.gossip_targets(now, self.config.gossip_fanout as usize);
         for i in targets {
             let to = self.members.at(i).addr();
             for _ in 0..burst {
@@ -416,7 +418,7 @@ impl Node {
         self.timers
             .schedule(now + self.config.leave_timeout, Timer::LeaveDeadline);
         // Do not wait for the next gossip round to start spreading the news.
-        self.on_gossip_now();
+        self.on_gossip_now(now);
     }
 
     /// After an input that queued membership news, schedules one extra gossip round
@@ -449,12 +451,12 @@ impl Node {
         let storm = self.broadcasts.len() >= GOSSIP_BACKLOG;
         if self.phase == Phase::Running && !self.broadcasts.is_empty() && !storm {
             self.stats.eager_gossip_rounds += 1;
-            self.on_gossip_now();
+            self.on_gossip_now(now);
         }
     }
 
-    fn on_gossip_now(&mut self) {
-        let targets = self.gossip_targets(self.config.gossip_fanout as usize);
+    fn on_gossip_now(&mut self, now: Time) {
+        let targets = self.gossip_targets(now, self.config.gossip_fanout as usize);
         for i in targets {
             let to = self.members.at(i).addr();
             self.send_datagram(to, &[]);
