@@ -1704,6 +1704,79 @@ fn an_established_node_gossips_to_uniformly_random_members() {
 
 // ----- push-pull --------------------------------------------------------------------
 
+/// Whether `t` opens a push-pull (an `Offer` on a stream).
+fn is_offer(t: &Sent) -> bool {
+    t.channel == Channel::Stream
+        && matches!(
+            t.msgs[..],
+            [Message::PushPull {
+                phase: SyncPhase::Offer,
+                ..
+            }]
+        )
+}
+
+#[test]
+fn a_failed_member_alive_again_brings_heal_syncs_soon() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    s.deliver(
+        s.addr("a"),
+        &[Message::Dead {
+            name: "c".into(),
+            incarnation: 0,
+            from: "a".into(),
+        }],
+    );
+    let c = s.addr("c");
+    s.take_sent();
+    // c refutes (the far side of a healed partition): the rest of the storm of
+    // refutations may have missed this node, so it syncs soon, three times.
+    s.deliver(
+        c,
+        &[Message::Alive {
+            profile: profile("c", c),
+            incarnation: 1,
+            health: 0,
+        }],
+    );
+    let revived = s.now;
+    s.advance(Duration::from_secs(8));
+    let offers: Vec<Duration> = s
+        .sent
+        .iter()
+        .filter(|t| is_offer(t))
+        .map(|t| t.at - revived)
+        .collect();
+    assert!(offers.len() >= 3, "{offers:?}");
+    assert!(
+        offers[0] >= Duration::from_secs(2) && offers[0] < Duration::from_millis(2100),
+        "{offers:?}"
+    );
+    // A second revival soon after does not start another series.
+    s.deliver(
+        s.addr("a"),
+        &[Message::Dead {
+            name: "d".into(),
+            incarnation: 0,
+            from: "a".into(),
+        }],
+    );
+    let d = s.addr("d");
+    s.deliver(
+        d,
+        &[Message::Alive {
+            profile: profile("d", d),
+            incarnation: 1,
+            health: 0,
+        }],
+    );
+    let before = s.sent.iter().filter(|t| is_offer(t)).count();
+    s.advance(Duration::from_secs(8));
+    let after = s.sent.iter().filter(|t| is_offer(t)).count();
+    assert!(after - before <= 1, "{} more offers", after - before);
+}
+
 #[test]
 fn push_pull_offer_with_an_equal_digest_gets_no_answer() {
     let mut s = Script::with_peers(config(), &["a", "b"]);

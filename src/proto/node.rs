@@ -156,6 +156,8 @@ pub struct Node {
     pub(super) last_eager: Option<Time>,
     /// When this node's own join completed (its first `JoinReply`).
     pub(super) joined_at: Option<Time>,
+    /// When the last heal syncs were scheduled ([`Node::schedule_heal_sync`]).
+    pub(super) heal_sync_at: Option<Time>,
     /// Every member's replicated key-value map held here, this node's own included.
     pub(super) kv: KvStore,
 }
@@ -209,6 +211,7 @@ impl Node {
             eager_pending: false,
             last_eager: None,
             joined_at: None,
+            heal_sync_at: None,
             kv: KvStore::new(kv_epoch),
         };
         // A new node is presumed slow until it shows otherwise: its join carries the

@@ -34,6 +34,13 @@ const MAX_GOSSIP_BURST: usize = 3;
 /// the datagrams around it), short beside one gossip interval.
 const EAGER_GOSSIP_DELAY: Duration = Duration::from_millis(2);
 
+/// Delay from the first revival of a failed member to the first heal sync.
+const HEAL_SYNC_DELAY: Duration = Duration::from_secs(2);
+/// Heal syncs after a revival (see `schedule_heal_sync`).
+const HEAL_SYNCS: u8 = 3;
+/// Least time between two series of heal syncs.
+const HEAL_SYNC_SPACING: Duration = Duration::from_secs(30);
+
 /// Attempts to re-contact failed members that the whole cluster makes per
 /// `reconnect_interval`.
 const RECONNECTS_PER_INTERVAL: f64 = 8.0;
@@ -280,6 +287,31 @@ impl Node {
         let next = interval.mul_f64(0.9 + 0.2 * rng::unit(&mut self.rng));
         self.timers.schedule(now + next, Timer::PushPull);
         self.push_pull_with_random_member();
+    }
+
+    /// A member this node held failed is alive after all: a healed partition, most
+    /// likely, whose refutations are a storm that a node can miss part of (its queue
+    /// full, the retransmissions spent). Schedules [`HEAL_SYNCS`] push-pulls with
+    /// random members, the first [`HEAL_SYNC_DELAY`] from now and each twice as far
+    /// as the last, at most once per [`HEAL_SYNC_SPACING`]: a node left holding a
+    /// live member failed learns better from the first table that has it alive,
+    /// instead of waiting for the periodic push-pull, minutes away at a few hundred
+    /// members.
+    pub(super) fn schedule_heal_sync(&mut self, now: Time) {
+        if self.phase != Phase::Running
+            || self
+                .heal_sync_at
+                .is_some_and(|at| now < at + HEAL_SYNC_SPACING)
+        {
+            return;
+        }
+        self.heal_sync_at = Some(now);
+        self.timers.schedule(
+            now + HEAL_SYNC_DELAY,
+            Timer::JoinSync {
+                remaining: HEAL_SYNCS - 1,
+            },
+        );
     }
 
     pub(super) fn on_join_sync(&mut self, now: Time, remaining: u8) {

@@ -62,7 +62,11 @@ impl Node {
         self.suspicions.remove(&profile.name);
         self.enqueue(profile.name, &msg);
         match old {
-            MemberState::Suspect | MemberState::Dead => self.emit(i, Event::MemberAlive),
+            MemberState::Suspect => self.emit(i, Event::MemberAlive),
+            MemberState::Dead => {
+                self.emit(i, Event::MemberAlive);
+                self.schedule_heal_sync(now);
+            }
             MemberState::Left => self.emit(i, Event::MemberJoined),
             MemberState::Alive if changed => self.emit(i, Event::MemberUpdated),
             MemberState::Alive => {}
