@@ -28,8 +28,12 @@ const MAX_ALPN_LEN: usize = 255;
 /// Keep-alive interval: inside the idle timeout, so an idle but healthy connection in the
 /// cache is not timed out (a handshake costs kilobytes; a keep-alive ~70 bytes). Long,
 /// because every keep-alive is a packet and its acknowledgement on every cached
-/// connection: at 5 s they were most of an 8-agent cluster's traffic.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(240);
+/// connection: at 5 s they were most of an 8-agent cluster's traffic, and at 240 s they
+/// still fired on the connections of a 256-agent cluster, where each pair exchanges
+/// probes only every N seconds or so (126 B/s per agent there against 107 at 128).
+/// Probing round-robin keeps a pair's silence under 2N seconds, so below ~270 members
+/// a live pair's connection never needs one.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(540);
 
 /// A connection with no packets for this long is dead. Failure detection is the core's
 /// job (probes every second or so), not QUIC's; this only reclaims connections to
