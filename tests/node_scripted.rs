@@ -1716,30 +1716,36 @@ fn is_offer(t: &Sent) -> bool {
         )
 }
 
-#[test]
-fn a_failed_member_alive_again_brings_heal_syncs_soon() {
-    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
-    s.answer = true;
+/// `a` tells the node that `name` failed; then `name` itself refutes (the far side of a
+/// healed partition) at incarnation 1.
+fn fail_then_revive(s: &mut Script, name: &str) {
     s.deliver(
         s.addr("a"),
         &[Message::Dead {
-            name: "c".into(),
+            name: name.into(),
             incarnation: 0,
             from: "a".into(),
         }],
     );
-    let c = s.addr("c");
-    s.take_sent();
-    // c refutes (the far side of a healed partition): the rest of the storm of
-    // refutations may have missed this node, so it syncs soon, three times.
+    let at = s.addr(name);
     s.deliver(
-        c,
+        at,
         &[Message::Alive {
-            profile: profile("c", c),
+            profile: profile(name, at),
             incarnation: 1,
             health: 0,
         }],
     );
+}
+
+#[test]
+fn a_failed_member_alive_again_brings_heal_syncs_soon() {
+    let mut s = Script::with_peers(config(), &["a", "b", "c", "d"]);
+    s.answer = true;
+    s.take_sent();
+    // The rest of a heal's storm of refutations may have missed this node: it syncs
+    // soon, three times.
+    fail_then_revive(&mut s, "c");
     let revived = s.now;
     s.advance(Duration::from_secs(8));
     let offers: Vec<Duration> = s
@@ -1754,24 +1760,8 @@ fn a_failed_member_alive_again_brings_heal_syncs_soon() {
         "{offers:?}"
     );
     // A second revival soon after does not start another series.
-    s.deliver(
-        s.addr("a"),
-        &[Message::Dead {
-            name: "d".into(),
-            incarnation: 0,
-            from: "a".into(),
-        }],
-    );
-    let d = s.addr("d");
-    s.deliver(
-        d,
-        &[Message::Alive {
-            profile: profile("d", d),
-            incarnation: 1,
-            health: 0,
-        }],
-    );
     let before = s.sent.iter().filter(|t| is_offer(t)).count();
+    fail_then_revive(&mut s, "d");
     s.advance(Duration::from_secs(8));
     let after = s.sent.iter().filter(|t| is_offer(t)).count();
     assert!(after - before <= 1, "{} more offers", after - before);
