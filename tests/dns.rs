@@ -21,15 +21,13 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
-use muster::agent::{Mesh, MeshConfig, TlsSource};
+use muster::agent::Mesh;
 use muster::dns::{DnsServer, DnsSockets};
-use muster::proto::SwimConfig;
 use muster::routing::router::RouteQuery;
 use muster::routing::rule::{Failback, FailoverRule};
 use muster::routing::service::{CheckSpec, ServiceSpec};
 use muster::routing::services::Services;
-use muster::transport::ClusterKey;
-use muster::wire::{MemberState, Tags};
+use muster::wire::MemberState;
 use support::DEADLINE;
 use support::meshes::describe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,18 +46,7 @@ async fn mesh_at(
     seeds: Vec<SocketAddr>,
 ) -> Mesh {
     let bind = SocketAddr::new(ip.parse().expect("a test address"), 0);
-    let config = MeshConfig {
-        swim: SwimConfig::local(),
-        cluster: cluster.into(),
-        seeds,
-        region: place.0.into(),
-        zone: place.1.into(),
-        tags: Tags::new(),
-        ..MeshConfig::new(name, bind, TlsSource::ClusterKey(ClusterKey::dev()))
-    };
-    Mesh::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("{name} did not start on {ip}: {e}"))
+    support::meshes::start_at(cluster, name, bind, place, &[], seeds).await
 }
 
 /// A resolver that asks only `server`, over UDP then TCP, and caches nothing it is

@@ -22,6 +22,18 @@ pub async fn start(
     tags: &[(&str, &str)],
     seeds: Vec<SocketAddr>,
 ) -> Mesh {
+    start_at(cluster, name, loopback(), place, tags, seeds).await
+}
+
+/// A dev-key mesh bound to `bind` in `cluster`, in `region`/`zone`, with `tags`.
+pub async fn start_at(
+    cluster: &str,
+    name: &str,
+    bind: SocketAddr,
+    place: (&str, &str),
+    tags: &[(&str, &str)],
+    seeds: Vec<SocketAddr>,
+) -> Mesh {
     let config = MeshConfig {
         swim: SwimConfig::local(),
         cluster: cluster.into(),
@@ -29,11 +41,11 @@ pub async fn start(
         region: place.0.into(),
         zone: place.1.into(),
         tags: Tags::from_pairs(tags.iter().copied()).expect("small tags"),
-        ..MeshConfig::new(name, loopback(), TlsSource::ClusterKey(ClusterKey::dev()))
+        ..MeshConfig::new(name, bind, TlsSource::ClusterKey(ClusterKey::dev()))
     };
     Mesh::start(config)
         .await
-        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+        .unwrap_or_else(|e| panic!("{name} did not start on {bind}: {e}"))
 }
 
 /// Three meshes: `a` (eu/eu-1, role=db) starts the cluster, `b` (eu/eu-2, role=web,
