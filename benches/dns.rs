@@ -18,21 +18,21 @@
 //! cargo bench --bench dns -- [--duration 10] [--sockets 2] [--inflight 32] [--names mix|a]
 //! ```
 
+#[path = "support/mesh.rs"]
+mod mesh;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use muster::agent::{Mesh, MeshConfig, TlsSource};
+use muster::agent::Mesh;
 use muster::dns::{DnsServer, DnsSockets};
-use muster::proto::SwimConfig;
 use muster::routing::service::ServiceSpec;
 use muster::routing::services::Services;
-use muster::transport::ClusterKey;
 use muster::wire::MemberState;
 
 #[derive(Parser, Debug)]
@@ -199,20 +199,8 @@ async fn main() -> anyhow::Result<()> {
             .first()
             .map(|(m, _)| vec![m.local_addr()])
             .unwrap_or_default();
-        let mesh = Mesh::start(MeshConfig {
-            swim: SwimConfig::local(),
-            cluster: CLUSTER.into(),
-            seeds,
-            region: region.into(),
-            zone: zone.into(),
-            ..MeshConfig::new(
-                name,
-                SocketAddr::new(ip.parse()?, 0),
-                TlsSource::ClusterKey(ClusterKey::dev()),
-            )
-        })
-        .await
-        .with_context(|| format!("starting {name}"))?;
+        let bind = SocketAddr::new(ip.parse()?, 0);
+        let mesh = mesh::start(CLUSTER, name, bind, (region, zone), seeds).await?;
         let mut web = ServiceSpec::new("web", 8080 + i as u16);
         web.weight = weight;
         let services = Services::start(&mesh, &[web])?;

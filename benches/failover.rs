@@ -22,6 +22,8 @@
 //! ```
 //! With `wrk` on the PATH, the route endpoint is also loaded over HTTP for `--duration`.
 
+#[path = "support/mesh.rs"]
+mod mesh;
 #[path = "support/wrk.rs"]
 mod wrk;
 
@@ -32,14 +34,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use muster::agent::{Mesh, MeshConfig, TlsSource};
+use muster::agent::Mesh;
 use muster::api::{self, ApiState};
-use muster::proto::SwimConfig;
 use muster::routing::HealthStatus;
 use muster::routing::router::{RouteQuery, RuleState};
 use muster::routing::service::{CheckSpec, ServiceMode, ServiceSpec};
 use muster::routing::services::Services;
-use muster::transport::ClusterKey;
 use muster::wire::MemberState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -115,19 +115,7 @@ async fn start_agent(
     seeds: Vec<SocketAddr>,
 ) -> anyhow::Result<Agent> {
     let (name, region, zone, priority) = PLACES[i];
-    let config = MeshConfig {
-        swim: SwimConfig::local(),
-        cluster: CLUSTER.into(),
-        seeds,
-        region: region.into(),
-        zone: zone.into(),
-        ..MeshConfig::new(
-            name,
-            "127.0.0.1:0".parse()?,
-            TlsSource::ClusterKey(ClusterKey::dev()),
-        )
-    };
-    let mesh = Mesh::start(config).await.context("start an agent")?;
+    let mesh = mesh::start(CLUSTER, name, "127.0.0.1:0".parse()?, (region, zone), seeds).await?;
     let mut check = CheckSpec::http(url);
     check.interval = Duration::from_secs(1);
     check.timeout = Duration::from_millis(500);
