@@ -153,6 +153,9 @@ pub struct Resume {
     pub backlog: Vec<Arc<EventRecord>>,
     /// Every event from the end of the backlog on.
     pub live: broadcast::Receiver<Arc<EventRecord>>,
+    /// The id the first event given (backlog, then live) should have; a later one means
+    /// the journal lost events in between (see [`Journal::skip`]).
+    pub next: u64,
 }
 
 /// Events a resuming client cannot be given.
@@ -170,6 +173,8 @@ pub struct Gap {
 struct Shared {
     next_seq: u64,
     counts: BTreeMap<&'static str, u64>,
+    /// Mesh events the journal never saw (see [`Journal::skip`]).
+    lost: u64,
     history: VecDeque<Arc<EventRecord>>,
     availability: Availability,
 }
@@ -206,7 +211,7 @@ impl Journal {
         journal
     }
 
-    fn new(mesh: MeshView) -> Journal {
+    pub(super) fn new(mesh: MeshView) -> Journal {
         let mut availability = Availability::default();
         resync(&mut availability, &mesh);
         let (live, _) = broadcast::channel(SUBSCRIBER_BUFFER);
@@ -221,6 +226,7 @@ impl Journal {
             run: run.into(),
             shared: Arc::new(Mutex::new(Shared {
                 next_seq: 1,
+                lost: 0,
                 counts: EventKind::ALL.iter().map(|k| (k.as_str(), 0)).collect(),
                 history: VecDeque::with_capacity(HISTORY),
                 availability,
@@ -235,20 +241,33 @@ impl Journal {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn follow(self, mut events: broadcast::Receiver<Event>) {
+    pub(super) async fn follow(self, mut events: broadcast::Receiver<Event>) {
         loop {
             match events.recv().await {
                 Ok(event) => self.record(&event),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(
                         missed,
-                        "event journal fell behind the mesh; availability resynced from the membership"
+                        "event journal fell behind the mesh; {missed} events are lost to the \
+                         stream and hooks, availability resynced from the membership"
                     );
-                    resync(&mut self.lock().availability, &self.mesh);
+                    self.skip(missed);
                 }
                 Err(RecvError::Closed) => break,
             }
         }
+    }
+
+    /// Accounts for `missed` mesh events the journal never saw (it fell more than the
+    /// mesh's buffer behind, e.g. in a join's burst of thousands of `member-joined`):
+    /// their numbers are skipped, so every reader sees the hole in the ids and can tell
+    /// its client (a `lost` reset on the stream, dropped events for hooks), and the
+    /// availability table is rebuilt from the membership.
+    fn skip(&self, missed: u64) {
+        let mut shared = self.lock();
+        shared.next_seq += missed;
+        shared.lost += missed;
+        resync(&mut shared.availability, &self.mesh);
     }
 
     /// Numbers, keeps and offers one event (ignoring this agent's own join and leave).
@@ -367,6 +386,7 @@ impl Journal {
                 gap: None,
                 backlog: Vec::new(),
                 live,
+                next: latest + 1,
             };
         };
         let oldest = shared.history.front().map_or(0, |r| r.seq);
@@ -377,17 +397,28 @@ impl Journal {
             oldest,
             latest,
         });
-        let backlog = if after > latest {
-            Vec::new()
+        let (backlog, next) = if after > latest {
+            (Vec::new(), latest + 1)
         } else {
-            shared
+            let backlog: Vec<_> = shared
                 .history
                 .iter()
                 .filter(|r| r.seq > after)
                 .cloned()
-                .collect()
+                .collect();
+            // After a gap the client is told to resync anyway: count from what is held.
+            let next = match (gap, backlog.first()) {
+                (Some(_), Some(first)) => first.seq,
+                _ => after + 1,
+            };
+            (backlog, next)
         };
-        Resume { gap, backlog, live }
+        Resume {
+            gap,
+            backlog,
+            live,
+            next,
+        }
     }
 
     /// This run's name, the prefix of its event ids.
@@ -408,6 +439,11 @@ impl Journal {
     /// Events recorded so far, by kind name (every kind present).
     pub fn counts(&self) -> BTreeMap<&'static str, u64> {
         self.lock().counts.clone()
+    }
+
+    /// Mesh events the journal lost by falling behind (numbers skipped).
+    pub fn lost(&self) -> u64 {
+        self.lock().lost
     }
 
     /// `name`'s availability history, if known.
