@@ -344,6 +344,9 @@ async fn bad_requests_get_json_errors_naming_the_field() {
             "colour",
             "unknown query parameter",
         ),
+        // A name that does not decode to UTF-8.
+        ("/v1/members/%FF", "path", "bad path segment"),
+        ("/v1/members/%FF/state", "path", "bad path segment"),
     ] {
         let (status, body) = get(&router, uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");

@@ -15,7 +15,8 @@
 //! | `journal` | the numbered event history, shared by the stream and the hooks |
 //! | `availability` | each member's alive share, flaps and last flap |
 //! | `events` | `GET /v1/events` (SSE, `Last-Event-ID`) |
-//! | `mutate` | join, leave, force-leave, tags, and the JSON body extractor |
+//! | `mutate` | join, leave, force-leave, tags |
+//! | `extract` | the JSON body and path extractors, whose refusals are JSON errors |
 //! | `auth` | the bearer token for mutating requests |
 //! | `metrics` | `GET /metrics` |
 //! | `state` | replicated member state: `/v1/self/state/{key}`, `/v1/members/{name}/state` |
@@ -51,6 +52,7 @@ pub mod availability;
 pub mod client;
 mod error;
 mod events;
+pub mod extract;
 mod filter;
 pub mod journal;
 pub mod metrics;
@@ -69,7 +71,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
@@ -79,6 +81,7 @@ use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::agent::{AgentError, Mesh, MeshControl, MeshView};
+use crate::api::extract::PathParam;
 use crate::api::journal::Journal;
 use crate::api::metrics::MetricsSource;
 
@@ -239,7 +242,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(mutate::MAX_BODY))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -271,7 +274,7 @@ async fn members(
 /// `GET /v1/members/{name}`.
 async fn member(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<MemberView>, ApiError> {
     let now = state.mesh.now();
     state
@@ -286,7 +289,7 @@ async fn member(
 /// `GET /v1/self`: this agent's own record.
 async fn self_member(State(state): State<ApiState>) -> Result<Json<MemberView>, ApiError> {
     let name = state.mesh.name().to_string();
-    member(State(state), Path(name)).await
+    member(State(state), PathParam(name)).await
 }
 
 /// `GET /v1/cluster`.

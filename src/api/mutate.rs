@@ -1,25 +1,19 @@
 //! The endpoints that change something: `POST /v1/join`, `POST /v1/leave`,
-//! `POST /v1/force-leave/{name}`, `PUT /v1/self/tags`; and [`JsonBody`], the JSON body
-//! extractor that turns every way a body can be wrong into an [`ApiError`] (400 naming
-//! the field, 413 past [`MAX_BODY`], 415 when not JSON).
+//! `POST /v1/force-leave/{name}`, `PUT /v1/self/tags`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Request, State};
-use axum::{Json, http::StatusCode};
-use serde::de::DeserializeOwned;
+use axum::Json;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::agent::AgentError;
+use crate::api::extract::{JsonBody, PathParam};
 use crate::api::{ApiError, ApiState};
 use crate::proto::{CommandError, Event};
 use crate::wire::{MAX_NAME_LEN, Tags};
-
-/// Largest request body accepted: tags are at most 512 bytes and a seed list is short.
-pub const MAX_BODY: usize = 64 * 1024;
 
 /// How long `POST /v1/join` waits for a seed's answer before saying the join goes on in
 /// the background.
@@ -27,52 +21,6 @@ pub const JOIN_WAIT: Duration = Duration::from_secs(10);
 
 /// Most seed addresses one join request may name.
 pub const MAX_JOIN_ADDRESSES: usize = 64;
-
-/// A JSON request body; see the module docs.
-#[derive(Debug)]
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => Err(body_error(&rejection)),
-        }
-    }
-}
-
-/// The [`ApiError`] for a rejected JSON body, naming the field serde blamed.
-pub(super) fn body_error(rejection: &JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::NotJson,
-        _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(MAX_BODY),
-        JsonRejection::JsonDataError(e) => {
-            // "Failed to deserialize the JSON body into the target type: set.k: invalid
-            // type: ..." — the path before the first ": " names the field.
-            let text = e.body_text();
-            let detail = text
-                .split_once("target type: ")
-                .map_or(text.as_str(), |(_, d)| d);
-            match detail.split_once(": ") {
-                // A path names a field only when it starts with one (`[0]` of a body
-                // that is an array where an object belongs names nothing useful).
-                Some((path, reason))
-                    if !path.contains(' ')
-                        && path.starts_with(|c: char| c.is_ascii_alphabetic()) =>
-                {
-                    ApiError::bad_body(path, reason.to_owned())
-                }
-                _ => ApiError::bad_body("body", detail.to_owned()),
-            }
-        }
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::bad_body("body", "the body is not valid JSON")
-        }
-        other => ApiError::bad_body("body", other.body_text()),
-    }
-}
 
 /// An [`AgentError`] from a request as an API error.
 fn agent_error(e: AgentError) -> ApiError {
@@ -229,7 +177,7 @@ pub struct ForceLeaveAnswer {
 /// re-contacted and its departure spreads. 404 if unknown, 409 if it is not failed.
 pub(super) async fn force_leave(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<ForceLeaveAnswer>, ApiError> {
     if name.len() > MAX_NAME_LEN {
         return Err(ApiError::UnknownMember(name));

@@ -17,10 +17,10 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
-use crate::api::mutate::{JsonBody, body_error};
+use crate::api::extract::{JsonBody, PathParam, body_error};
 use crate::api::{ApiError, ApiState};
 use crate::routing::router::{Caller, InstanceView, RouteAnswer, RouteError, RouteQuery, RuleView};
 use crate::routing::service::ServiceSpec;
@@ -141,7 +141,7 @@ pub struct ServiceDetail {
 /// `GET /v1/services/{name}`: 404 when no live member runs it and this agent does not.
 pub(super) async fn detail(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<ServiceDetail>, ApiError> {
     let catalog = state.services.catalog();
     let local = state.services.local().remove(&name);
@@ -169,7 +169,7 @@ pub(super) async fn detail(
 /// `GET /v1/services/{name}/primary`.
 pub(super) async fn primary(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<PrimaryView>, ApiError> {
     state
         .services
@@ -195,7 +195,7 @@ pub struct RegisterAnswer {
 /// be left out (the path gives it) but must match if present.
 pub(super) async fn register(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     JsonBody(mut body): JsonBody<serde_json::Value>,
 ) -> Result<Json<RegisterAnswer>, ApiError> {
     let Some(object) = body.as_object_mut() else {
@@ -247,7 +247,7 @@ pub struct ChangedAnswer {
 /// `DELETE /v1/services/{name}`: 404 when this agent does not run it.
 pub(super) async fn deregister(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<ChangedAnswer>, ApiError> {
     state.services.deregister(&name).map_err(services_error)?;
     Ok(Json(ChangedAnswer {
@@ -258,7 +258,7 @@ pub(super) async fn deregister(
 /// `PUT /v1/services/{name}/drain`.
 pub(super) async fn drain_one(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<ChangedAnswer>, ApiError> {
     let services = state.services.drain(Some(&name)).map_err(services_error)?;
     Ok(Json(ChangedAnswer { services }))
@@ -267,7 +267,7 @@ pub(super) async fn drain_one(
 /// `DELETE /v1/services/{name}/drain`.
 pub(super) async fn undrain_one(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<ChangedAnswer>, ApiError> {
     let services = state
         .services
@@ -313,7 +313,7 @@ pub struct RouteParams {
 /// `GET /v1/route/{service}`.
 pub(super) async fn route(
     State(state): State<ApiState>,
-    Path(service): Path<String>,
+    PathParam(service): PathParam,
     query: Result<Query<RouteParams>, QueryRejection>,
 ) -> Result<Json<RouteAnswer>, ApiError> {
     let Query(p) = query.map_err(|e| {
@@ -408,7 +408,7 @@ fn rule_now(state: &ApiState, service: &str) -> Result<RuleView, ApiError> {
 /// `POST /v1/failover/{service}`: forces the service's traffic to a region.
 pub(super) async fn force(
     State(state): State<ApiState>,
-    Path(service): Path<String>,
+    PathParam(service): PathParam,
     JsonBody(body): JsonBody<FailoverRequest>,
 ) -> Result<Json<FailoverAnswer>, ApiError> {
     if body.to.is_empty() {
@@ -425,7 +425,7 @@ pub(super) async fn force(
 /// `DELETE /v1/failover/{service}`: back to the rule's own judgement.
 pub(super) async fn reset(
     State(state): State<ApiState>,
-    Path(service): Path<String>,
+    PathParam(service): PathParam,
 ) -> Result<Json<FailoverAnswer>, ApiError> {
     state.services.reset(&service).map_err(services_error)?;
     // The reset is done even if the service's last instance has just gone.

@@ -8,13 +8,13 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::agent::{AgentError, MemberKv};
-use crate::api::mutate::MAX_BODY;
+use crate::api::extract::{MAX_BODY, PathParam};
 use crate::api::{ApiError, ApiState};
 use crate::proto::{CommandError, KvError};
 use crate::routing::record::RESERVED_PREFIX;
@@ -58,7 +58,7 @@ pub(super) async fn get_own(State(state): State<ApiState>) -> Json<StateView> {
 /// `GET /v1/members/{name}/state`: 404 for a name not in the membership.
 pub(super) async fn get_member(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<StateView>, ApiError> {
     if name.len() > MAX_NAME_LEN || !state.mesh.members().iter().any(|m| m.name == name) {
         return Err(ApiError::UnknownMember(name));
@@ -107,7 +107,7 @@ async fn write(
 /// `PUT /v1/self/state/{key}`: the body is the value (413 past the API's body limit).
 pub(super) async fn put(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    PathParam(key): PathParam,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WriteAnswer>, ApiError> {
     // Axum's own rejection is plain text; every answer of the API is JSON.
@@ -123,7 +123,7 @@ pub(super) async fn put(
 /// `DELETE /v1/self/state/{key}`: deleting an absent key is not an error.
 pub(super) async fn delete(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    PathParam(key): PathParam,
 ) -> Result<Json<WriteAnswer>, ApiError> {
     write(&state, key, None).await.map(Json)
 }

@@ -69,6 +69,17 @@ fn line(event: &str, v: &Value, colour: bool) -> String {
     )
 }
 
+/// A `reset` as one JSON line like the events' (`{"event": "reset", "reason": ...}`), so
+/// `--json` output stays one JSON object per line.
+fn reset_json(data: &str) -> String {
+    let mut v = match serde_json::from_str::<Value>(data) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::from_iter([("detail".to_owned(), Value::from(data))]),
+    };
+    v.insert("event".to_owned(), Value::from("reset"));
+    Value::Object(v).to_string()
+}
+
 /// `muster monitor`.
 pub(crate) fn monitor(args: &MonitorArgs) -> ExitCode {
     use std::io::{IsTerminal, Write};
@@ -88,6 +99,7 @@ pub(crate) fn monitor(args: &MonitorArgs) -> ExitCode {
     let json = args.api.json;
     let outcome = client::follow_events(args.api.api_addr, &path, None, |message| {
         let out = match message.event.as_str() {
+            "reset" if json => reset_json(&message.data),
             "reset" => format!(
                 "-- some events were missed ({}); `muster members` shows the current state",
                 message.data
@@ -129,6 +141,21 @@ pub(crate) fn monitor(args: &MonitorArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_is_one_json_object_in_json_mode() {
+        let v: Value =
+            serde_json::from_str(&reset_json(r#"{"reason":"lost","missed":6}"#)).expect("JSON");
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "reset", "reason": "lost", "missed": 6})
+        );
+        let v: Value = serde_json::from_str(&reset_json("not json")).expect("JSON");
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "reset", "detail": "not json"})
+        );
+    }
 
     #[test]
     fn unix_milliseconds_format_as_utc() {
