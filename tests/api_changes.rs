@@ -186,6 +186,42 @@ async fn join_answers_once_a_seed_answers_and_bad_bodies_name_their_field() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_no_seed_answers_is_a_504_at_the_join_timeout_and_leaves_the_agent_unhealthy() {
+    let lone = start("api-join-silent", "lone", ("eu", "eu-1"), &[], vec![]).await;
+    let router = api::router(ApiState::new(&lone));
+    // The first member of a new cluster, alone: healthy.
+    let (status, body) = get(&router, "/v1/health").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+    let nowhere = silent.local_addr().expect("an address").to_string();
+    let (status, body) = send_json(
+        &router,
+        Method::POST,
+        "/v1/join",
+        &json!({"addresses": [nowhere]}),
+        None,
+    )
+    .await;
+    // `local` timing gives up on an attempt after 2 s, well before the 10 s wait.
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no seed answered") && e.contains(&nowhere)),
+        "{body}"
+    );
+    // Told to be in a cluster it has not reached: no longer healthy alone.
+    let (status, body) = get(&router, "/v1/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("not joined")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leave_through_the_api_is_graceful_and_happens_once() {
     let (a, b, c) = three("api-leave").await;
     let rc = api::router(ApiState::new(&c));

@@ -52,6 +52,8 @@ pub struct Mesh {
     clock: Clock,
     seeded: bool,
     health: Arc<AtomicU32>,
+    /// The highest health score (`awareness_max - 1`).
+    health_max: u32,
     input_delay: Arc<AtomicU64>,
 }
 
@@ -101,6 +103,7 @@ impl Mesh {
         let advertise = advertise.unwrap_or_else(|| transport.local_addr());
         let seed = node_seed(&name, advertise);
         let seeded = seeds.iter().any(|s| *s != advertise);
+        let health_max = swim.awareness_max.saturating_sub(1);
         let leave_wait = swim.leave_timeout * 2 + Duration::from_secs(1);
         let clock = Clock::start();
         let options = NodeOptions {
@@ -169,6 +172,7 @@ impl Mesh {
             clock,
             seeded,
             health,
+            health_max,
             input_delay,
         })
     }
@@ -207,6 +211,7 @@ impl Mesh {
             clock: self.clock,
             seeded: self.seeded,
             health: self.health.clone(),
+            health_max: self.health_max,
         }
     }
 
@@ -429,12 +434,20 @@ pub struct MeshView {
     clock: Clock,
     seeded: bool,
     health: Arc<AtomicU32>,
+    /// The highest health score (`awareness_max - 1`).
+    health_max: u32,
 }
 
 impl MeshView {
     /// This node's Lifeguard health score (0 is healthy), as of the driver's last step.
     pub fn health_score(&self) -> u32 {
         self.health.load(Ordering::Relaxed)
+    }
+
+    /// The highest health score this node's configuration allows (`awareness_max - 1`):
+    /// at it, the node has missed so many answers that it most likely is the problem.
+    pub fn health_max(&self) -> u32 {
+        self.health_max
     }
 
     /// This node's name.

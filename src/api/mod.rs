@@ -30,7 +30,7 @@
 //! | `GET /v1/members/{name}` | one member, or 404 |
 //! | `GET /v1/self` | this agent's own record |
 //! | `GET /v1/cluster` | counts by status and region, the membership digest, the health score |
-//! | `GET /v1/health` | 200 when joined and not leaving, else 503 |
+//! | `GET /v1/health` | 200 when joined, not leaving and not degraded (health score below its maximum), else 503 |
 //! | `GET /v1/events` | the event stream (SSE) |
 //! | `POST /v1/join` | join through `{"addresses": [...]}` |
 //! | `POST /v1/leave` | leave gracefully (the agent then exits) |
@@ -181,22 +181,55 @@ impl ApiState {
     }
 
     /// Why this agent is not healthy, or `None` when it is (see `GET /v1/health`).
-    fn unhealthy(&self) -> Option<&'static str> {
+    fn unhealthy(&self) -> Option<String> {
         let members = self.mesh.members();
         let me = members.iter().find(|m| m.name == *self.mesh.name());
-        if self.leaving.load(Ordering::Relaxed) || me.is_some_and(|m| !m.state.is_live()) {
-            return Some("leaving");
-        }
-        let others_live = members
-            .iter()
-            .any(|m| m.name != *self.mesh.name() && m.state.is_live());
-        let expects_peers =
-            self.mesh.started_with_seeds() || self.expects_peers.load(Ordering::Relaxed);
-        if expects_peers && !others_live {
-            return Some("not joined: no other live member seen");
-        }
-        None
+        health_verdict(&HealthInputs {
+            leaving: self.leaving.load(Ordering::Relaxed) || me.is_some_and(|m| !m.state.is_live()),
+            expects_peers: self.mesh.started_with_seeds()
+                || self.expects_peers.load(Ordering::Relaxed),
+            others_live: members
+                .iter()
+                .any(|m| m.name != *self.mesh.name() && m.state.is_live()),
+            score: self.mesh.health_score(),
+            max: self.mesh.health_max(),
+        })
     }
+}
+
+/// What `GET /v1/health` decides on.
+#[derive(Debug, Clone, Copy)]
+struct HealthInputs {
+    /// The agent is leaving or has left (or the cluster holds it failed).
+    leaving: bool,
+    /// It was started with seeds, or told to join: alone is not healthy.
+    expects_peers: bool,
+    /// It sees another live member.
+    others_live: bool,
+    /// Its Lifeguard health score, and the highest one possible.
+    score: u32,
+    max: u32,
+}
+
+/// Why an agent in `inputs` is unhealthy, or `None`. A node at the highest health score
+/// has missed so many answers that it, not its peers, is most likely the problem (an
+/// overloaded host, a broken network): load balancers should stop sending it work
+/// until it recovers. A node alone is healthy only if it was never meant to join (the
+/// first member of a new cluster).
+fn health_verdict(inputs: &HealthInputs) -> Option<String> {
+    if inputs.leaving {
+        return Some("leaving".into());
+    }
+    if inputs.expects_peers && !inputs.others_live {
+        return Some("not joined: no other live member seen".into());
+    }
+    if inputs.max > 0 && inputs.score >= inputs.max {
+        return Some(format!(
+            "degraded: health score {} of {} (this agent misses its peers' answers)",
+            inputs.score, inputs.max
+        ));
+    }
+    None
 }
 
 /// The whole API over `state`. See the module docs for the endpoints.
@@ -308,12 +341,14 @@ async fn cluster(State(state): State<ApiState>) -> Json<ClusterView> {
 /// live member, or it was started with no seeds, as the first member of a cluster) and
 /// is not leaving; 503 with a reason otherwise.
 async fn health(State(state): State<ApiState>) -> (StatusCode, Json<HealthView>) {
+    let health_score = state.mesh.health_score();
     match state.unhealthy() {
         None => (
             StatusCode::OK,
             Json(HealthView {
                 status: "ok",
                 reason: None,
+                health_score,
             }),
         ),
         Some(reason) => (
@@ -321,6 +356,7 @@ async fn health(State(state): State<ApiState>) -> (StatusCode, Json<HealthView>)
             Json(HealthView {
                 status: "unavailable",
                 reason: Some(reason),
+                health_score,
             }),
         ),
     }
@@ -353,4 +389,42 @@ async fn unknown_route(uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_needs_peers_when_expected_no_leave_and_a_score_below_the_maximum() {
+        let ok = HealthInputs {
+            leaving: false,
+            expects_peers: true,
+            others_live: true,
+            score: 6,
+            max: 7,
+        };
+        assert_eq!(health_verdict(&ok), None);
+        let alone = HealthInputs {
+            others_live: false,
+            ..ok
+        };
+        assert!(health_verdict(&alone).is_some_and(|r| r.starts_with("not joined")));
+        // The first member of a new cluster is healthy alone.
+        let founder = HealthInputs {
+            expects_peers: false,
+            ..alone
+        };
+        assert_eq!(health_verdict(&founder), None);
+        let degraded = HealthInputs { score: 7, ..ok };
+        assert_eq!(
+            health_verdict(&degraded).as_deref(),
+            Some("degraded: health score 7 of 7 (this agent misses its peers' answers)")
+        );
+        let leaving = HealthInputs {
+            leaving: true,
+            ..degraded
+        };
+        assert_eq!(health_verdict(&leaving).as_deref(), Some("leaving"));
+    }
 }

@@ -114,7 +114,13 @@ pub(super) async fn join(
     }
     // Subscribed before the request, so the answer cannot be missed.
     let mut events = state.control.subscribe();
-    state.control.join(seeds).await.map_err(agent_error)?;
+    state
+        .control
+        .join(seeds.clone())
+        .await
+        .map_err(agent_error)?;
+    // Told to be in a cluster: from now on, alone is not healthy.
+    state.expect_peers();
     let wait = async {
         loop {
             match events.recv().await {
@@ -124,6 +130,20 @@ pub(super) async fn join(
                         via: via.to_string(),
                         members,
                     });
+                }
+                // This attempt's seeds (the agent's own address left out) all failed
+                // to answer within the join timeout: say so now, not after JOIN_WAIT.
+                Ok(Event::JoinFailed { seeds: tried })
+                    if tried.iter().all(|s| seeds.contains(s)) =>
+                {
+                    return Err(ApiError::JoinTimeout(format!(
+                        "no seed answered ({}); the agent keeps retrying in the background",
+                        tried
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return Err(ApiError::Stopped),

@@ -186,5 +186,7 @@ pub struct HealthView {
     pub status: &'static str,
     /// Why not ok; absent when ok.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
+    pub reason: Option<String>,
+    /// The Lifeguard health score (0 is healthy; at its maximum the agent is degraded).
+    pub health_score: u32,
 }
