@@ -225,6 +225,16 @@ async fn a_join_no_seed_answers_is_a_504_at_the_join_timeout_and_leaves_the_agen
 async fn leave_through_the_api_is_graceful_and_happens_once() {
     let (a, b, c) = three("api-leave").await;
     let rc = api::router(ApiState::new(&c));
+    // A body over the limit is refused before the handler, even where none is read.
+    let huge = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/leave")
+        .header(header::CONTENT_LENGTH, 1_000_000)
+        .body(Body::from(vec![b' '; 1_000_000]))
+        .expect("a valid request");
+    let (status, body) = send(&rc, huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(state_of(&[&a], "c"), [Some(MemberState::Alive)]);
     let (status, body) = call(&rc, Method::POST, "/v1/leave").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"left": true}));

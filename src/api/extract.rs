@@ -1,12 +1,16 @@
 //! The API's extractors: a JSON body ([`JsonBody`]) and a path segment ([`PathParam`])
 //! whose rejections are [`ApiError`]s, so a bad body or path gets the same JSON error
-//! body as every other refusal instead of axum's plain text.
+//! body as every other refusal instead of axum's plain text; and the body bound
+//! ([`MAX_BODY`]) for every request, those whose handler reads no body included.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::api::ApiError;
@@ -78,4 +82,19 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
             )),
         }
     }
+}
+
+/// Middleware: a request that declares a body over [`MAX_BODY`] is refused with 413
+/// before any handler runs, so `POST /v1/leave` with a huge body does not leave. (A body
+/// sent without a length is bounded where a handler reads it.)
+pub(super) async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return ApiError::TooLarge(MAX_BODY).into_response();
+    }
+    next.run(request).await
 }

@@ -276,6 +276,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(axum::middleware::from_fn(extract::refuse_large_bodies))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -362,9 +363,17 @@ async fn health(State(state): State<ApiState>) -> (StatusCode, Json<HealthView>)
     }
 }
 
+/// How long `GET /metrics` waits for the protocol core's counters.
+const NODE_STATS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `GET /metrics`: Prometheus text exposition (see [`metrics`]).
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    let node = state.control.node_stats().await.ok();
+    // A driver too busy to answer within a scrape's usual timeout leaves its families
+    // out of this scrape rather than holding the scraper.
+    let node = tokio::time::timeout(NODE_STATS_WAIT, state.control.node_stats())
+        .await
+        .ok()
+        .and_then(Result::ok);
     let transport = state.control.transport_stats();
     let members = state.mesh.members();
     let events = state.journal.counts();
