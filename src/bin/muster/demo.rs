@@ -127,7 +127,7 @@ fn api_router(mesh: &Mesh) -> Router {
     api::router(ApiState::new(mesh))
 }
 
-/// A line typed on stdin.
+/// A key pressed (on a terminal) or a line typed (stdin piped).
 enum Key {
     /// Enter or `c`: crash a node now.
     Crash,
@@ -139,19 +139,87 @@ enum Key {
     Unknown(String),
 }
 
-/// Reads stdin lines on a plain thread (not the runtime's blocking pool, whose shutdown
-/// would wait for a read that never ends). Line-buffered, so no raw terminal mode.
-fn read_keys(keys: mpsc::UnboundedSender<Key>) {
+impl Key {
+    fn of(text: &str) -> Key {
+        match text {
+            "" | "c" => Key::Crash,
+            "r" => Key::Restart,
+            "q" => Key::Quit,
+            other => Key::Unknown(other.to_owned()),
+        }
+    }
+}
+
+/// The terminal in single-key mode (no line buffering, no echo; Ctrl-C still works)
+/// while this lives, when stdin is a terminal; set and restored with `stty`, since the
+/// crate has no unsafe code for termios calls.
+struct SingleKeys {
+    /// The terminal's settings before (`stty -g`); `None` when nothing was changed.
+    saved: Option<String>,
+}
+
+impl SingleKeys {
+    fn enter() -> SingleKeys {
+        use std::io::IsTerminal;
+        use std::process::{Command, Stdio};
+        let stty = |args: &[&str]| {
+            Command::new("stty")
+                .args(args)
+                .stdin(Stdio::inherit())
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        };
+        if !std::io::stdin().is_terminal() {
+            return SingleKeys { saved: None };
+        }
+        let saved = stty(&["-g"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty());
+        let saved =
+            saved.filter(|_| stty(&["-icanon", "-echo", "min", "1", "time", "0"]).is_some());
+        SingleKeys { saved }
+    }
+
+    /// Whether keys arrive one by one.
+    fn active(&self) -> bool {
+        self.saved.is_some()
+    }
+}
+
+impl Drop for SingleKeys {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = std::process::Command::new("stty")
+                .arg(saved)
+                .stdin(std::process::Stdio::inherit())
+                .status();
+        }
+    }
+}
+
+/// Reads stdin on a plain thread (not the runtime's blocking pool, whose shutdown would
+/// wait for a read that never ends): one key at a time when `single` (a terminal in
+/// single-key mode), else one line at a time (piped input).
+fn read_keys(keys: mpsc::UnboundedSender<Key>, single: bool) {
     std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            let key = match line.trim() {
-                "" | "c" => Key::Crash,
-                "r" => Key::Restart,
-                "q" => Key::Quit,
-                other => Key::Unknown(other.to_owned()),
-            };
-            if keys.send(key).is_err() {
-                break;
+        let stdin = std::io::stdin().lock();
+        if single {
+            for byte in std::io::Read::bytes(stdin).map_while(Result::ok) {
+                let key = match byte {
+                    b'\n' | b'\r' => Key::Crash,
+                    b => Key::of(&char::from(b).to_string()),
+                };
+                if keys.send(key).is_err() {
+                    break;
+                }
+            }
+        } else {
+            for line in stdin.lines().map_while(Result::ok) {
+                if keys.send(Key::of(line.trim())).is_err() {
+                    break;
+                }
             }
         }
     });
@@ -225,15 +293,20 @@ struct Demo {
     /// Woken by every node's membership change.
     changed: Arc<Notify>,
     rng: rng::NodeRng,
+    /// Keys arrive one by one (a terminal in single-key mode), not as lines.
+    single_keys: bool,
 }
 
 /// Runs the demo until `--duration`, `q` or Ctrl-C.
 async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let mut demo = Demo::new(args)?;
     demo.start_all().await?;
+    // Restores the terminal when the demo ends, however it ends.
+    let single_keys = SingleKeys::enter();
+    demo.single_keys = single_keys.active();
     demo.intro();
     let (keys_tx, keys_rx) = mpsc::unbounded_channel();
-    read_keys(keys_tx);
+    read_keys(keys_tx, single_keys.active());
     let mut keys = Some(keys_rx);
     let deadline = args
         .duration
@@ -258,7 +331,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
                 Some(Key::Restart) => demo.restart_down(true).await,
                 Some(Key::Quit) => break "q pressed",
                 Some(Key::Unknown(text)) => demo.event(format!(
-                    "unknown key {text:?}: Enter crashes a node, r restarts, q quits"
+                    "unknown key {text:?}: {}", demo.keys_help()
                 )),
                 // Stdin closed (not a terminal, or end of input): keys no longer matter.
                 None => keys = None,
@@ -320,6 +393,7 @@ impl Demo {
             introduced: false,
             changed: Arc::new(Notify::new()),
             rng: rng::node_rng(crate::agent_run::random_seed()),
+            single_keys: false,
         })
     }
 
@@ -474,9 +548,18 @@ impl Demo {
              curl -s http://{api}/v1/members | jq\n  \
              muster members --api-addr {api}\n  \
              muster monitor --api-addr {other}\n\
-             Keys: Enter = crash a node now, r Enter = restart crashed nodes, \
-             q Enter or Ctrl-C = quit\n"
+             Keys: {}\n",
+            self.keys_help()
         )
+    }
+
+    /// What the keys do: single keys on a terminal, lines otherwise.
+    fn keys_help(&self) -> &'static str {
+        if self.single_keys {
+            "c or Enter = crash a node now, r = restart crashed nodes, q or Ctrl-C = quit"
+        } else {
+            "Enter = crash a node now, r Enter = restart crashed nodes, q Enter or Ctrl-C = quit"
+        }
     }
 
     /// Time since the demo started, as the event log shows it.
