@@ -233,7 +233,7 @@ type PerKind = (
 );
 
 fn write_node(out: &mut Exposition, s: &Stats) {
-    let counters: [(&str, &str, u64); 17] = [
+    let counters: [(&str, &str, u64); 18] = [
         ("muster_probes_total", "Direct probes started.", s.probes),
         (
             "muster_probes_failed_total",
@@ -274,6 +274,11 @@ fn write_node(out: &mut Exposition, s: &Stats) {
             "muster_suspicions_refuted_total",
             "Suspicions and death notices about this agent that it refuted.",
             s.refutations,
+        ),
+        (
+            "muster_suspicions_cleared_total",
+            "Members this agent held suspect that refuted it (accepted alive again).",
+            s.suspicions_cleared,
         ),
         (
             "muster_deaths_declared_total",

@@ -83,6 +83,9 @@ pub struct Stats {
     pub suspicions_raised: u64,
     /// Suspicions this node confirmed with a failed confirmation check.
     pub suspicions_confirmed: u64,
+    /// Members this node held suspect that were accepted alive again (a suspicion
+    /// refuted by its member, as seen here; the ones this node raised included).
+    pub suspicions_cleared: u64,
     /// Confirmation checks started on hearing a suspicion.
     pub confirmation_checks: u64,
     /// Times this node refuted a suspicion or death notice about itself.

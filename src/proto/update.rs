@@ -62,7 +62,10 @@ impl Node {
         self.suspicions.remove(&profile.name);
         self.enqueue(profile.name, &msg);
         match old {
-            MemberState::Suspect => self.emit(i, Event::MemberAlive),
+            MemberState::Suspect => {
+                self.stats.suspicions_cleared += 1;
+                self.emit(i, Event::MemberAlive);
+            }
             MemberState::Dead => {
                 self.emit(i, Event::MemberAlive);
                 self.schedule_heal_sync(now);
