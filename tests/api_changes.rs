@@ -15,7 +15,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use muster::Mesh;
 use muster::api::client::{self, SseMessage, StreamOutcome};
 use muster::api::{self, ApiState, ApiToken};
-use muster::wire::MemberState;
+use muster::wire::{MemberState, Tags};
 use serde_json::{Value, json};
 use support::eventually_async;
 use support::meshes::{describe, start, three};
@@ -473,6 +473,93 @@ async fn read_events(
         .await
         .expect("the awaited event arrives in time")
         .expect("the reader did not panic")
+}
+
+/// A dev-key mesh in `cluster` whose members that left are reaped after 2 s.
+async fn quick_reaping(
+    cluster: &str,
+    name: &str,
+    bind: SocketAddr,
+    seeds: Vec<SocketAddr>,
+) -> Mesh {
+    use muster::agent::{MeshConfig, TlsSource};
+    use muster::proto::SwimConfig;
+    use muster::transport::ClusterKey;
+    let config = MeshConfig {
+        swim: SwimConfig {
+            left_retention: Duration::from_secs(2),
+            ..SwimConfig::local()
+        },
+        cluster: cluster.into(),
+        seeds,
+        ..MeshConfig::new(name, bind, TlsSource::ClusterKey(ClusterKey::dev()))
+    };
+    Mesh::start(config).await.expect("a mesh on loopback")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_membership_event_kind_reaches_the_stream() {
+    let any = support::meshes::loopback();
+    let a = quick_reaping("api-kinds", "a", any, vec![]).await;
+    let state = ApiState::new(&a);
+    let addr = serve(api::router(state.clone())).await;
+    let seeds = vec![a.local_addr()];
+    // Every event from the start of the journal, until c is alive again after failing.
+    let kinds = |events: &[SseMessage], member: &str| -> Vec<String> {
+        let name = format!("\"name\":\"{member}\"");
+        events
+            .iter()
+            .filter(|m| m.event.starts_with("member-") && m.data.contains(&name))
+            .map(|m| m.event.clone())
+            .collect()
+    };
+
+    let b = quick_reaping("api-kinds", "b", any, seeds.clone()).await;
+    let c = quick_reaping("api-kinds", "c", any, seeds.clone()).await;
+    all_see(&[&a], "b", MemberState::Alive).await;
+    all_see(&[&a], "c", MemberState::Alive).await;
+    b.set_tags(Tags::from_pairs([("role", "web")]).expect("small tags"))
+        .await
+        .expect("tags set");
+    // c crashes, and comes back at the same address: suspected, failed, alive.
+    let c_addr = c.local_addr();
+    c.shutdown().await;
+    all_see(&[&a], "c", MemberState::Dead).await;
+    let c = quick_reaping("api-kinds", "c", c_addr, seeds.clone()).await;
+    // b leaves, and is reaped 2 s later.
+    b.leave().await.expect("b leaves");
+    let reaped = |m: &SseMessage| m.event == "member-reaped" && m.data.contains("\"name\":\"b\"");
+    let events = read_events(addr, "/v1/events?after=0", None, reaped).await;
+    let b_kinds = kinds(&events, "b");
+    assert_eq!(
+        b_kinds,
+        [
+            "member-joined",
+            "member-updated",
+            "member-left",
+            "member-reaped"
+        ],
+        "{events:?}"
+    );
+    let c_kinds = kinds(&events, "c");
+    assert_eq!(
+        c_kinds.first().map(String::as_str),
+        Some("member-joined"),
+        "{c_kinds:?}"
+    );
+    for kind in ["member-suspected", "member-failed", "member-alive"] {
+        assert!(c_kinds.iter().any(|k| k == kind), "{kind} in {c_kinds:?}");
+    }
+    let position = |kind: &str| c_kinds.iter().position(|k| k == kind);
+    assert!(
+        position("member-suspected") < position("member-failed"),
+        "{c_kinds:?}"
+    );
+    assert!(
+        position("member-failed") < position("member-alive"),
+        "{c_kinds:?}"
+    );
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

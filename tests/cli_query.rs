@@ -68,6 +68,20 @@ fn members_and_info_show_what_the_local_agent_knows() -> Result<()> {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("status"), "{err}");
 
+    // MUSTER_API_ADDR selects the agent when --api-addr is not given.
+    let out = support::command()
+        .args(["members", "--json"])
+        .env("MUSTER_API_ADDR", &api)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let via_env: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(via_env.as_array().map(Vec::len), Some(2), "{via_env}");
+
     let out = muster(&["info", "--api-addr", &api])?;
     let info = String::from_utf8(out.stdout)?;
     assert!(info.contains("agent     a at"), "{info}");
