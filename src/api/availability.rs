@@ -127,6 +127,21 @@ pub struct AvailabilityView {
     pub last_flap_ms_ago: Option<u64>,
 }
 
+impl AvailabilityView {
+    /// A member not observed yet, now in `status`: its share is what the status says
+    /// (as for any member observed for no time at all), no flaps.
+    pub fn unobserved(status: Status) -> AvailabilityView {
+        let share = if status == Status::Alive { 1.0 } else { 0.0 };
+        AvailabilityView {
+            alive_share_1h: share,
+            alive_share_24h: share,
+            observed_ms: 0,
+            flaps: 0,
+            last_flap_ms_ago: None,
+        }
+    }
+}
+
 /// Every member's history. See the module docs.
 #[derive(Debug, Default)]
 pub struct Availability {

@@ -101,9 +101,11 @@ impl MemberView {
         }
     }
 
-    /// The same view with its availability history.
+    /// The same view with its availability history; a member the event journal has not
+    /// recorded yet (the snapshot can be a moment ahead of it) shows as just observed.
     pub fn with_availability(mut self, availability: Option<AvailabilityView>) -> MemberView {
-        self.availability = availability;
+        self.availability =
+            Some(availability.unwrap_or_else(|| AvailabilityView::unobserved(self.status)));
         self
     }
 }
