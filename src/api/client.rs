@@ -12,6 +12,10 @@ use std::time::Duration;
 /// for a seed, and a leave for the departure to spread: both fit).
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long the CLI waits for the connection itself: the agent is local, so an address
+/// that does not answer at once is the wrong one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Largest answer accepted: a 10,000-member list is a few MiB.
 const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 
@@ -71,10 +75,11 @@ impl<'a> Call<'a> {
 }
 
 fn connect(addr: SocketAddr, read_timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
-    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => ClientError::NotRunning { addr },
-        _ => ClientError::Io { addr, source: e },
-    })?;
+    let stream =
+        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => ClientError::NotRunning { addr },
+            _ => ClientError::Io { addr, source: e },
+        })?;
     let io = |source| ClientError::Io { addr, source };
     stream.set_read_timeout(read_timeout).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;

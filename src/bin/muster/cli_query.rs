@@ -12,8 +12,8 @@ use serde_json::Value;
 /// Where the agent's API is, and how to print.
 #[derive(Args, Debug)]
 pub(crate) struct ApiArgs {
-    /// The local agent's API address.
-    #[arg(long, env = "MUSTER_API_ADDR", default_value = "127.0.0.1:7947")]
+    /// The local agent's API address: `ip:port`, `host:port` or `http://host:port`.
+    #[arg(long, env = "MUSTER_API_ADDR", default_value = "127.0.0.1:7947", value_parser = parse_api_addr)]
     pub(crate) api_addr: SocketAddr,
     /// Print the API's JSON instead of a table.
     #[arg(long)]
@@ -22,6 +22,27 @@ pub(crate) struct ApiArgs {
     /// MUSTER_API_TOKEN).
     #[arg(long, env = "MUSTER_API_TOKEN_FILE", value_name = "FILE")]
     pub(crate) api_token_file: Option<std::path::PathBuf>,
+}
+
+/// An API address as `--api-addr` and `MUSTER_API_ADDR` take it: `ip:port`, or a name
+/// with a port (the first address it resolves to), with or without `http://`.
+fn parse_api_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let bare = text.trim();
+    let bare = bare.strip_prefix("http://").unwrap_or(bare);
+    let bare = bare.strip_suffix('/').unwrap_or(bare);
+    if bare.starts_with("https://") {
+        return Err("the agent's API is plain HTTP (loopback); use http:// or no scheme".into());
+    }
+    if let Ok(addr) = bare.parse() {
+        return Ok(addr);
+    }
+    match bare.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{bare:?} resolves to no address")),
+        Err(e) => Err(format!("expected host:port, e.g. 127.0.0.1:7947 ({e})")),
+    }
 }
 
 impl ApiArgs {
@@ -301,4 +322,22 @@ pub(crate) fn info(args: &ApiArgs) -> ExitCode {
     }
     println!("digest    {}", text(&cluster["digest"]));
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_addresses_take_an_ip_a_name_or_a_url() {
+        let local: SocketAddr = "127.0.0.1:7947".parse().expect("an address");
+        assert_eq!(parse_api_addr("127.0.0.1:7947"), Ok(local));
+        assert_eq!(parse_api_addr("http://127.0.0.1:7947/"), Ok(local));
+        assert!(
+            parse_api_addr("localhost:7947")
+                .is_ok_and(|a| a.port() == 7947 && a.ip().is_loopback())
+        );
+        assert!(parse_api_addr("127.0.0.1").is_err());
+        assert!(parse_api_addr("https://127.0.0.1:7947").is_err());
+    }
 }
