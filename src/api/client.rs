@@ -77,7 +77,9 @@ impl<'a> Call<'a> {
 fn connect(addr: SocketAddr, read_timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
     let stream =
         TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => ClientError::NotRunning { addr },
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut => {
+                ClientError::NotRunning { addr }
+            }
             _ => ClientError::Io { addr, source: e },
         })?;
     let io = |source| ClientError::Io { addr, source };
