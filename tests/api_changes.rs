@@ -411,11 +411,6 @@ async fn metrics_parse_as_prometheus_text_and_count_the_cluster() {
         Some(0.0),
         "{text}"
     );
-    assert_eq!(
-        sample(&scrape, "muster_events_lost_total", &[]),
-        Some(0.0),
-        "{text}"
-    );
     let histogram = scrape
         .samples
         .iter()

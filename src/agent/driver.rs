@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::agent::clock::Clock;
 use crate::agent::join::JoinRetry;
 use crate::agent::kv_view::{self, KvMaps};
-use crate::agent::mesh::Members;
+use crate::agent::mesh::{Followers, Members};
 use crate::proto::rng::{self, NodeRng};
 use crate::proto::{Channel, Command, CommandError, Event, Node, Stats, Transmit};
 use crate::transport::{Incoming, Transport};
@@ -69,6 +69,8 @@ pub(super) struct Driver {
     pub(super) incoming: mpsc::Receiver<Incoming>,
     pub(super) requests: mpsc::Receiver<Request>,
     pub(super) events: broadcast::Sender<Event>,
+    /// Subscribers that get every event (see [`crate::agent::Mesh::follow`]).
+    pub(super) followers: Followers,
     pub(super) members: watch::Sender<Members>,
     /// Every member's replicated state, republished when some of it changes.
     pub(super) kv: watch::Sender<KvMaps>,
@@ -289,7 +291,11 @@ impl Driver {
         }
         let mut changed = false;
         let mut kv_changed: Vec<Name> = Vec::new();
+        let followers = self.followers.clone();
+        let mut followers = followers.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(event) = self.node.poll_event() {
+            // A follower whose receiver is gone is dropped.
+            followers.retain(|f| f.send(event.clone()).is_ok());
             match &event {
                 Event::KvChanged { node, .. } => kv_changed.push(node.clone()),
                 Event::MemberReaped(m) => kv_changed.push(m.name.clone()),

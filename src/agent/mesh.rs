@@ -45,6 +45,7 @@ pub struct Mesh {
     transport: Transport,
     requests: mpsc::Sender<Request>,
     events: broadcast::Sender<Event>,
+    followers: Followers,
     members: watch::Receiver<Members>,
     kv: watch::Receiver<KvMaps>,
     driver: Option<JoinHandle<()>>,
@@ -130,6 +131,7 @@ impl Mesh {
         };
         let (node_digest, node_len) = (node.digest(), node.members().len());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let followers = Followers::default();
         let (members_tx, members) = watch::channel(driver::snapshot(&node));
         let (kv_tx, kv) = watch::channel(kv_view::snapshot(&node));
         let (requests, requests_rx) = mpsc::channel(REQUEST_BUFFER);
@@ -145,6 +147,7 @@ impl Mesh {
             incoming,
             requests: requests_rx,
             events: events.clone(),
+            followers: followers.clone(),
             members: members_tx,
             kv: kv_tx,
             rng: rng::node_rng(seed ^ 0x9e37_79b9_7f4a_7c15),
@@ -165,6 +168,7 @@ impl Mesh {
             transport,
             requests,
             events,
+            followers,
             members,
             kv,
             driver: Some(driver),
@@ -240,6 +244,21 @@ impl Mesh {
     /// behind gets `RecvError::Lagged` and should re-read [`Mesh::members`].
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Every membership event from now on, in order, none dropped: for a consumer that
+    /// must see each one (the API's event journal, which numbers them for streams and
+    /// hooks). The queue is unbounded, so it absorbs a burst (a join into a cluster of
+    /// thousands is one `MemberJoined` each, at once) that would overrun
+    /// [`Mesh::subscribe`]'s buffer; the consumer must keep up on average. Dropping the
+    /// receiver unsubscribes.
+    pub fn follow(&self) -> mpsc::UnboundedReceiver<Event> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        rx
     }
 
     /// A cloneable handle that sends this mesh requests (join, tags, force-leave,
@@ -328,6 +347,9 @@ impl Drop for Mesh {
         self.transport.close();
     }
 }
+
+/// The receivers of [`Mesh::follow`], shared with the driver that feeds them.
+pub(super) type Followers = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Event>>>>;
 
 /// Sends requests to a running mesh's driver; see [`Mesh::control`]. Once the mesh has
 /// stopped, every request answers [`AgentError::Stopped`].

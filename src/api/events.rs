@@ -6,9 +6,8 @@
 //! with a bare number of this run) first gets every held event after that id, then the
 //! live ones. When some cannot be given (too old, or the id is from another run of the
 //! agent, before it restarted, or the client fell more than
-//! [`SUBSCRIBER_BUFFER`](crate::api::journal::SUBSCRIBER_BUFFER) events behind, or the
-//! journal itself lost events in a burst), it gets a `reset` event instead, and should
-//! re-read `GET /v1/members`. Filters: `?event=`
+//! [`SUBSCRIBER_BUFFER`](crate::api::journal::SUBSCRIBER_BUFFER) events behind), it gets
+//! a `reset` event instead, and should re-read `GET /v1/members`. Filters: `?event=`
 //! (repeatable or comma-separated kinds). Comment lines keep idle connections open
 //! through proxies. Streams end when the agent stops.
 
@@ -35,14 +34,12 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[derive(Debug, Serialize)]
 struct Reset {
     /// `gap` (the ids asked for are no longer held), `restarted` (the id is from another
-    /// run of the agent), `lagged` (the client read too slowly and events were dropped)
-    /// or `lost` (the agent's journal fell behind the mesh in a burst of events and never
-    /// recorded some: their ids are skipped).
+    /// run of the agent) or `lagged` (the client read too slowly and events were dropped).
     reason: &'static str,
     /// For `gap`: the id asked for, the oldest held and the latest.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     gap: Option<Gap>,
-    /// For `lagged` and `lost`: how many events were dropped.
+    /// For `lagged`: how many events were dropped.
     #[serde(skip_serializing_if = "Option::is_none")]
     missed: Option<u64>,
 }
@@ -95,11 +92,6 @@ struct Cursor {
     live: broadcast::Receiver<Arc<EventRecord>>,
     closing: watch::Receiver<bool>,
     kinds: Option<Vec<EventKind>>,
-    /// The id the next record should have (`None` right after a `lagged` reset): a
-    /// larger one means the journal skipped ids it lost.
-    next: Option<u64>,
-    /// A wanted record held back while the `lost` reset before it goes out.
-    pending: Option<Arc<EventRecord>>,
 }
 
 impl Cursor {
@@ -109,35 +101,14 @@ impl Cursor {
             .is_none_or(|k| k.contains(&record.event))
     }
 
-    /// What to send for `record`: a `lost` reset first when ids before it were skipped,
-    /// the record itself if wanted, or nothing.
-    fn admit(&mut self, record: Arc<EventRecord>) -> Option<Item> {
-        let expected = self.next.replace(record.seq + 1);
-        if let Some(expected) = expected.filter(|&e| record.seq > e) {
-            let lost = Reset {
-                reason: "lost",
-                gap: None,
-                missed: Some(record.seq - expected),
-            };
-            if self.wants(&record) {
-                self.pending = Some(record);
-            }
-            return Some(Item::Reset(lost));
-        }
-        self.wants(&record).then_some(Item::Record(record))
-    }
-
     /// The next item, or `None` when the stream ends.
-    async fn next(&mut self) -> Option<Item> {
+    async fn next(&mut self) -> Option<SseEvent> {
         if let Some(reset) = self.reset.take() {
-            return Some(Item::Reset(reset));
-        }
-        if let Some(record) = self.pending.take() {
-            return Some(Item::Record(record));
+            return Some(reset_event(&reset));
         }
         while let Some(record) = self.backlog.pop_front() {
-            if let Some(item) = self.admit(record) {
-                return Some(item);
+            if self.wants(&record) {
+                return Some(record_event(&self.run, &record));
             }
         }
         loop {
@@ -146,12 +117,10 @@ impl Cursor {
             }
             tokio::select! {
                 received = self.live.recv() => match received {
-                    Ok(record) => if let Some(item) = self.admit(record) {
-                        return Some(item);
-                    },
+                    Ok(record) if self.wants(&record) => return Some(record_event(&self.run, &record)),
+                    Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        self.next = None;
-                        return Some(Item::Reset(Reset { reason: "lagged", gap: None, missed: Some(missed) }));
+                        return Some(reset_event(&Reset { reason: "lagged", gap: None, missed: Some(missed) }));
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
@@ -159,22 +128,6 @@ impl Cursor {
                     return None;
                 },
             }
-        }
-    }
-}
-
-/// One thing a stream sends.
-#[derive(Debug)]
-enum Item {
-    Record(Arc<EventRecord>),
-    Reset(Reset),
-}
-
-impl Item {
-    fn into_sse(self, run: &str) -> SseEvent {
-        match self {
-            Item::Record(record) => record_event(run, &record),
-            Item::Reset(reset) => reset_event(&reset),
         }
     }
 }
@@ -263,12 +216,9 @@ pub(super) async fn events(
         live: resume.live,
         closing: state.closing.subscribe(),
         kinds: q.kinds,
-        next: Some(resume.next),
-        pending: None,
     };
     let stream = stream::unfold(cursor, |mut cursor| async move {
-        let item = cursor.next().await?.into_sse(&cursor.run);
-        Some((Ok(item), cursor))
+        cursor.next().await.map(|item| (Ok(item), cursor))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
@@ -276,59 +226,6 @@ pub(super) async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{Mesh, MeshConfig, TlsSource};
-    use crate::api::journal::Journal;
-    use crate::proto::{Event, SwimConfig};
-    use crate::transport::ClusterKey;
-
-    #[tokio::test]
-    async fn a_stream_is_told_of_events_the_journal_lost() {
-        let bind = "127.0.0.1:0".parse().expect("an address");
-        let mesh = Mesh::start(MeshConfig {
-            swim: SwimConfig::local(),
-            ..MeshConfig::new("a", bind, TlsSource::ClusterKey(ClusterKey::dev()))
-        })
-        .await
-        .expect("a mesh on loopback");
-        let me = mesh.members()[0].clone();
-        let journal = Journal::new(mesh.view());
-        let resume = journal.resume(None);
-        let (_closing, closing) = watch::channel(false);
-        let mut cursor = Cursor {
-            run: journal.run().into(),
-            reset: None,
-            backlog: resume.backlog.into(),
-            live: resume.live,
-            closing,
-            kinds: None,
-            next: Some(resume.next),
-            pending: None,
-        };
-        // Ten events in a channel of four before the journal reads: it misses six.
-        let (tx, rx) = broadcast::channel(4);
-        for _ in 0..10 {
-            tx.send(Event::MemberUpdated(me.clone()))
-                .expect("a receiver");
-        }
-        drop(tx);
-        journal.clone().follow(rx).await;
-        assert_eq!((journal.lost(), journal.latest()), (6, 10));
-
-        match cursor.next().await {
-            Some(Item::Reset(r)) => assert_eq!((r.reason, r.missed), ("lost", Some(6))),
-            other => panic!("expected a lost reset, got {other:?}"),
-        }
-        for seq in 7..=10 {
-            match cursor.next().await {
-                Some(Item::Record(r)) => assert_eq!(r.seq, seq),
-                other => panic!("expected event {seq}, got {other:?}"),
-            }
-        }
-        // A client resuming from before the hole is told too.
-        let resume = journal.resume(Some(3));
-        assert!(resume.gap.is_some(), "{resume:?}");
-        mesh.shutdown().await;
-    }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()

@@ -4,16 +4,17 @@
 //! member's [availability](crate::api::availability) history.
 //!
 //! One task per agent follows the mesh's events; it runs off the protocol path (the
-//! driver only offers events to a broadcast channel), so a slow stream or hook never
-//! delays probing. Resuming and recording take the same lock, so a client resuming
+//! driver queues each event for it without waiting, and never drops one:
+//! [`Mesh::follow`]), so a slow stream or hook never delays probing, and a burst (a join
+//! into a cluster of thousands) is numbered whole. Resuming and recording take the same lock, so a client resuming
 //! from an id gets every later event exactly once: the backlog, then the live ones.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::agent::{Mesh, MeshView};
 use crate::api::availability::{Availability, AvailabilityView};
@@ -153,9 +154,6 @@ pub struct Resume {
     pub backlog: Vec<Arc<EventRecord>>,
     /// Every event from the end of the backlog on.
     pub live: broadcast::Receiver<Arc<EventRecord>>,
-    /// The id the first event given (backlog, then live) should have; a later one means
-    /// the journal lost events in between (see [`Journal::skip`]).
-    pub next: u64,
 }
 
 /// Events a resuming client cannot be given.
@@ -173,8 +171,6 @@ pub struct Gap {
 struct Shared {
     next_seq: u64,
     counts: BTreeMap<&'static str, u64>,
-    /// Mesh events the journal never saw (see [`Journal::skip`]).
-    lost: u64,
     history: VecDeque<Arc<EventRecord>>,
     availability: Availability,
 }
@@ -205,7 +201,7 @@ impl Journal {
     /// Starts following `mesh`'s events (on the current tokio runtime), seeded with its
     /// current membership.
     pub fn start(mesh: &Mesh) -> Journal {
-        let events = mesh.subscribe();
+        let events = mesh.follow();
         let journal = Journal::new(mesh.view());
         tokio::spawn(journal.clone().follow(events));
         journal
@@ -226,7 +222,6 @@ impl Journal {
             run: run.into(),
             shared: Arc::new(Mutex::new(Shared {
                 next_seq: 1,
-                lost: 0,
                 counts: EventKind::ALL.iter().map(|k| (k.as_str(), 0)).collect(),
                 history: VecDeque::with_capacity(HISTORY),
                 availability,
@@ -241,33 +236,12 @@ impl Journal {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) async fn follow(self, mut events: broadcast::Receiver<Event>) {
-        loop {
-            match events.recv().await {
-                Ok(event) => self.record(&event),
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(
-                        missed,
-                        "event journal fell behind the mesh; {missed} events are lost to the \
-                         stream and hooks, availability resynced from the membership"
-                    );
-                    self.skip(missed);
-                }
-                Err(RecvError::Closed) => break,
-            }
+    /// Records every event the mesh delivers (none is dropped: [`Mesh::follow`]), until
+    /// the mesh stops.
+    pub(super) async fn follow(self, mut events: mpsc::UnboundedReceiver<Event>) {
+        while let Some(event) = events.recv().await {
+            self.record(&event);
         }
-    }
-
-    /// Accounts for `missed` mesh events the journal never saw (it fell more than the
-    /// mesh's buffer behind, e.g. in a join's burst of thousands of `member-joined`):
-    /// their numbers are skipped, so every reader sees the hole in the ids and can tell
-    /// its client (a `lost` reset on the stream, dropped events for hooks), and the
-    /// availability table is rebuilt from the membership.
-    fn skip(&self, missed: u64) {
-        let mut shared = self.lock();
-        shared.next_seq += missed;
-        shared.lost += missed;
-        resync(&mut shared.availability, &self.mesh);
     }
 
     /// Numbers, keeps and offers one event (ignoring this agent's own join and leave).
@@ -386,7 +360,6 @@ impl Journal {
                 gap: None,
                 backlog: Vec::new(),
                 live,
-                next: latest + 1,
             };
         };
         let oldest = shared.history.front().map_or(0, |r| r.seq);
@@ -397,28 +370,17 @@ impl Journal {
             oldest,
             latest,
         });
-        let (backlog, next) = if after > latest {
-            (Vec::new(), latest + 1)
+        let backlog = if after > latest {
+            Vec::new()
         } else {
-            let backlog: Vec<_> = shared
+            shared
                 .history
                 .iter()
                 .filter(|r| r.seq > after)
                 .cloned()
-                .collect();
-            // After a gap the client is told to resync anyway: count from what is held.
-            let next = match (gap, backlog.first()) {
-                (Some(_), Some(first)) => first.seq,
-                _ => after + 1,
-            };
-            (backlog, next)
+                .collect()
         };
-        Resume {
-            gap,
-            backlog,
-            live,
-            next,
-        }
+        Resume { gap, backlog, live }
     }
 
     /// This run's name, the prefix of its event ids.
@@ -439,11 +401,6 @@ impl Journal {
     /// Events recorded so far, by kind name (every kind present).
     pub fn counts(&self) -> BTreeMap<&'static str, u64> {
         self.lock().counts.clone()
-    }
-
-    /// Mesh events the journal lost by falling behind (numbers skipped).
-    pub fn lost(&self) -> u64 {
-        self.lock().lost
     }
 
     /// `name`'s availability history, if known.
@@ -467,4 +424,47 @@ fn resync(availability: &mut Availability, mesh: &MeshView) {
             .iter()
             .map(|m| (m.name.as_str(), Status::of(m.state))),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{MeshConfig, TlsSource};
+    use crate::proto::SwimConfig;
+    use crate::transport::ClusterKey;
+
+    #[tokio::test]
+    async fn a_burst_larger_than_any_buffer_is_numbered_whole() {
+        let bind = "127.0.0.1:0".parse().expect("an address");
+        let mesh = Mesh::start(MeshConfig {
+            swim: SwimConfig::local(),
+            ..MeshConfig::new("a", bind, TlsSource::ClusterKey(ClusterKey::dev()))
+        })
+        .await
+        .expect("a mesh on loopback");
+        let me = mesh.members()[0].clone();
+        let journal = Journal::new(mesh.view());
+        let mut live = journal.subscribe();
+        // Queued all at once before the journal reads, as a join's merge does.
+        let (tx, rx) = mpsc::unbounded_channel();
+        for _ in 0..5_000 {
+            tx.send(Event::MemberUpdated(me.clone()))
+                .expect("a receiver");
+        }
+        drop(tx);
+        journal.clone().follow(rx).await;
+        assert_eq!(journal.latest(), 5_000);
+        assert_eq!(journal.counts()["member-updated"], 5_000);
+        // Held: the last HISTORY, numbered in order.
+        let resume = journal.resume(Some(5_000 - HISTORY as u64));
+        assert!(resume.gap.is_none());
+        assert_eq!(resume.backlog.len(), HISTORY);
+        assert_eq!(resume.backlog[0].seq, 5_001 - HISTORY as u64);
+        // A live subscriber that never read is told it lagged, not silently skipped.
+        assert!(matches!(
+            live.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+        mesh.shutdown().await;
+    }
 }

@@ -135,8 +135,6 @@ pub struct Scrape<'a> {
     pub transport: &'a TransportStats,
     /// Events recorded by the journal, by kind name.
     pub events: &'a BTreeMap<&'static str, u64>,
-    /// Events the journal lost by falling behind the mesh (never streamed nor hooked).
-    pub events_lost: u64,
 }
 
 /// Writes the whole exposition.
@@ -174,12 +172,6 @@ pub fn render(scrape: &Scrape<'_>, extra: &[std::sync::Arc<dyn MetricsSource>]) 
     for (kind, n) in scrape.events {
         out.sample("muster_events_total", &[("event", kind)], *n as f64);
     }
-    out.single(
-        "muster_events_lost_total",
-        Kind::Counter,
-        "Membership events the journal lost by falling behind the mesh (a burst larger than its buffer): never streamed nor given to hooks.",
-        scrape.events_lost as f64,
-    );
     out.single(
         "process_resident_memory_bytes",
         Kind::Gauge,

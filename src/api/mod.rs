@@ -385,7 +385,6 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             node: node.as_ref(),
             transport: &transport,
             events: &events,
-            events_lost: state.journal.lost(),
         },
         &state.metrics,
     );
