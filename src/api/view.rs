@@ -54,7 +54,8 @@ impl Status {
 }
 
 /// One member, as `GET /v1/members`, `/v1/members/{name}` and `/v1/self` show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Serialized through [`MemberFields`], the one definition of the record's shape.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MemberView {
     /// Unique node name.
     pub name: String,
@@ -79,8 +80,59 @@ pub struct MemberView {
     pub rtt_ms: Option<f64>,
     /// Availability history as this agent saw it (member lists and lookups only; absent
     /// in event records).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub availability: Option<AvailabilityView>,
+}
+
+/// A member record's fields as they are written, borrowed: [`MemberView`] serializes
+/// through it, and member lists ([`MemberRow`]) write straight from the membership
+/// snapshot without copying each record into owned strings first.
+#[derive(Serialize)]
+struct MemberFields<'a, A: std::fmt::Display> {
+    name: &'a str,
+    #[serde(serialize_with = "as_text")]
+    addr: A,
+    region: &'a str,
+    zone: &'a str,
+    status: Status,
+    incarnation: u32,
+    tags: &'a Tags,
+    status_changed_ms_ago: u64,
+    rtt_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    availability: Option<&'a AvailabilityView>,
+}
+
+/// Writes a value as its text, without an intermediate `String`.
+fn as_text<A: std::fmt::Display, S: serde::Serializer>(value: &A, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+/// Milliseconds from `then` to `now`.
+fn ms_since(now: Time, then: Time) -> u64 {
+    u64::try_from(now.saturating_since(then).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A round trip in milliseconds with microsecond precision.
+fn rtt_ms(rtt: Option<std::time::Duration>) -> Option<f64> {
+    rtt.map(|d| d.as_micros() as f64 / 1000.0)
+}
+
+impl Serialize for MemberView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        MemberFields {
+            name: &self.name,
+            addr: &self.addr,
+            region: &self.region,
+            zone: &self.zone,
+            status: self.status,
+            incarnation: self.incarnation,
+            tags: &self.tags,
+            status_changed_ms_ago: self.status_changed_ms_ago,
+            rtt_ms: self.rtt_ms,
+            availability: self.availability.as_ref(),
+        }
+        .serialize(s)
+    }
 }
 
 impl MemberView {
@@ -94,9 +146,8 @@ impl MemberView {
             status: Status::of(m.state),
             incarnation: m.incarnation,
             tags: m.tags.clone(),
-            status_changed_ms_ago: u64::try_from(now.saturating_since(m.state_changed).as_millis())
-                .unwrap_or(u64::MAX),
-            rtt_ms: m.rtt.map(|d| d.as_micros() as f64 / 1000.0),
+            status_changed_ms_ago: ms_since(now, m.state_changed),
+            rtt_ms: rtt_ms(m.rtt),
             availability: None,
         }
     }
@@ -104,9 +155,52 @@ impl MemberView {
     /// The same view with its availability history; a member the event journal has not
     /// recorded yet (the snapshot can be a moment ahead of it) shows as just observed.
     pub fn with_availability(mut self, availability: Option<AvailabilityView>) -> MemberView {
-        self.availability =
-            Some(availability.unwrap_or_else(|| AvailabilityView::unobserved(self.status)));
+        self.availability = Some(with_unobserved(availability, self.status));
         self
+    }
+}
+
+/// `availability`, or a just-observed one for a member the journal has not recorded yet.
+fn with_unobserved(availability: Option<AvailabilityView>, status: Status) -> AvailabilityView {
+    availability.unwrap_or_else(|| AvailabilityView::unobserved(status))
+}
+
+/// One member of a list as `GET /v1/members` writes it: the same record as
+/// [`MemberView`] with its availability, borrowed from the snapshot.
+#[derive(Debug)]
+pub struct MemberRow<'a> {
+    member: &'a MemberInfo,
+    now: Time,
+    availability: AvailabilityView,
+}
+
+impl<'a> MemberRow<'a> {
+    /// `member` at `now`, with its availability history if the journal has one.
+    pub fn new(member: &'a MemberInfo, now: Time, availability: Option<AvailabilityView>) -> Self {
+        MemberRow {
+            member,
+            now,
+            availability: with_unobserved(availability, Status::of(member.state)),
+        }
+    }
+}
+
+impl Serialize for MemberRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.member;
+        MemberFields {
+            name: m.name.as_str(),
+            addr: m.addr,
+            region: m.region.as_str(),
+            zone: m.zone.as_str(),
+            status: Status::of(m.state),
+            incarnation: m.incarnation,
+            tags: &m.tags,
+            status_changed_ms_ago: ms_since(self.now, m.state_changed),
+            rtt_ms: rtt_ms(m.rtt),
+            availability: Some(&self.availability),
+        }
+        .serialize(s)
     }
 }
 
