@@ -67,6 +67,24 @@ async fn tags_are_set_and_deleted_and_spread_to_the_cluster() {
         || describe(&[&a, &c]),
     )
     .await;
+    // The same change again changes nothing, so nothing is announced.
+    let incarnation = |m: &Mesh| {
+        m.members()
+            .iter()
+            .find(|x| x.name == "b")
+            .map(|x| x.incarnation)
+    };
+    let before = incarnation(&b);
+    let (status, body) = send_json(
+        &rb,
+        Method::PUT,
+        "/v1/self/tags",
+        &json!({"set": {"env": "prod"}, "delete": ["tier", "absent"]}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(incarnation(&b), before);
 
     // Bad changes are refused whole, naming the field; the tags stay as they were.
     for (body, field) in [

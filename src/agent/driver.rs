@@ -211,20 +211,21 @@ impl Driver {
         set: Vec<(String, String)>,
         delete: Vec<String>,
     ) -> Result<Tags, CommandError> {
-        let mut tags = self
+        let current = self
             .node
             .members()
             .get(self.node.name())
             .map(|m| m.tags().clone())
             .unwrap_or_default();
+        let mut next = current.clone();
         for key in &delete {
-            tags.remove(key);
+            next.remove(key);
         }
-        let mut next = tags.clone();
         for (key, value) in set {
             next.insert(key, value)?;
         }
-        if next != tags || !delete.is_empty() {
+        // No change (values already set, keys already absent): nothing to announce.
+        if next != current {
             self.node
                 .handle_command(now, Command::SetTags(next.clone()))?;
         }
