@@ -211,24 +211,21 @@ impl Driver {
         set: Vec<(String, String)>,
         delete: Vec<String>,
     ) -> Result<Tags, CommandError> {
-        let current = self
+        let mut next = self
             .node
             .members()
             .get(self.node.name())
             .map(|m| m.tags().clone())
             .unwrap_or_default();
-        let mut next = current.clone();
         for key in &delete {
             next.remove(key);
         }
         for (key, value) in set {
             next.insert(key, value)?;
         }
-        // No change (values already set, keys already absent): nothing to announce.
-        if next != current {
-            self.node
-                .handle_command(now, Command::SetTags(next.clone()))?;
-        }
+        // The node announces nothing when the tags are equal, and refuses after a leave.
+        self.node
+            .handle_command(now, Command::SetTags(next.clone()))?;
         Ok(next)
     }
 
@@ -292,19 +289,15 @@ impl Driver {
         }
         let mut changed = false;
         let mut kv_changed: Vec<Name> = Vec::new();
-        let followers = self.followers.clone();
-        let mut followers = followers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = Vec::new();
         while let Some(event) = self.node.poll_event() {
-            // A follower whose receiver is gone is dropped.
-            followers.retain(|f| f.send(event.clone()).is_ok());
             match &event {
                 Event::KvChanged { node, .. } => kv_changed.push(node.clone()),
                 Event::MemberReaped(m) => kv_changed.push(m.name.clone()),
                 _ => {}
             }
             changed |= self.on_event(&event);
-            // No subscribers is fine: events are offered, not owed.
-            let _ = self.events.send(event);
+            events.push(event);
         }
         // Changes to this node itself (new tags, a refutation) raise no event but always
         // raise its incarnation, which moves the digest.
@@ -327,6 +320,17 @@ impl Driver {
             kv_changed.dedup();
             let next = kv_view::refresh(&self.kv.borrow(), &self.node, &kv_changed);
             self.kv.send_replace(next);
+        }
+        // Delivered after the snapshots, so a subscriber that looks a member up on an
+        // event finds it there.
+        if !events.is_empty() {
+            let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+            for event in events {
+                // A follower whose receiver is gone is dropped.
+                followers.retain(|f| f.send(event.clone()).is_ok());
+                // No subscribers is fine: events are offered, not owed.
+                let _ = self.events.send(event);
+            }
         }
     }
 

@@ -252,7 +252,7 @@ impl Mesh {
     /// thousands is one `MemberJoined` each, at once) that would overrun
     /// [`Mesh::subscribe`]'s buffer; the consumer must keep up on average. Dropping the
     /// receiver unsubscribes.
-    pub fn follow(&self) -> mpsc::UnboundedReceiver<Event> {
+    pub(crate) fn follow(&self) -> mpsc::UnboundedReceiver<Event> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.followers
             .lock()
