@@ -30,7 +30,7 @@
 //! | `GET /v1/members/{name}` | one member, or 404 |
 //! | `GET /v1/self` | this agent's own record |
 //! | `GET /v1/cluster` | counts by status and region, the membership digest, the health score |
-//! | `GET /v1/health` | 200 when joined, not leaving and not degraded (health score below its maximum), else 503 |
+//! | `GET /v1/health` | 200 when joined, not leaving and not degraded (health score at its maximum, until back to half), else 503 |
 //! | `GET /v1/events` | the event stream (SSE) |
 //! | `POST /v1/join` | join through `{"addresses": [...]}` |
 //! | `POST /v1/leave` | leave gracefully (the agent then exits) |
@@ -98,6 +98,8 @@ pub struct ApiState {
     journal: Journal,
     leaving: Arc<AtomicBool>,
     expects_peers: Arc<AtomicBool>,
+    /// The last `/v1/health` found the agent degraded (see [`health_verdict`]).
+    degraded: Arc<AtomicBool>,
     token: Option<ApiToken>,
     leave_via: Option<mpsc::Sender<LeaveRequest>>,
     closing: Arc<watch::Sender<bool>>,
@@ -126,6 +128,7 @@ impl ApiState {
             control: mesh.control(),
             leaving: Arc::new(AtomicBool::new(false)),
             expects_peers: Arc::new(AtomicBool::new(false)),
+            degraded: Arc::new(AtomicBool::new(false)),
             token: None,
             leave_via: None,
             closing: Arc::new(watch::channel(false).0),
@@ -180,20 +183,24 @@ impl ApiState {
         self.leaving.store(true, Ordering::Relaxed);
     }
 
-    /// Why this agent is not healthy, or `None` when it is (see `GET /v1/health`).
-    fn unhealthy(&self) -> Option<String> {
+    /// Why this agent is not healthy, or `None` when it is, judged at health score
+    /// `score` (see `GET /v1/health`).
+    fn unhealthy(&self, score: u32) -> Option<String> {
         let members = self.mesh.members();
         let me = members.iter().find(|m| m.name == *self.mesh.name());
-        health_verdict(&HealthInputs {
+        let verdict = health_verdict(&HealthInputs {
             leaving: self.leaving.load(Ordering::Relaxed) || me.is_some_and(|m| !m.state.is_live()),
             expects_peers: self.mesh.started_with_seeds()
                 || self.expects_peers.load(Ordering::Relaxed),
             others_live: members
                 .iter()
                 .any(|m| m.name != *self.mesh.name() && m.state.is_live()),
-            score: self.mesh.health_score(),
+            score,
             max: self.mesh.health_max(),
-        })
+            was_degraded: self.degraded.load(Ordering::Relaxed),
+        });
+        self.degraded.store(verdict.degraded, Ordering::Relaxed);
+        verdict.reason
     }
 }
 
@@ -209,27 +216,44 @@ struct HealthInputs {
     /// Its Lifeguard health score, and the highest one possible.
     score: u32,
     max: u32,
+    /// The previous answer found it degraded.
+    was_degraded: bool,
 }
 
-/// Why an agent in `inputs` is unhealthy, or `None`. A node at the highest health score
-/// has missed so many answers that it, not its peers, is most likely the problem (an
-/// overloaded host, a broken network): load balancers should stop sending it work
-/// until it recovers. A node alone is healthy only if it was never meant to join (the
-/// first member of a new cluster).
-fn health_verdict(inputs: &HealthInputs) -> Option<String> {
-    if inputs.leaving {
-        return Some("leaving".into());
-    }
-    if inputs.expects_peers && !inputs.others_live {
-        return Some("not joined: no other live member seen".into());
-    }
-    if inputs.max > 0 && inputs.score >= inputs.max {
-        return Some(format!(
-            "degraded: health score {} of {} (this agent misses its peers' answers)",
-            inputs.score, inputs.max
-        ));
-    }
-    None
+/// The answer to `GET /v1/health`, and whether the agent counts as degraded now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HealthVerdict {
+    reason: Option<String>,
+    degraded: bool,
+}
+
+/// Why an agent in `inputs` is unhealthy (`reason`), or not. A node at the highest
+/// health score has missed so many answers that it, not its peers, is most likely the
+/// problem (an overloaded host, a broken network): load balancers should stop sending it
+/// work until it recovers. Recovering means coming down to half the maximum, not one
+/// step below it: one answered probe lowers the score by one and the next miss raises
+/// it again, which would flap the answer. Without a live peer the score cannot move (only
+/// live members are probed), so it says nothing then. A node alone is healthy only if it
+/// was never meant to join (the first member of a new cluster).
+fn health_verdict(inputs: &HealthInputs) -> HealthVerdict {
+    let degraded = inputs.others_live
+        && inputs.max > 0
+        && (inputs.score >= inputs.max || (inputs.was_degraded && inputs.score > inputs.max / 2));
+    let reason = if inputs.leaving {
+        Some("leaving".into())
+    } else if inputs.expects_peers && !inputs.others_live {
+        Some("not joined: no other live member seen".into())
+    } else if degraded {
+        Some(format!(
+            "degraded: health score {} (maximum {}; healthy again at {}): this agent misses its peers' answers",
+            inputs.score,
+            inputs.max,
+            inputs.max / 2
+        ))
+    } else {
+        None
+    };
+    HealthVerdict { reason, degraded }
 }
 
 /// The whole API over `state`. See the module docs for the endpoints.
@@ -350,7 +374,7 @@ async fn cluster(State(state): State<ApiState>) -> Json<ClusterView> {
 /// is not leaving; 503 with a reason otherwise.
 async fn health(State(state): State<ApiState>) -> (StatusCode, Json<HealthView>) {
     let health_score = state.mesh.health_score();
-    match state.unhealthy() {
+    match state.unhealthy(health_score) {
         None => (
             StatusCode::OK,
             Json(HealthView {
@@ -412,34 +436,79 @@ mod tests {
 
     #[test]
     fn health_needs_peers_when_expected_no_leave_and_a_score_below_the_maximum() {
+        let reason = |inputs: &HealthInputs| health_verdict(inputs).reason;
         let ok = HealthInputs {
             leaving: false,
             expects_peers: true,
             others_live: true,
             score: 6,
             max: 7,
+            was_degraded: false,
         };
-        assert_eq!(health_verdict(&ok), None);
+        assert_eq!(
+            health_verdict(&ok),
+            HealthVerdict {
+                reason: None,
+                degraded: false
+            }
+        );
         let alone = HealthInputs {
             others_live: false,
             ..ok
         };
-        assert!(health_verdict(&alone).is_some_and(|r| r.starts_with("not joined")));
-        // The first member of a new cluster is healthy alone.
+        assert!(reason(&alone).is_some_and(|r| r.starts_with("not joined")));
+        // The first member of a new cluster is healthy alone, whatever its score (with
+        // nobody to probe it cannot come down).
         let founder = HealthInputs {
             expects_peers: false,
+            score: 7,
             ..alone
         };
-        assert_eq!(health_verdict(&founder), None);
+        assert_eq!(
+            health_verdict(&founder),
+            HealthVerdict {
+                reason: None,
+                degraded: false
+            }
+        );
         let degraded = HealthInputs { score: 7, ..ok };
         assert_eq!(
-            health_verdict(&degraded).as_deref(),
-            Some("degraded: health score 7 of 7 (this agent misses its peers' answers)")
+            health_verdict(&degraded),
+            HealthVerdict {
+                reason: Some(
+                    "degraded: health score 7 (maximum 7; healthy again at 3): this agent \
+                     misses its peers' answers"
+                        .into()
+                ),
+                degraded: true
+            }
         );
         let leaving = HealthInputs {
             leaving: true,
             ..degraded
         };
-        assert_eq!(health_verdict(&leaving).as_deref(), Some("leaving"));
+        assert_eq!(reason(&leaving).as_deref(), Some("leaving"));
+    }
+
+    #[test]
+    fn a_degraded_agent_is_healthy_again_only_at_half_the_maximum_score() {
+        let at = |score, was_degraded| {
+            health_verdict(&HealthInputs {
+                leaving: false,
+                expects_peers: true,
+                others_live: true,
+                score,
+                max: 7,
+                was_degraded,
+            })
+            .degraded
+        };
+        // Climbing: degraded only at the maximum.
+        assert!(!at(6, false));
+        assert!(at(7, false));
+        // Coming down: still degraded until half of it.
+        assert!(at(6, true));
+        assert!(at(4, true));
+        assert!(!at(3, true));
     }
 }
