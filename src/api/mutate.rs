@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::agent::AgentError;
 use crate::api::extract::{JsonBody, PathParam};
@@ -121,6 +121,21 @@ pub(super) async fn join(
         .map_err(agent_error)?;
     // Told to be in a cluster: from now on, alone is not healthy.
     state.expect_peers();
+    // What was queued by the time the driver took the request came before it (or with
+    // it): a failure there is an earlier attempt's, but a join still counts.
+    loop {
+        match events.try_recv() {
+            Ok(Event::Joined { via, members }) => {
+                return Ok(Json(JoinAnswer {
+                    joined: true,
+                    via: via.to_string(),
+                    members,
+                }));
+            }
+            Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
     let wait = async {
         loop {
             match events.recv().await {

@@ -25,7 +25,7 @@ pub(crate) struct ApiArgs {
 }
 
 /// An API address as `--api-addr` and `MUSTER_API_ADDR` take it: `ip:port`, or a name
-/// with a port (the first address it resolves to), with or without `http://`.
+/// with a port (its first IPv4 address, else its first), with or without `http://`.
 fn parse_api_addr(text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     let bare = text.trim();
@@ -37,10 +37,18 @@ fn parse_api_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = bare.parse() {
         return Ok(addr);
     }
+    // IPv4 first when a name has both (`localhost` is often `::1` first), since the
+    // agent's API listens on 127.0.0.1 unless told otherwise.
     match bare.to_socket_addrs() {
-        Ok(mut addrs) => addrs
-            .next()
-            .ok_or_else(|| format!("{bare:?} resolves to no address")),
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .copied()
+                .ok_or_else(|| format!("{bare:?} resolves to no address"))
+        }
         Err(e) => Err(format!("expected host:port, e.g. 127.0.0.1:7947 ({e})")),
     }
 }
