@@ -30,6 +30,7 @@ use muster::proto::{SwimConfig, rng};
 use muster::transport::ClusterKey;
 use muster::wire::MemberState;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -209,6 +210,8 @@ fn read_keys(keys: mpsc::UnboundedSender<Key>, single: bool) {
             for byte in std::io::Read::bytes(stdin).map_while(Result::ok) {
                 let key = match byte {
                     b'\n' | b'\r' => Key::Crash,
+                    // Ctrl-D, end of input on a terminal.
+                    0x04 => Key::Quit,
                     b => Key::of(&char::from(b).to_string()),
                 };
                 if keys.send(key).is_err() {
@@ -301,6 +304,27 @@ struct Demo {
 async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let mut demo = Demo::new(args)?;
     demo.start_all().await?;
+    // Watched before the terminal changes mode, so every way to stop the demo from
+    // outside ends the loop below and restores the terminal.
+    let mut stops = [
+        (SignalKind::interrupt(), "Ctrl-C"),
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::quit(), "SIGQUIT"),
+    ]
+    .into_iter()
+    .map(|(kind, name)| Ok((signal(kind).context("cannot watch signals")?, name)))
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    let stopped = async {
+        let waits = stops
+            .iter_mut()
+            .map(|(s, name)| Box::pin(async move { s.recv().await.map(|_| *name) }));
+        futures_util::future::select_all(waits)
+            .await
+            .0
+            .unwrap_or("signals closed")
+    };
+    tokio::pin!(stopped);
     // Restores the terminal when the demo ends, however it ends.
     let single_keys = SingleKeys::enter();
     demo.single_keys = single_keys.active();
@@ -318,8 +342,6 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         }
     };
     tokio::pin!(until_deadline);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut tick = tokio::time::interval(REFRESH);
     let changed = demo.changed.clone();
     let reason = loop {
@@ -336,7 +358,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
                 // Stdin closed (not a terminal, or end of input): keys no longer matter.
                 None => keys = None,
             },
-            _ = &mut ctrl_c => break "Ctrl-C",
+            name = &mut stopped => break name,
             () = &mut until_deadline => break "the duration is over",
         }
         demo.step().await;
