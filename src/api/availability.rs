@@ -2,8 +2,8 @@
 //! share of time it was alive over the last hour and day, how often it flapped, and when
 //! it last did.
 //!
-//! Fed by the journal with every status change (and re-seeded from a snapshot if the
-//! journal ever falls behind the mesh's events). Per member it keeps the status segments
+//! Seeded from the membership snapshot when the journal starts, then fed by the journal
+//! with every status change. Per member it keeps the status segments
 //! of the last day, at most [`MAX_SEGMENTS`] of them: a member flapping faster than that
 //! shortens its own observed window instead of growing memory without bound. A member
 //! that is reaped is forgotten; if it comes back, its history starts again.

@@ -145,10 +145,10 @@ mod tests {
     #[test]
     fn a_reset_is_one_json_object_in_json_mode() {
         let v: Value =
-            serde_json::from_str(&reset_json(r#"{"reason":"lost","missed":6}"#)).expect("JSON");
+            serde_json::from_str(&reset_json(r#"{"reason":"lagged","missed":6}"#)).expect("JSON");
         assert_eq!(
             v,
-            serde_json::json!({"event": "reset", "reason": "lost", "missed": 6})
+            serde_json::json!({"event": "reset", "reason": "lagged", "missed": 6})
         );
         let v: Value = serde_json::from_str(&reset_json("not json")).expect("JSON");
         assert_eq!(
