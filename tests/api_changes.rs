@@ -43,14 +43,12 @@ fn state_of(meshes: &[&Mesh], name: &str) -> Vec<Option<MemberState>> {
 async fn tags_are_set_and_deleted_and_spread_to_the_cluster() {
     let (a, b, c) = three("api-tags").await;
     let rb = api::router(ApiState::new(&b));
-    let (status, body) = send_json(
-        &rb,
-        Method::PUT,
-        "/v1/self/tags",
-        &json!({"set": {"env": "prod"}, "delete": ["tier", "absent"]}),
-        None,
-    )
-    .await;
+    let put_tags = |body: Value| {
+        let rb = rb.clone();
+        async move { send_json(&rb, Method::PUT, "/v1/self/tags", &body, None).await }
+    };
+    let change = json!({"set": {"env": "prod"}, "delete": ["tier", "absent"]});
+    let (status, body) = put_tags(change.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"tags": {"env": "prod", "role": "web"}}));
     eventually_async(
@@ -75,14 +73,7 @@ async fn tags_are_set_and_deleted_and_spread_to_the_cluster() {
             .map(|x| x.incarnation)
     };
     let before = incarnation(&b);
-    let (status, body) = send_json(
-        &rb,
-        Method::PUT,
-        "/v1/self/tags",
-        &json!({"set": {"env": "prod"}, "delete": ["tier", "absent"]}),
-        None,
-    )
-    .await;
+    let (status, body) = put_tags(change).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(incarnation(&b), before);
 
@@ -94,7 +85,7 @@ async fn tags_are_set_and_deleted_and_spread_to_the_cluster() {
         (json!({"set": {"k": 1}}), "set.k"),
         (json!({"colour": "red"}), "colour"),
     ] {
-        let (status, answer) = send_json(&rb, Method::PUT, "/v1/self/tags", &body, None).await;
+        let (status, answer) = put_tags(body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert_eq!(answer["field"], field, "{body}: {answer}");
     }
