@@ -6,8 +6,9 @@
 //! One task per agent follows the mesh's events; it runs off the protocol path (the
 //! driver queues each event for it without waiting, and never drops one:
 //! [`Mesh::follow`]), so a slow stream or hook never delays probing, and a burst (a join
-//! into a cluster of thousands) is numbered whole. Resuming and recording take the same lock, so a client resuming
-//! from an id gets every later event exactly once: the backlog, then the live ones.
+//! into a cluster of thousands) is numbered whole. Resuming and recording take the same
+//! lock, so a client resuming from an id gets every later event exactly once: the
+//! backlog, then the live ones.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

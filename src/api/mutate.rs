@@ -57,6 +57,17 @@ pub struct JoinAnswer {
     pub members: usize,
 }
 
+impl JoinAnswer {
+    /// The answer for a join `via` a seed, with `members` live.
+    fn via(via: SocketAddr, members: usize) -> JoinAnswer {
+        JoinAnswer {
+            joined: true,
+            via: via.to_string(),
+            members,
+        }
+    }
+}
+
 /// Resolves one seed; the error names its position.
 async fn resolve(i: usize, text: &str) -> Result<Vec<SocketAddr>, ApiError> {
     let field = format!("addresses[{i}]");
@@ -126,11 +137,7 @@ pub(super) async fn join(
     loop {
         match events.try_recv() {
             Ok(Event::Joined { via, members }) => {
-                return Ok(Json(JoinAnswer {
-                    joined: true,
-                    via: via.to_string(),
-                    members,
-                }));
+                return Ok(Json(JoinAnswer::via(via, members)));
             }
             Ok(_) | Err(TryRecvError::Lagged(_)) => {}
             Err(TryRecvError::Empty | TryRecvError::Closed) => break,
@@ -140,11 +147,7 @@ pub(super) async fn join(
         loop {
             match events.recv().await {
                 Ok(Event::Joined { via, members }) => {
-                    return Ok(JoinAnswer {
-                        joined: true,
-                        via: via.to_string(),
-                        members,
-                    });
+                    return Ok(JoinAnswer::via(via, members));
                 }
                 // This attempt's seeds (the agent's own address left out) all failed
                 // to answer within the join timeout: say so now, not after JOIN_WAIT.
