@@ -216,10 +216,7 @@ impl Node {
         };
         // A new node is presumed slow until it shows otherwise: its join carries the
         // unproven health, so the cluster waits long enough for its first answers.
-        node.advertised_health = node.announced_health();
-        if let Some(i) = node.members.position(&node.me) {
-            node.members.set_health(i, node.advertised_health);
-        }
+        node.set_advertised_health(node.announced_health());
         // Random first deadlines spread nodes started together across the interval.
         let probe_at = now + node.jitter(node.config.probe_interval);
         node.timers

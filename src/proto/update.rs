@@ -219,11 +219,17 @@ impl Node {
             incarnation: m.incarnation(),
             health,
         };
+        self.set_advertised_health(health);
+        self.enqueue(self.me.clone(), &msg);
+    }
+
+    /// Notes `health` as what this node announces, in its own record too (push-pull
+    /// tables carry it).
+    pub(super) fn set_advertised_health(&mut self, health: u8) {
         self.advertised_health = health;
         if let Some(i) = self.members.position(&self.me) {
             self.members.set_health(i, health);
         }
-        self.enqueue(self.me.clone(), &msg);
     }
 
     pub(super) fn on_suspicion_timer(&mut self, now: Time, name: &Name) {
