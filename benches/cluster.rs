@@ -295,7 +295,7 @@ async fn main() -> anyhow::Result<()> {
                 let mut seen = None;
                 let _ = muster::api::client::follow_events(
                     addr,
-                    "/v1/events?event=member-failed",
+                    muster::api::client::Call::get("/v1/events?event=member-failed"),
                     None,
                     |m| {
                         if m.data.contains(&format!("\"name\":\"{name}\"")) {

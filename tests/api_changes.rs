@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use muster::Mesh;
-use muster::api::client::{self, SseMessage, StreamOutcome};
+use muster::api::client::{self, Call, SseMessage, StreamOutcome};
 use muster::api::{self, ApiState, ApiToken};
 use muster::wire::{MemberState, Tags};
 use serde_json::{Value, json};
@@ -238,6 +238,7 @@ async fn leave_through_the_api_is_graceful_and_happens_once() {
     let huge = Request::builder()
         .method(Method::POST)
         .uri("/v1/leave")
+        .header(header::CONTENT_TYPE, "application/json")
         .header(header::CONTENT_LENGTH, 1_000_000)
         .body(Body::from(vec![b' '; 1_000_000]))
         .expect("a valid request");
@@ -483,7 +484,7 @@ async fn read_events(
     let path = path.to_owned();
     let read = tokio::task::spawn_blocking(move || {
         let mut got = Vec::new();
-        let outcome = client::follow_events(addr, &path, last_id.as_deref(), |m| {
+        let outcome = client::follow_events(addr, Call::get(&path), last_id.as_deref(), |m| {
             let done = stop(&m);
             got.push(m);
             if done {
@@ -653,9 +654,12 @@ async fn the_event_stream_shows_a_failure_and_resumes_from_last_event_id() {
 
     // A bad filter is a JSON 400 before any stream starts.
     let refused = tokio::task::spawn_blocking(move || {
-        client::follow_events(addr, "/v1/events?event=member-exploded", None, |_| {
-            ControlFlow::Break(())
-        })
+        client::follow_events(
+            addr,
+            Call::get("/v1/events?event=member-exploded"),
+            None,
+            |_| ControlFlow::Break(()),
+        )
     })
     .await
     .expect("joins")

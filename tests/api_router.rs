@@ -480,28 +480,21 @@ fn a_taken_api_port_is_a_clear_startup_error() -> Result<()> {
 }
 
 #[test]
-fn a_non_loopback_api_address_gets_a_loud_warning_about_missing_tokens() -> Result<()> {
+fn a_non_loopback_api_address_without_tls_is_refused_at_start() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("cluster.key");
     std::fs::write(&key, format!("{}\n", ClusterKey::generate()?))?;
     let port = free_port();
-    let mut cmd = command();
-    cmd.args(["agent", "--profile", "local", "--log-format", "json"])
+    let out = command()
+        .args(["agent", "--profile", "local"])
         .args(["--name", "a", "--bind", &format!("127.0.0.1:{port}")])
         .args(["--cluster-key", &key.display().to_string()])
-        .args(["--api-addr", "0.0.0.0:0", "--dns-addr", "127.0.0.1:0"]);
-    let agent = Agent::spawn("a", port, cmd)?;
-    eventually("the agent serves its API", &[&agent], || {
-        agent.first_field("HTTP API listening", "api").is_some()
-    })?;
-    let warning = agent
-        .tail()
-        .lines()
-        .find(|l| l.contains("NON-LOOPBACK"))
-        .map(str::to_owned)
-        .with_context(|| format!("a warning line\n{}", agent.tail()))?;
-    assert!(warning.contains("WARN"), "{warning}");
-    assert!(warning.contains("WITHOUT A TOKEN"), "{warning}");
-    assert!(warning.contains("0.0.0.0:"), "{warning}");
+        .args(["--data-dir", &dir.path().display().to_string()])
+        .args(["--api-addr", "0.0.0.0:0", "--dns-addr", "off"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`api_addr`"), "{stderr}");
+    assert!(stderr.contains("api_tls_cert"), "{stderr}");
     Ok(())
 }

@@ -13,7 +13,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use futures_util::StreamExt;
 use muster::Mesh;
 use muster::api::journal::EventKind;
-use muster::api::{self, ApiState, ApiToken};
+use muster::api::{self, Access, ApiState, ApiToken};
 use muster::wire::MemberState;
 use serde_json::{Value, json};
 use support::meshes::{describe, start, three};
@@ -411,7 +411,11 @@ async fn state_changes_are_journaled_and_streamed_as_state_changed_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_are_registered_listed_replaced_and_removed() {
     let (a, b) = two("api-services").await;
-    let ra = api::router(ApiState::new(&a));
+    // This agent lets the API register exec checks (`api_allow_exec_checks`).
+    let ra = api::router(ApiState::new(&a).with_access(Access {
+        allow_exec_checks: true,
+        ..Access::default()
+    }));
     let rb = api::router(ApiState::new(&b));
     let (status, none) = get(&ra, "/v1/services").await;
     assert_eq!(status, StatusCode::OK, "{none}");
@@ -1120,4 +1124,39 @@ async fn state_and_service_changes_need_the_token_when_one_is_set() {
         let (status, body) = get(&ra, uri).await;
         assert_eq!(status, StatusCode::OK, "GET {uri}: {body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_exec_checks_and_checks_of_other_hosts_by_default() {
+    let (a, _b) = two("api-check-policy").await;
+    let ra = api::router(ApiState::new(&a));
+    for (check, field) in [
+        (json!({"exec": ["/usr/bin/id"]}), "checks[0].exec"),
+        (
+            json!({"http": "http://169.254.169.254/latest/meta-data/"}),
+            "checks[0].http",
+        ),
+        (json!({"http": "http://metadata.internal/"}), "checks[0].http"),
+        (json!({"tcp": "10.1.2.3:22"}), "checks[0].tcp"),
+    ] {
+        let spec = json!({"port": 1, "checks": [check]});
+        let (status, body) = send_json(&ra, Method::PUT, "/v1/services/pwn", &spec, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["field"], field, "{body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("api_allow_"), "{body}");
+    }
+    let (status, body) = get(&ra, "/v1/services/pwn").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was registered: {body}");
+    // Checks of this host are still taken (the positive control).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("bound").to_string();
+    let spec = json!({"port": 1, "checks": [
+        {"tcp": addr},
+        {"http": "http://localhost:1/health"},
+    ]});
+    let (status, body) = send_json(&ra, Method::PUT, "/v1/services/ok", &spec, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

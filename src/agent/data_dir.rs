@@ -167,6 +167,11 @@ impl DataDir {
         DataDir { dir: dir.into() }
     }
 
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
     /// The state file's path.
     pub fn state_path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)

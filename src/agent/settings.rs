@@ -110,10 +110,30 @@ pub struct AgentConfig {
     pub cluster: String,
     /// Local HTTP API address.
     pub api_addr: SocketAddr,
-    /// File holding the bearer token the API's mutating endpoints require; none leaves
-    /// them open to whoever can reach `api_addr`.
+    /// File holding the bearer token the API's mutating endpoints require; none means
+    /// `<data_dir>/api.token`, generated on first start (no data dir and no file: the
+    /// API refuses changes; `--dev` on loopback needs no token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_file: Option<PathBuf>,
+    /// Reads need the token too (they always do from another host).
+    pub api_read_token: bool,
+    /// Host names the API answers to besides its own address (and loopback names when
+    /// it listens on loopback): a reverse proxy's or a load balancer's name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api_allowed_hosts: Vec<String>,
+    /// Services registered through the API may have `exec` checks.
+    pub api_allow_exec_checks: bool,
+    /// Services registered through the API may have `http`/`tcp` checks of other hosts.
+    pub api_allow_remote_checks: bool,
+    /// Certificate chain (PEM) the API serves HTTPS with; with `api_tls_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `api_tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_tls_key: Option<PathBuf>,
+    /// HTTP API connections served at once (lowered to a quarter of the process's
+    /// file-descriptor limit); more are answered 503.
+    pub api_max_connections: usize,
     /// Local DNS interface address, UDP and TCP (see [`crate::dns`]); none (`"off"`)
     /// serves no DNS.
     #[serde(with = "addr_or_off")]
@@ -174,8 +194,23 @@ impl Default for AgentConfig {
             // Loopback only: the API is for the local host unless the operator says so;
             // the port next to the gossip port.
             api_addr: SocketAddr::from(([127, 0, 0, 1], 7947)),
-            // Open on loopback by default, as Consul's and Serf's local APIs are.
+            // `<data_dir>/api.token`, generated on first start: changes need a token
+            // that only the host's administrators can read.
             api_token_file: None,
+            // Reads show what every member gossips anyway; on loopback they stay open,
+            // as Consul's and Serf's are.
+            api_read_token: false,
+            // Only the address itself: a DNS name could be rebound by a web page.
+            api_allowed_hosts: Vec::new(),
+            // An API registration must not run programs as the agent's user, nor probe
+            // the network behind the agent: the config file, which only the host's
+            // administrators write, may.
+            api_allow_exec_checks: false,
+            api_allow_remote_checks: false,
+            api_tls_cert: None,
+            api_tls_key: None,
+            // Far beyond the local tools and scrapers of one host; bounds a flood.
+            api_max_connections: crate::api::server::DEFAULT_MAX_CONNECTIONS,
             // Loopback only, like the API: local programs resolve through it (or a
             // local resolver forwards `muster.` to it). Consul's DNS port, so habits and
             // resolver configs carry over.

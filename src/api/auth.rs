@@ -1,15 +1,18 @@
-//! The API token: mutating requests (`POST`, `PUT`, `DELETE`, `PATCH`) must carry
-//! `Authorization: Bearer <token>` when the agent has one (`api_token_file`). Reads stay
-//! open: the membership is what every member gossips anyway; changing it is not.
+//! The API token: a bearer secret that mutating requests (and, with `api_read_token`,
+//! reads) carry as `Authorization: Bearer <token>`. [`ApiToken::load_or_create`] gives
+//! every agent one by default: the first start writes a random token to
+//! `<data dir>/`[`TOKEN_FILE`] (mode 0600), where the CLI on the same host finds it.
+//! Who needs it for what is decided in [`super::access`].
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+/// The token file's name inside the data dir.
+pub const TOKEN_FILE: &str = "api.token";
 
-use crate::api::{ApiError, ApiState};
+/// Random bytes in a generated token (written as hex: 64 characters).
+const GENERATED_BYTES: usize = 32;
 
 /// Shortest token accepted: long enough not to be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -27,6 +30,30 @@ pub enum TokenError {
     /// Contains whitespace or control characters, which no header could carry.
     #[error("the API token must be one line of visible ASCII characters")]
     BadCharacters,
+    /// The system's random source failed.
+    #[error("the system's random source failed")]
+    NoRandomness,
+}
+
+/// Why the token file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    /// Reading or creating the file failed.
+    #[error("cannot read or create the API token file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file holds no usable token.
+    #[error("the API token file {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: TokenError,
+    },
 }
 
 impl ApiToken {
@@ -40,6 +67,58 @@ impl ApiToken {
             return Err(TokenError::TooShort);
         }
         Ok(ApiToken(token.into()))
+    }
+
+    /// A new random token ([`GENERATED_BYTES`] from the system's random source, as hex).
+    pub fn generate() -> Result<ApiToken, TokenError> {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; GENERATED_BYTES];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| TokenError::NoRandomness)?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        ApiToken::new(&hex)
+    }
+
+    /// Reads the token in `path`, or, when there is no such file, generates one and
+    /// writes it there first (created with mode 0600, never over an existing file, so
+    /// two agents racing on one data dir end up with the same token).
+    pub fn load_or_create(path: &Path) -> Result<ApiToken, TokenFileError> {
+        let error = |source| TokenFileError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                return ApiToken::new(&text).map_err(|reason| TokenFileError::Invalid {
+                    path: path.to_owned(),
+                    reason,
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(error(e)),
+        }
+        let token = ApiToken::generate().map_err(|reason| TokenFileError::Invalid {
+            path: path.to_owned(),
+            reason,
+        })?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(mut file) => {
+                file.write_all(format!("{}\n", token.as_str()).as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(error)?;
+                Ok(token)
+            }
+            // Another process wrote it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                ApiToken::load_or_create(path)
+            }
+            Err(e) => Err(error(e)),
+        }
     }
 
     /// The token text, for clients.
@@ -63,33 +142,6 @@ impl std::fmt::Debug for ApiToken {
     }
 }
 
-/// Whether a method changes something.
-fn mutates(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
-/// Middleware: refuses mutating requests without the token (when one is set).
-pub(super) async fn require_token(
-    State(state): State<ApiState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(token) = &state.token
-        && mutates(request.method())
-    {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if !given.is_some_and(|g| token.matches(g)) {
-            return ApiError::Unauthorized.into_response();
-        }
-    }
-    next.run(request).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +159,32 @@ mod tests {
             Err(TokenError::BadCharacters)
         );
         assert_eq!(format!("{token:?}"), "ApiToken(..)");
+    }
+
+    #[test]
+    fn a_missing_token_file_is_created_private_and_then_read_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(TOKEN_FILE);
+        let first = ApiToken::load_or_create(&path).expect("created");
+        assert_eq!(first.as_str().len(), 2 * GENERATED_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(ApiToken::load_or_create(&path).expect("read"), first);
+        assert_ne!(ApiToken::generate().expect("random"), first);
+        std::fs::write(&path, "short").expect("overwrite");
+        assert!(matches!(
+            ApiToken::load_or_create(&path),
+            Err(TokenFileError::Invalid {
+                reason: TokenError::TooShort,
+                ..
+            })
+        ));
     }
 }

@@ -266,25 +266,19 @@ pub enum StreamOutcome {
     Refused(u16, String),
 }
 
-/// Follows the event stream at `path` (e.g. `/v1/events?event=member-failed`), resuming
+/// Follows the event stream `call` asks for (a GET of e.g. `/v1/events?event=member-failed`), resuming
 /// after `last_id` if given, calling `on_event` for each event until it breaks or the
 /// stream ends.
 pub fn follow_events(
     addr: SocketAddr,
-    path: &str,
+    call: Call<'_>,
     last_id: Option<&str>,
     mut on_event: impl FnMut(SseMessage) -> ControlFlow<()>,
 ) -> Result<StreamOutcome, ClientError> {
     // No read timeout: a quiet cluster sends only keep-alive comments.
     let mut stream = connect(addr, None)?;
     let extra = last_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
-    send(
-        &mut stream,
-        addr,
-        &Call::get(path),
-        "text/event-stream",
-        &extra,
-    )?;
+    send(&mut stream, addr, &call, "text/event-stream", &extra)?;
     let mut reader = BufReader::new(stream);
     let head = read_head(&mut reader, addr)?;
     let mut body: Box<dyn BufRead> = if head.chunked() {

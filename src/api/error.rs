@@ -34,6 +34,29 @@ pub enum ApiError {
     /// A mutating request without the API token (or with a wrong one).
     #[error("missing or wrong API token: send `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// The request names a host this API does not answer to (DNS rebinding).
+    #[error(
+        "this API does not answer to host {0:?}: use its address, or list the name in \
+         api_allowed_hosts"
+    )]
+    MisdirectedHost(String),
+    /// A mutation a browser sent from another site (`Origin`, `Sec-Fetch-Site`).
+    #[error("cross-site requests may not change anything")]
+    CrossSite,
+    /// A mutation to an agent that has no token to check it against.
+    #[error(
+        "changes through the API are closed: this agent has no API token (set data_dir, \
+         where one is generated, or api_token_file)"
+    )]
+    NoToken,
+    /// Something the API may not do unless a setting allows it.
+    #[error("{reason}")]
+    Forbidden {
+        /// The field of the request at fault.
+        field: String,
+        /// Why, naming the setting that allows it.
+        reason: String,
+    },
     /// `GET /v1/members/{name}` (or force-leave) of a name not in the membership.
     #[error("no member named {0:?}")]
     UnknownMember(String),
@@ -88,6 +111,10 @@ impl ApiError {
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::CrossSite | ApiError::NoToken | ApiError::Forbidden { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::UnknownMember(_)
             | ApiError::UnknownRoute(_)
             | ApiError::UnknownService(_)
@@ -113,9 +140,9 @@ pub struct ErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let field = match &self {
-            ApiError::BadQuery { field, .. } | ApiError::BadBody { field, .. } => {
-                Some(field.clone())
-            }
+            ApiError::BadQuery { field, .. }
+            | ApiError::BadBody { field, .. }
+            | ApiError::Forbidden { field, .. } => Some(field.clone()),
             _ => None,
         };
         let body = ErrorBody {

@@ -92,6 +92,9 @@ struct Cursor {
     live: broadcast::Receiver<Arc<EventRecord>>,
     closing: watch::Receiver<bool>,
     kinds: Option<Vec<EventKind>>,
+    /// This stream's place among the open ones (see [`ApiState::with_stream_limit`]),
+    /// given back when the stream ends.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Cursor {
@@ -178,6 +181,9 @@ pub(super) async fn events(
     let Query(pairs) =
         query.map_err(|e| ApiError::bad_query("query", format!("bad query string: {e}")))?;
     let q = parse_query(&pairs)?;
+    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Unavailable("too many event streams open on this agent; try again later".into())
+    })?;
     let header_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(
@@ -216,6 +222,7 @@ pub(super) async fn events(
         live: resume.live,
         closing: state.closing.subscribe(),
         kinds: q.kinds,
+        _permit: permit,
     };
     let stream = stream::unfold(cursor, |mut cursor| async move {
         cursor.next().await.map(|item| (Ok(item), cursor))

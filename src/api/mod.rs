@@ -17,7 +17,9 @@
 //! | `events` | `GET /v1/events` (SSE, `Last-Event-ID`) |
 //! | `mutate` | join, leave, force-leave, tags |
 //! | `extract` | the JSON body and path extractors, whose refusals are JSON errors |
-//! | `auth` | the bearer token for mutating requests |
+//! | `access` | [`Access`]: the Host, Origin, token and content-type checks on every request |
+//! | `auth` | the bearer token, generated into the data dir on first start |
+//! | `server` | [`server::serve`]: connection limits, header and idle timeouts, TLS |
 //! | `metrics` | `GET /metrics` |
 //! | `state` | replicated member state: `/v1/self/state/{key}`, `/v1/members/{name}/state` |
 //! | `services` | services, drain, route answers and manual failover |
@@ -47,6 +49,7 @@
 //! | `POST`/`DELETE /v1/failover/{service}` | forces a region / resets |
 //! | `GET /metrics` | Prometheus text format |
 
+pub mod access;
 mod auth;
 pub mod availability;
 pub mod client;
@@ -57,11 +60,13 @@ mod filter;
 pub mod journal;
 pub mod metrics;
 pub mod mutate;
+pub mod server;
 pub mod services;
 pub mod state;
 mod view;
 
-pub use auth::{ApiToken, TokenError};
+pub use access::{Access, ConnAddrs};
+pub use auth::{ApiToken, TOKEN_FILE, TokenError, TokenFileError};
 pub use error::{ApiError, ErrorBody};
 pub use filter::{MemberFilter, glob_match};
 pub use view::{ClusterView, HealthView, MemberRow, MemberView, Status, StatusCounts};
@@ -100,12 +105,18 @@ pub struct ApiState {
     expects_peers: Arc<AtomicBool>,
     /// The last `/v1/health` found the agent degraded (see [`health_verdict`]).
     degraded: Arc<AtomicBool>,
-    token: Option<ApiToken>,
+    access: Arc<Access>,
     leave_via: Option<mpsc::Sender<LeaveRequest>>,
     closing: Arc<watch::Sender<bool>>,
     metrics: Vec<Arc<dyn MetricsSource>>,
     services: Services,
+    /// Places for open event streams: each `GET /v1/events` holds one while it runs.
+    streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Event streams open at once by default: far more than the local programs that follow
+/// an agent, few enough that they cannot take the descriptors its checks need.
+pub const DEFAULT_MAX_STREAMS: usize = 128;
 
 impl ApiState {
     /// State over a running mesh with no local services; starts its event journal and
@@ -129,16 +140,34 @@ impl ApiState {
             leaving: Arc::new(AtomicBool::new(false)),
             expects_peers: Arc::new(AtomicBool::new(false)),
             degraded: Arc::new(AtomicBool::new(false)),
-            token: None,
+            access: Arc::new(Access::default()),
             leave_via: None,
             closing: Arc::new(watch::channel(false).0),
+            streams: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
         }
     }
 
-    /// Requires `token` on mutating requests.
-    pub fn with_token(mut self, token: ApiToken) -> ApiState {
-        self.token = Some(token);
+    /// At most `max` event streams open at once; more are answered 503.
+    pub fn with_stream_limit(mut self, max: usize) -> ApiState {
+        self.streams = Arc::new(tokio::sync::Semaphore::new(max));
         self
+    }
+
+    /// Requires `token` on mutating requests (keeping the rest of the [`Access`]).
+    pub fn with_token(mut self, token: ApiToken) -> ApiState {
+        Arc::make_mut(&mut self.access).token = Some(token);
+        self
+    }
+
+    /// Applies `access` to every request (see [`access`]).
+    pub fn with_access(mut self, access: Access) -> ApiState {
+        self.access = Arc::new(access);
+        self
+    }
+
+    /// What the API lets through.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Hands `POST /v1/leave` to the mesh's owner (who then stops the mesh, as on a
@@ -303,7 +332,7 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn(extract::refuse_large_bodies))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            access::guard,
         ))
         .with_state(state)
 }

@@ -21,9 +21,9 @@ use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
 use crate::api::extract::{JsonBody, PathParam, body_error};
-use crate::api::{ApiError, ApiState};
+use crate::api::{Access, ApiError, ApiState};
 use crate::routing::router::{Caller, InstanceView, RouteAnswer, RouteError, RouteQuery, RuleView};
-use crate::routing::service::ServiceSpec;
+use crate::routing::service::{CheckTarget, ServiceSpec};
 use crate::routing::services::{LocalService, PrimaryError, PrimaryView, ServicesError};
 
 /// Most instances a route answer may be asked for.
@@ -227,6 +227,7 @@ pub(super) async fn register(
         }
         other => other,
     })?;
+    checks_allowed(state.access(), &spec)?;
     state
         .services
         .register(spec.clone())
@@ -235,6 +236,53 @@ pub(super) async fn register(
         service: name,
         spec,
     }))
+}
+
+/// Refuses the checks a service registered through the API may not have: `exec` checks
+/// (a program run as the agent's user) unless `api_allow_exec_checks`, and `http` or
+/// `tcp` checks of another host (a probe of the network behind the agent, whose output
+/// the API shows) unless `api_allow_remote_checks`. The config file may have any.
+/// Malformed checks pass here and are refused, naming their field, by the registration.
+fn checks_allowed(access: &Access, spec: &ServiceSpec) -> Result<(), ApiError> {
+    let this_host = |host: &str| {
+        host.eq_ignore_ascii_case("localhost")
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+                ip.is_loopback() || ip.is_unspecified() || access.own_addrs.contains(&ip)
+            })
+    };
+    for (i, check) in spec.checks.iter().enumerate() {
+        let refused = match check.target() {
+            Ok(CheckTarget::Exec(_)) if !access.allow_exec_checks => Some((
+                "exec",
+                "exec checks come only from the agent's config file, unless \
+                 api_allow_exec_checks = true",
+            )),
+            Ok(CheckTarget::Http(url)) if !access.allow_remote_checks && !this_host(&url.host) => {
+                Some((
+                    "http",
+                    "checks registered through the API may only probe this host (localhost, \
+                     loopback or its own addresses), unless api_allow_remote_checks = true",
+                ))
+            }
+            Ok(CheckTarget::Tcp { host, .. })
+                if !access.allow_remote_checks && !this_host(&host) =>
+            {
+                Some((
+                    "tcp",
+                    "checks registered through the API may only probe this host (localhost, \
+                     loopback or its own addresses), unless api_allow_remote_checks = true",
+                ))
+            }
+            _ => None,
+        };
+        if let Some((key, reason)) = refused {
+            return Err(ApiError::Forbidden {
+                field: format!("checks[{i}].{key}"),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `DELETE /v1/services/{name}` and drain answers.

@@ -12,6 +12,9 @@ use crate::agent::settings::{AgentConfig, MAX_DNS_TTL, SettingsError, invalid};
 use crate::proto::SwimConfig;
 use crate::wire::MAX_NAME_LEN;
 
+/// Most `api_max_connections`: beyond the descriptors any host gives one process.
+const MAX_API_CONNECTIONS: usize = 65_536;
+
 impl AgentConfig {
     /// Checks every field, naming the first that cannot work. Key and certificate files
     /// are read later, by [`AgentConfig::mesh_config`].
@@ -21,6 +24,7 @@ impl AgentConfig {
         if self.dev {
             self.validate_dev()?;
         }
+        self.validate_api()?;
         // TOML (and `--check-config`) has no form for a path that is not UTF-8.
         for (field, path) in [
             ("data_dir", &self.data_dir),
@@ -160,6 +164,76 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// The API's settings: TLS files in pairs, a sane connection limit, host names that
+    /// are names, and no plain or token-less API beyond loopback.
+    fn validate_api(&self) -> Result<(), SettingsError> {
+        for (field, path) in [
+            ("api_token_file", &self.api_token_file),
+            ("api_tls_cert", &self.api_tls_cert),
+            ("api_tls_key", &self.api_tls_key),
+        ] {
+            if let Some(path) = path.as_ref().filter(|p| p.to_str().is_none()) {
+                return Err(invalid(
+                    field,
+                    format!("{}: must be valid UTF-8", path.display()),
+                ));
+            }
+        }
+        match (&self.api_tls_cert, &self.api_tls_key) {
+            (Some(_), None) => {
+                return Err(invalid("api_tls_key", "set it with api_tls_cert"));
+            }
+            (None, Some(_)) => {
+                return Err(invalid("api_tls_cert", "set it with api_tls_key"));
+            }
+            _ => {}
+        }
+        if !(1..=MAX_API_CONNECTIONS).contains(&self.api_max_connections) {
+            return Err(invalid(
+                "api_max_connections",
+                format!("must be from 1 to {MAX_API_CONNECTIONS}"),
+            ));
+        }
+        for host in &self.api_allowed_hosts {
+            let bad = host.is_empty()
+                || host.len() > 253
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if bad {
+                return Err(invalid(
+                    "api_allowed_hosts",
+                    format!(
+                        "{host:?}: expected a host name without port, e.g. \"muster.internal\""
+                    ),
+                ));
+            }
+        }
+        if !self.api_addr.ip().is_loopback() {
+            if self.api_tls_cert.is_none() {
+                return Err(invalid(
+                    "api_addr",
+                    format!(
+                        "{} is not a loopback address: the API then needs TLS (set \
+                         api_tls_cert and api_tls_key), or bind it to 127.0.0.1",
+                        self.api_addr
+                    ),
+                ));
+            }
+            if self.api_token_file.is_none() && self.data_dir.is_none() {
+                return Err(invalid(
+                    "api_addr",
+                    format!(
+                        "{} is not a loopback address: the API then needs a token (set \
+                         data_dir, where one is generated, or api_token_file)",
+                        self.api_addr
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Dev mode is loopback only: its key is public.
     fn validate_dev(&self) -> Result<(), SettingsError> {
         let why = "must be a loopback address in dev mode (its key is public)";
@@ -241,6 +315,45 @@ mod tests {
             ..dev()
         };
         assert_eq!(field(&c), "cluster_key_file");
+    }
+
+    #[test]
+    fn an_api_beyond_loopback_needs_tls_and_a_token() {
+        let keyed = AgentConfig {
+            dev: false,
+            cluster_key_file: Some("/etc/muster/cluster.key".into()),
+            bind: "10.0.0.5:7946".parse().unwrap(),
+            api_addr: "10.0.0.5:7947".parse().unwrap(),
+            ..dev()
+        };
+        assert_eq!(field(&keyed), "api_addr");
+        let with_tls = AgentConfig {
+            api_tls_cert: Some("/etc/muster/api.crt".into()),
+            api_tls_key: Some("/etc/muster/api.key".into()),
+            ..keyed.clone()
+        };
+        // TLS, but nowhere to keep a token.
+        assert_eq!(field(&with_tls), "api_addr");
+        let ok = AgentConfig {
+            data_dir: Some("/var/lib/muster".into()),
+            ..with_tls.clone()
+        };
+        assert!(ok.validate().is_ok(), "{:?}", ok.validate());
+        let half = AgentConfig {
+            api_tls_key: None,
+            ..ok.clone()
+        };
+        assert_eq!(field(&half), "api_tls_key");
+        let hosts = AgentConfig {
+            api_allowed_hosts: vec!["muster.internal:7947".into()],
+            ..ok.clone()
+        };
+        assert_eq!(field(&hosts), "api_allowed_hosts");
+        let none = AgentConfig {
+            api_max_connections: 0,
+            ..ok
+        };
+        assert_eq!(field(&none), "api_max_connections");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! (a graceful leave, bounded by [`leave_bound`], during which `/v1/health` answers 503
 //! and DNS still answers; then DNS and the API stop; a second signal exits at once).
 
-use std::future::IntoFuture;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,7 +13,8 @@ use anyhow::Context;
 use muster::Mesh;
 use muster::agent::data_dir::{self, DataDir, DataDirError, SavedState};
 use muster::agent::settings::{self, AgentConfig, LogFormat};
-use muster::api::{self, ApiState, LeaveRequest};
+use muster::api::server::{ServerLimits, ServerStats};
+use muster::api::{self, Access, ApiState, ApiToken, LeaveRequest};
 use muster::dns::{DnsServer, DnsSockets};
 use muster::proto::{ConfigError, SwimConfig, rng};
 use tokio::net::TcpListener;
@@ -117,6 +117,18 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let seeds = data_dir::join_seeds(&configured, &remembered, &mut rng::node_rng(random_seed()));
     let mesh_config = config.mesh_config(seeds.clone(), incarnation)?;
     let bound = leave_bound(&mesh_config.swim);
+    // Before any socket: the connection limits are sized from it.
+    let fd_limit = api::server::raise_fd_limit();
+    warn_if_readable(&config, data_dir.as_ref());
+    let api_tls = match (&config.api_tls_cert, &config.api_tls_key) {
+        (Some(cert), Some(key)) => Some(api::server::tls_acceptor(cert, key).map_err(|e| {
+            anyhow::Error::from(ConfigError {
+                field: e.field,
+                reason: e.reason,
+            })
+        })?),
+        _ => None,
+    };
     // Bound before the mesh starts, so a taken port stops the agent before it joins.
     let api_listener = TcpListener::bind(config.api_addr)
         .await
@@ -168,10 +180,48 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let token = config.api_token()?;
-    if let Some(token) = token.clone() {
-        api_state = api_state.with_token(token);
+    let token = api_token(&config, data_dir.as_ref())?;
+    let access = Access {
+        closed_without_token: !config.dev,
+        token: token.clone(),
+        read_token: config.api_read_token,
+        allowed_hosts: config
+            .api_allowed_hosts
+            .iter()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            .collect(),
+        allow_exec_checks: config.api_allow_exec_checks,
+        allow_remote_checks: config.api_allow_remote_checks,
+        own_addrs: [mesh.local_addr().ip(), mesh.advertise_addr().ip()]
+            .into_iter()
+            .filter(|ip| !ip.is_unspecified())
+            .collect(),
+    };
+    match &token {
+        Some(_) if config.api_token_file.is_none() => tracing::info!(
+            file = %data_dir.as_ref().map(|d| d.path().join(api::TOKEN_FILE).display().to_string()).unwrap_or_default(),
+            "API changes need the token in the data dir (the CLI on this host finds it there)"
+        ),
+        Some(_) => {}
+        None if config.dev => {
+            tracing::warn!("dev mode: API changes need no token (the API listens on loopback only)")
+        }
+        None => tracing::warn!(
+            "the API refuses changes: no token (set data_dir, where one is generated, or \
+             api_token_file)"
+        ),
     }
+    let limits = ServerLimits {
+        max_connections: config.api_max_connections,
+        ..ServerLimits::default()
+    }
+    .fitted(fd_limit);
+    let server_stats = std::sync::Arc::new(ServerStats::default());
+    server_stats.set_fd_limit(fd_limit);
+    api_state = api_state
+        .with_access(access)
+        .with_stream_limit((limits.max_connections / 2).min(api::DEFAULT_MAX_STREAMS))
+        .with_metrics(server_stats.clone());
     // Hooks follow the journal off the protocol path; dropping the runner stops them.
     let hooks = std::sync::Arc::new(
         muster::hooks::HookRunner::spawn(&config.hooks, api_state.journal().subscribe())
@@ -186,22 +236,25 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         api_state.expect_peers();
     }
     let (stop_api, api_stopped) = oneshot::channel::<()>();
-    let api_server = axum::serve(api_listener, api::router(api_state.clone()))
-        .with_graceful_shutdown(async {
+    let api_server = api::server::serve(
+        api_listener,
+        api::router(api_state.clone()),
+        limits,
+        api_tls,
+        server_stats,
+        async {
             // Sent, or the sender dropped: either way the agent is stopping.
             let _ = api_stopped.await;
-        });
-    let api_server = tokio::spawn(api_server.into_future());
-    if !api_addr.ip().is_loopback() && token.is_none() {
-        tracing::warn!(
-            api = %api_addr,
-            "THE HTTP API IS BOUND TO A NON-LOOPBACK ADDRESS WITHOUT A TOKEN: anyone who \
-             can reach it can make this agent leave, join elsewhere, force-leave members \
-             and change its tags. Set api_token_file (--api-token-file), or bind api_addr \
-             to 127.0.0.1"
-        );
-    }
-    tracing::info!(api = %api_addr, "HTTP API listening");
+        },
+    );
+    let api_server = tokio::spawn(api_server);
+    tracing::info!(
+        api = %api_addr,
+        tls = config.api_tls_cert.is_some(),
+        max_connections = limits.max_connections,
+        fd_limit,
+        "HTTP API listening"
+    );
     match &dns {
         Some(dns) => {
             let addr = dns.local_addr();
@@ -329,12 +382,65 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     // Receiver gone means the server already ended; its outcome is read below.
     let _ = stop_api.send(());
     match tokio::time::timeout(API_DRAIN, api_server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("HTTP API stopped"),
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP API failed"),
+        Ok(Ok(())) => tracing::info!("HTTP API stopped"),
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP API task failed"),
         Err(_) => tracing::warn!(?API_DRAIN, "HTTP API requests still open; exiting anyway"),
     }
     Ok(())
+}
+
+/// The API token: `api_token_file`'s, else the data dir's (generated on first start),
+/// else none: in `--dev` the API then takes changes without one, elsewhere it refuses
+/// them.
+fn api_token(config: &AgentConfig, data_dir: Option<&DataDir>) -> anyhow::Result<Option<ApiToken>> {
+    if let Some(token) = config.api_token()? {
+        return Ok(Some(token));
+    }
+    if config.dev {
+        return Ok(None);
+    }
+    match data_dir {
+        Some(dir) => ApiToken::load_or_create(&dir.path().join(api::TOKEN_FILE))
+            .map(Some)
+            .map_err(|e| {
+                ConfigError {
+                    field: "data_dir",
+                    reason: e.to_string(),
+                }
+                .into()
+            }),
+        None => Ok(None),
+    }
+}
+
+/// Warns about secret files that other users of the host can read: the cluster key,
+/// the node's TLS key, the API's TLS key and the token file.
+fn warn_if_readable(config: &AgentConfig, data_dir: Option<&DataDir>) {
+    use std::os::unix::fs::PermissionsExt;
+    let token = config
+        .api_token_file
+        .clone()
+        .or_else(|| data_dir.map(|d| d.path().join(api::TOKEN_FILE)));
+    for (field, path) in [
+        ("cluster_key_file", config.cluster_key_file.clone()),
+        ("tls_key", config.tls_key.clone()),
+        ("api_tls_key", config.api_tls_key.clone()),
+        ("api_token_file", token),
+    ] {
+        let Some(path) = path else { continue };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                field,
+                file = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "a secret file is readable by other users of this host: chmod 600 it"
+            );
+        }
+    }
 }
 
 /// Waits for SIGINT or SIGTERM; returns its name.

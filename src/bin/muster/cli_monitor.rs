@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::process::ExitCode;
 
 use clap::Args;
-use muster::api::client::{self, StreamOutcome};
+use muster::api::client::{self, Call, StreamOutcome};
 use serde_json::Value;
 
 use crate::cli_query::{ApiArgs, paint};
@@ -97,7 +97,15 @@ pub(crate) fn monitor(args: &MonitorArgs) -> ExitCode {
     };
     let colour = std::io::stdout().is_terminal();
     let json = args.api.json;
-    let outcome = client::follow_events(args.api.api_addr, &path, None, |message| {
+    let token = match args.api.read_token() {
+        Ok(token) => token,
+        Err(code) => return code,
+    };
+    let call = Call {
+        token: token.as_deref(),
+        ..Call::get(&path)
+    };
+    let outcome = client::follow_events(args.api.api_addr, call, None, |message| {
         let out = match message.event.as_str() {
             "reset" if json => reset_json(&message.data),
             "reset" => format!(

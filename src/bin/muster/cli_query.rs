@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -18,10 +19,34 @@ pub(crate) struct ApiArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// File holding the API token, for commands that change something (or set
-    /// MUSTER_API_TOKEN).
+    /// The API token (prefer a file: a command line is visible to other users).
+    #[arg(
+        long,
+        env = "MUSTER_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<String>,
+    /// File holding the API token.
     #[arg(long, env = "MUSTER_API_TOKEN_FILE", value_name = "FILE")]
-    pub(crate) api_token_file: Option<std::path::PathBuf>,
+    pub(crate) api_token_file: Option<PathBuf>,
+    /// The agent's data dir, where it keeps its generated token (`api.token`).
+    #[arg(long, env = "MUSTER_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The agent's config file, to find its token (its `api_token_file`, or `api.token`
+    /// in its `data_dir`).
+    #[arg(long, env = "MUSTER_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// Where a packaged agent keeps its data dir: the CLI looks for a token there last.
+const DEFAULT_TOKEN_FILE: &str = "/var/lib/muster/api.token";
+
+/// Where the CLI found (or was told to find) the token.
+enum TokenSource {
+    Given(String),
+    File { path: PathBuf, named: bool },
+    None,
 }
 
 /// An API address as `--api-addr` and `MUSTER_API_ADDR` take it: `ip:port`, or a name
@@ -54,24 +79,97 @@ fn parse_api_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 impl ApiArgs {
-    /// The API token: from `--api-token-file`, else `MUSTER_API_TOKEN`, else none.
-    pub(crate) fn token(&self) -> Result<Option<String>, ExitCode> {
-        if let Some(path) = &self.api_token_file {
-            return match std::fs::read_to_string(path) {
-                Ok(text) => Ok(Some(text.trim().to_owned())),
-                Err(e) => {
-                    eprintln!(
-                        "muster: cannot read the API token file {}: {e}",
-                        path.display()
-                    );
-                    Err(ExitCode::FAILURE)
-                }
-            };
+    /// Where the token is: `--token` (`MUSTER_API_TOKEN`), else `--api-token-file`
+    /// (`MUSTER_API_TOKEN_FILE`), else `api.token` in `--data-dir` (`MUSTER_DATA_DIR`),
+    /// else what the agent's `--config` (`MUSTER_CONFIG`) names, else
+    /// [`DEFAULT_TOKEN_FILE`] if it exists.
+    fn token_source(&self) -> Result<TokenSource, String> {
+        if let Some(token) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(TokenSource::Given(token.to_owned()));
         }
-        Ok(std::env::var("MUSTER_API_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty()))
+        let named = |path: PathBuf| TokenSource::File { path, named: true };
+        if let Some(path) = &self.api_token_file {
+            return Ok(named(path.clone()));
+        }
+        if let Some(dir) = &self.data_dir {
+            return Ok(named(dir.join(muster::api::TOKEN_FILE)));
+        }
+        if let Some(path) = &self.config {
+            let config =
+                muster::agent::settings::AgentConfig::from_file(path).map_err(|e| e.to_string())?;
+            return Ok(match (config.api_token_file, config.data_dir) {
+                (Some(file), _) => named(file),
+                (None, Some(dir)) => named(dir.join(muster::api::TOKEN_FILE)),
+                (None, None) => TokenSource::None,
+            });
+        }
+        let default = PathBuf::from(DEFAULT_TOKEN_FILE);
+        Ok(if default.exists() {
+            TokenSource::File {
+                path: default,
+                named: false,
+            }
+        } else {
+            TokenSource::None
+        })
+    }
+
+    /// The API token for a change: an error (one line on stderr, exit 1) when a token
+    /// file was named or found but cannot be read; none when there is none to find (an
+    /// agent in `--dev` takes changes without one).
+    pub(crate) fn token(&self) -> Result<Option<String>, ExitCode> {
+        let fail = |message: String| {
+            eprintln!("muster: {message}");
+            ExitCode::FAILURE
+        };
+        match self.token_source().map_err(fail)? {
+            TokenSource::Given(token) => Ok(Some(token)),
+            TokenSource::None => Ok(None),
+            TokenSource::File { path, .. } => match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(Some(text.trim().to_owned())),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(fail(format!(
+                    "cannot read the API token file {}: {e} (run as the agent's user or root, \
+                     or pass --token or --api-token-file)",
+                    path.display()
+                ))),
+                Err(e) => Err(fail(format!(
+                    "cannot read the API token file {}: {e}",
+                    path.display()
+                ))),
+            },
+        }
+    }
+
+    /// The API token for a read, if one is at hand: reads are open on loopback unless
+    /// the agent sets `api_read_token`, so a token that cannot be found or read is left
+    /// out rather than an error (the agent says 401 if it wanted one). A token file
+    /// named explicitly still must be readable.
+    pub(crate) fn read_token(&self) -> Result<Option<String>, ExitCode> {
+        match self.token_source() {
+            Ok(TokenSource::File { named: false, path }) => Ok(std::fs::read_to_string(path)
+                .ok()
+                .map(|t| t.trim().to_owned())),
+            Ok(_) => self.token(),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Fetches `path` (with the token, if one is at hand) and parses its JSON; an error
+    /// answer or a failure is one line on stderr and exit 1.
+    pub(crate) fn fetch(&self, path: &str) -> Result<Value, ExitCode> {
+        let token = self.read_token()?;
+        call(
+            self.api_addr,
+            Call {
+                token: token.as_deref(),
+                ..Call::get(path)
+            },
+        )
     }
 }
 
@@ -95,12 +193,6 @@ pub(crate) struct MembersArgs {
     /// Only members whose name matches this glob (`*`, `?`).
     #[arg(long)]
     pub(crate) name: Option<String>,
-}
-
-/// Fetches `path` and parses its JSON; an error answer or a failure is one line on
-/// stderr and exit 1.
-pub(crate) fn fetch(addr: SocketAddr, path: &str) -> Result<Value, ExitCode> {
-    call(addr, Call::get(path))
 }
 
 /// Sends `call` and parses the JSON answer; an error answer (4xx/5xx, except 503 from
@@ -234,7 +326,7 @@ pub(crate) fn members(args: &MembersArgs) -> ExitCode {
     } else {
         format!("/v1/members?{}", query.join("&"))
     };
-    let value = match fetch(args.api.api_addr, &path) {
+    let value = match args.api.fetch(&path) {
         Ok(v) => v,
         Err(code) => return code,
     };
@@ -277,11 +369,11 @@ pub(crate) fn members(args: &MembersArgs) -> ExitCode {
 
 /// `muster info`: this agent and the cluster as it sees it.
 pub(crate) fn info(args: &ApiArgs) -> ExitCode {
-    let me = match fetch(args.api_addr, "/v1/self") {
+    let me = match args.fetch("/v1/self") {
         Ok(v) => v,
         Err(code) => return code,
     };
-    let cluster = match fetch(args.api_addr, "/v1/cluster") {
+    let cluster = match args.fetch("/v1/cluster") {
         Ok(v) => v,
         Err(code) => return code,
     };

@@ -8,7 +8,7 @@ use muster::api::client::encode;
 use serde_json::Value;
 
 use crate::cli_change::change;
-use crate::cli_query::{ApiArgs, fetch, table, text};
+use crate::cli_query::{ApiArgs, table, text};
 
 /// `muster route` flags.
 #[derive(Args, Debug)]
@@ -132,7 +132,7 @@ const INSTANCE_HEADER: [&str; 6] = ["NODE", "ENDPOINT", "REGION", "ZONE", "STATU
 /// `muster route SERVICE --primary`.
 fn primary(args: &RouteArgs) -> ExitCode {
     let path = format!("/v1/services/{}/primary", encode(&args.service));
-    let answer = match fetch(args.api.api_addr, &path) {
+    let answer = match args.api.fetch(&path) {
         Ok(v) => v,
         Err(code) => return code,
     };
@@ -191,7 +191,7 @@ pub(crate) fn route(args: &RouteArgs) -> ExitCode {
     if !query.is_empty() {
         path = format!("{path}?{}", query.join("&"));
     }
-    let answer = match fetch(args.api.api_addr, &path) {
+    let answer = match args.api.fetch(&path) {
         Ok(v) => v,
         Err(code) => return code,
     };
@@ -226,7 +226,7 @@ pub(crate) fn services(args: &ServicesArgs) -> ExitCode {
         Some(s) => format!("/v1/services/{}", encode(s)),
         None => "/v1/services".to_owned(),
     };
-    let answer = match fetch(args.api.api_addr, &path) {
+    let answer = match args.api.fetch(&path) {
         Ok(v) => v,
         Err(code) => return code,
     };
@@ -371,7 +371,7 @@ pub(crate) fn state(cmd: &StateCmd) -> ExitCode {
                 Some(n) => format!("/v1/members/{}/state", encode(n)),
                 None => "/v1/self/state".to_owned(),
             };
-            let answer = match fetch(api.api_addr, &path) {
+            let answer = match api.fetch(&path) {
                 Ok(v) => v,
                 Err(code) => return code,
             };

@@ -89,9 +89,20 @@ fn timed_out(timeout: Duration) -> String {
 }
 
 /// `summary`, then `output` (lossy UTF-8, trailing whitespace trimmed) on the next line
-/// if there is any.
+/// if there is any. Control characters other than newline and tab become `\u{FFFD}`:
+/// the output travels to every member and is shown by the API, the CLI and logs, where
+/// escape sequences or carriage returns could disguise it.
 fn with_output(summary: String, output: &[u8]) -> String {
-    let text = String::from_utf8_lossy(output);
+    let text: String = String::from_utf8_lossy(output)
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect();
     let text = text.trim_end();
     if text.is_empty() {
         summary
@@ -200,6 +211,18 @@ mod tests {
 
     async fn run(target: &CheckTarget) -> Probed {
         probe(target, Duration::from_secs(20), None).await
+    }
+
+    #[test]
+    fn output_keeps_lines_and_tabs_but_no_other_control_characters() {
+        assert_eq!(
+            with_output(
+                "exit status: 0".into(),
+                b"ok\tfine\r\x1b[2Jgone\0\nnext\n\n"
+            ),
+            "exit status: 0\nok\tfine\u{FFFD}\u{FFFD}[2Jgone\u{FFFD}\nnext"
+        );
+        assert_eq!(with_output("HTTP 200".into(), b" \n"), "HTTP 200");
     }
 
     #[tokio::test]
