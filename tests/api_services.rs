@@ -1136,7 +1136,10 @@ async fn the_api_refuses_exec_checks_and_checks_of_other_hosts_by_default() {
             json!({"http": "http://169.254.169.254/latest/meta-data/"}),
             "checks[0].http",
         ),
-        (json!({"http": "http://metadata.internal/"}), "checks[0].http"),
+        (
+            json!({"http": "http://metadata.internal/"}),
+            "checks[0].http",
+        ),
         (json!({"tcp": "10.1.2.3:22"}), "checks[0].tcp"),
     ] {
         let spec = json!({"port": 1, "checks": [check]});
@@ -1147,7 +1150,11 @@ async fn the_api_refuses_exec_checks_and_checks_of_other_hosts_by_default() {
         assert!(error.contains("api_allow_"), "{body}");
     }
     let (status, body) = get(&ra, "/v1/services/pwn").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was registered: {body}");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing was registered: {body}"
+    );
     // Checks of this host are still taken (the positive control).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -95,6 +95,15 @@ impl Agent {
             .count()
     }
 
+    /// How many log lines say `message` with field `key` equal to `value`.
+    pub fn count_where(&self, message: &str, key: &str, value: &str) -> usize {
+        let lines = self.lines.lock().expect("no reader panics holding it");
+        lines
+            .iter()
+            .filter(|l| field(l, "message") == Some(message) && field(l, key) == Some(value))
+            .count()
+    }
+
     /// The last of "member joined", "member failed" and "member left" about `member`.
     pub fn last_about(&self, member: &str) -> Option<String> {
         let lines = self.lines.lock().expect("no reader panics holding it");
