@@ -251,3 +251,55 @@ fn check_config_prints_the_effective_config_with_flags_over_the_file() -> Result
     );
     Ok(())
 }
+
+#[test]
+fn keygen_out_writes_a_private_file_and_never_overwrites_one() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("cluster.key");
+    let path_arg = path.display().to_string();
+    let out = muster(&["keygen", "--out", &path_arg])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "the key is not printed");
+    let key = ClusterKey::parse(&std::fs::read_to_string(&path)?)?;
+    let mode = std::fs::metadata(&path)?.permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = muster(&["keygen", "--out", &path_arg])?;
+    assert!(!again.status.success(), "an existing key is kept");
+    assert_eq!(ClusterKey::parse(&std::fs::read_to_string(&path)?)?, key);
+    Ok(())
+}
+
+#[test]
+fn check_config_hides_webhook_headers_and_urls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = write(
+        dir.path(),
+        "agent.toml",
+        "dev = true\nname = \"a\"\nbind = \"127.0.0.1:7000\"\n\
+         [[hooks]]\nevents = [\"member-failed\"]\n\
+         webhook = \"https://hooks.example.com/services/T0/B0/SECRETPATH?key=SECRETQUERY\"\n\
+         headers = { Authorization = \"Bearer SECRETHEADER\" }\n",
+    )?;
+    let out = muster(&["agent", "--config", &config, "--check-config"])?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("SECRET"), "{stdout}");
+    assert!(
+        stdout.contains("https://hooks.example.com/<redacted>"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Authorization = \"<redacted>\""),
+        "{stdout}"
+    );
+    Ok(())
+}

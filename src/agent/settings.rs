@@ -239,6 +239,9 @@ impl Default for AgentConfig {
     }
 }
 
+/// What [`AgentConfig::redacted`] puts in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
 /// A [`SettingsError::Invalid`] for `field`.
 fn invalid(field: &'static str, reason: impl Into<String>) -> SettingsError {
     SettingsError::Invalid(ConfigError {
@@ -278,6 +281,28 @@ impl AgentConfig {
             source,
         })?;
         AgentConfig::from_toml(&text, path)
+    }
+
+    /// This config with its secrets hidden, for printing (`--check-config`): webhook
+    /// header values, and webhook URLs' paths and queries (a Slack or Teams webhook URL
+    /// is itself the secret), become [`REDACTED`]. Key and token files are named by
+    /// path only, so they need nothing.
+    pub fn redacted(&self) -> AgentConfig {
+        let mut config = self.clone();
+        for hook in &mut config.hooks {
+            for value in hook.headers.values_mut() {
+                *value = REDACTED.into();
+            }
+            if let Some(url) = &mut hook.webhook {
+                let scheme_end = url.find("://").map_or(0, |i| i + 3);
+                if let Some(path) = url[scheme_end..].find(['/', '?']) {
+                    url.truncate(scheme_end + path);
+                    url.push('/');
+                    url.push_str(REDACTED);
+                }
+            }
+        }
+        config
     }
 
     /// The effective config as TOML (what `--check-config` prints).

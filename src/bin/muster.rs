@@ -58,8 +58,14 @@ struct Cli {
 enum Cmd {
     /// Run an agent: join the cluster through the seeds and keep the membership.
     Agent(Box<AgentArgs>),
-    /// Print a new cluster key, one line (`muster keygen > cluster.key`).
-    Keygen,
+    /// Print a new cluster key, one line, or write it to a new file with `--out`
+    /// (mode 0600).
+    Keygen {
+        /// Write the key to this file (created with mode 0600; an existing file is
+        /// not overwritten) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// List the members the local agent knows, with the API's filters.
     Members(cli_query::MembersArgs),
     /// Show this agent and the cluster as it sees it.
@@ -238,10 +244,51 @@ fn agent(args: &AgentArgs) -> ExitCode {
         return refuse(&e);
     }
     if args.check_config {
-        print!("{}", config.to_toml());
+        // Secrets (webhook headers and URLs) are hidden: this output ends up in
+        // tickets and chat.
+        print!("{}", config.redacted().to_toml());
         return ExitCode::SUCCESS;
     }
     agent_run::run(config)
+}
+
+/// `muster keygen`: a new cluster key, printed or written to a new private file.
+fn keygen(out: Option<&std::path::Path>) -> ExitCode {
+    let key = match ClusterKey::generate() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("muster: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(path) = out else {
+        println!("{key}");
+        return ExitCode::SUCCESS;
+    };
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| {
+            file.write_all(format!("{key}\n").as_bytes())?;
+            file.sync_all()
+        });
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "muster: wrote a new cluster key to {} (mode 0600)",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("muster: cannot write {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn secs(d: Duration) -> String {
@@ -310,16 +357,7 @@ fn main() -> ExitCode {
         Cmd::Failover(args) => cli_services::failover(&args),
         Cmd::State(cmd) => cli_services::state(&cmd),
         Cmd::Demo(args) => demo::run(&args),
-        Cmd::Keygen => match ClusterKey::generate() {
-            Ok(key) => {
-                println!("{key}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("muster: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Cmd::Keygen { out } => keygen(out.as_deref()),
         Cmd::Timing { profile, nodes } => match timing(&profile, nodes) {
             Ok(text) => {
                 print!("{text}");
