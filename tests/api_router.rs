@@ -21,9 +21,7 @@ use muster::wire::MemberState;
 use serde_json::{Value, json};
 use support::meshes::{describe, start, three};
 use support::router::{call, get};
-use support::{
-    Agent, DEADLINE, POLL, command, eventually, eventually_async, free_port, start_dev_api,
-};
+use support::{DEADLINE, POLL, command, eventually, eventually_async, free_port, start_dev_api};
 use tokio::time::Instant;
 
 fn router(mesh: &Mesh) -> Router {
