@@ -205,10 +205,7 @@ fn a_web_pages_requests_are_refused_and_the_clis_changes_work_with_the_generated
     // Still a member, still running, nothing registered.
     assert_eq!(own_status(api)?, "alive");
     assert!(agent.child.try_wait()?.is_none(), "the agent still runs");
-    let (status, _) = raw(
-        api,
-        &request("GET", "/v1/services/pwn", &format!("{host}"), ""),
-    )?;
+    let (status, _) = raw(api, &request("GET", "/v1/services/pwn", &host, ""))?;
     assert_eq!(status, 404, "no service pwn");
 
     // The CLI finds the token in the data dir (`--data-dir`, or MUSTER_DATA_DIR).
