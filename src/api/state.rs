@@ -2,8 +2,9 @@
 //! /v1/self/state/{key}` (this agent's own map; the change spreads to every member),
 //! and `GET /v1/members/{name}/state` (any member's map as this agent mirrors it).
 //!
-//! A value is the raw request body, UTF-8 text of any content type (JSON is a fine
-//! choice). Keys under `muster/` are Muster's own (service records) and cannot be
+//! A value is the raw request body, UTF-8 text sent as `application/octet-stream` or
+//! `application/json` (the types a browser form can send are refused before this, see
+//! [`super::access`]). Keys under `muster/` are Muster's own (service records) and cannot be
 //! written here.
 
 use axum::Json;
