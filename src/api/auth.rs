@@ -69,7 +69,7 @@ impl ApiToken {
         Ok(ApiToken(token.into()))
     }
 
-    /// A new random token ([`GENERATED_BYTES`] from the system's random source, as hex).
+    /// A new random token (32 bytes from the system's random source, as hex).
     pub fn generate() -> Result<ApiToken, TokenError> {
         use ring::rand::SecureRandom;
         let mut bytes = [0u8; GENERATED_BYTES];

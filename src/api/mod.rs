@@ -66,7 +66,7 @@ pub mod state;
 mod view;
 
 pub use access::{Access, ConnAddrs};
-pub use auth::{ApiToken, TOKEN_FILE, TokenError, TokenFileError};
+pub use auth::{ApiToken, MIN_TOKEN_LEN, TOKEN_FILE, TokenError, TokenFileError};
 pub use error::{ApiError, ErrorBody};
 pub use filter::{MemberFilter, glob_match};
 pub use view::{ClusterView, HealthView, MemberRow, MemberView, Status, StatusCounts};

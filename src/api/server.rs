@@ -51,7 +51,7 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Refusals (`503` answers to connections over the limit) written at once; each holds a
-/// descriptor for at most [`REFUSAL_WRITE`].
+/// descriptor for at most a second.
 pub const MAX_REFUSING: usize = 32;
 
 /// How long writing a refusal may take before the connection is just closed.
