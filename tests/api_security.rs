@@ -404,3 +404,90 @@ fn three_hundred_half_sent_requests_under_256_descriptors_are_closed_and_checks_
     assert!(refused > 0.0, "{metrics}");
     Ok(())
 }
+
+/// `GET path` over TLS to `api`, trusting `ca_pem`, with SNI and `Host` `localhost`.
+fn https_get(api: SocketAddr, ca_pem: &str, path: &str) -> Result<(u16, String)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connection = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::try_from("localhost")?,
+    )?;
+    let tcp = TcpStream::connect_timeout(&api, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(
+        request(
+            "GET",
+            path,
+            &format!("Host: localhost:{}\r\n", api.port()),
+            "",
+        )
+        .as_bytes(),
+    )?;
+    let mut answer = Vec::new();
+    // A server that closes without close_notify is an error here; keep what came.
+    let _ = tls.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("an HTTP answer: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[test]
+fn the_api_speaks_https_with_api_tls_cert_and_key() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let cert_pem = certified.cert.pem();
+    let cert = dir.path().join("api.crt");
+    let key = dir.path().join("api.key");
+    std::fs::write(&cert, &cert_pem)?;
+    std::fs::write(&key, certified.signing_key.serialize_pem())?;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "api_tls_cert = {:?}\napi_tls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )?;
+    let (agent, api) = start_keyed(
+        "sec-tls",
+        dir.path(),
+        &["--config", &config.display().to_string()],
+        &[],
+    )?;
+    assert_eq!(
+        agent
+            .first_field("HTTP API listening", "tls")
+            .and_then(|v| v.as_bool()),
+        Some(true)
+    );
+    let (status, body) = https_get(api, &cert_pem, "/v1/health")?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = https_get(api, &cert_pem, "/v1/self")?;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"sec-tls\""), "{body}");
+    // Plain HTTP to the same port gets no HTTP answer.
+    let plain = raw(
+        api,
+        &request("GET", "/v1/health", &format!("Host: {api}\r\n"), ""),
+    );
+    assert!(plain.is_err(), "{plain:?}");
+    Ok(())
+}
