@@ -496,3 +496,36 @@ fn a_non_loopback_api_address_without_tls_is_refused_at_start() -> Result<()> {
     assert!(stderr.contains("api_tls_cert"), "{stderr}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_past_the_limit_are_answered_503_until_one_ends() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let solo = start("api-streams", "solo", ("eu", "eu-1"), &[], Vec::new()).await;
+    let router = api::router(ApiState::new(&solo).with_stream_limit(2));
+    let open = |router: Router| async move {
+        let request = Request::get("/v1/events")
+            .body(Body::empty())
+            .expect("a valid request");
+        router.oneshot(request).await.expect("infallible")
+    };
+    let first = open(router.clone()).await;
+    let second = open(router.clone()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+    let (status, body) = get(&router, "/v1/events").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("event streams")),
+        "{body}"
+    );
+    // A stream that ends gives its place back.
+    drop(first);
+    let third = open(router.clone()).await;
+    assert_eq!(third.status(), StatusCode::OK);
+    drop((second, third));
+    solo.shutdown().await;
+}

@@ -112,6 +112,25 @@ fn a_web_pages_requests_are_refused_and_the_clis_changes_work_with_the_generated
         let mode = std::fs::metadata(&token_file)?.permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the token file is private");
     }
+    // The cluster key was written with the default umask (readable by others): warned
+    // about; the token file is private: not.
+    eventually("a warning about the readable key file", &[&agent], || {
+        agent.count_where(
+            "a secret file is readable by other users of this host: chmod 600 it",
+            "field",
+            "cluster_key_file",
+        ) == 1
+    })?;
+    assert_eq!(
+        agent.count_where(
+            "a secret file is readable by other users of this host: chmod 600 it",
+            "field",
+            "api_token_file",
+        ),
+        0,
+        "{}",
+        agent.tail()
+    );
     let host = format!("Host: {api}\r\n");
     let evil_host = format!("Host: attacker.example:{}\r\n", api.port());
     let pwn = r#"{"port": 1, "checks": [{"exec": ["id"]}]}"#;
