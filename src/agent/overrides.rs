@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::agent::settings::addr_or_off::parse_addr_or_off;
+use crate::agent::settings::Listen;
 use crate::agent::settings::{AgentConfig, LogFormat, SettingsError};
 use crate::proto::ConfigError;
 
@@ -80,8 +80,8 @@ pub struct Overrides {
     pub api_addr: Option<SocketAddr>,
     /// `--api-token-file`.
     pub api_token_file: Option<PathBuf>,
-    /// `--dns-addr`: `Some(None)` for `--dns-addr off`.
-    pub dns_addr: Option<Option<SocketAddr>>,
+    /// `--dns-addr`: an address, or [`Listen::Off`] for `--dns-addr off`.
+    pub dns_addr: Option<Listen>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
     /// `--log-level`.
@@ -170,7 +170,7 @@ pub fn apply_env(config: &mut AgentConfig, env: &Environment) -> Result<(), Sett
         config.cluster_key_file = Some(v.into());
     }
     if let Some(v) = env.get("MUSTER_DNS_ADDR") {
-        config.dns_addr = parse_addr_or_off(v).map_err(|e| {
+        config.dns_addr = Listen::parse(v).map_err(|e| {
             SettingsError::Invalid(ConfigError {
                 field: "dns_addr",
                 reason: format!("MUSTER_DNS_ADDR: {e}"),
@@ -238,7 +238,7 @@ pub fn apply_flags(config: &mut AgentConfig, flags: Overrides) {
     set(&mut config.tls_key, tls_key.map(Some));
     config.dev |= dev;
     set(&mut config.data_dir, data_dir.map(Some));
-    set(&mut config.api_addr, api_addr);
+    set(&mut config.api_addr, api_addr.map(Listen::At));
     set(&mut config.api_token_file, api_token_file.map(Some));
     set(&mut config.dns_addr, dns_addr);
     set(&mut config.log_format, log_format);
@@ -363,24 +363,30 @@ mod tests {
             name: Some("a".into()),
             ..Overrides::default()
         };
+        let at = |a: &str| Listen::At(a.parse().unwrap());
         let c = load(None, &env(&[]), base()).unwrap();
-        assert_eq!(c.dns_addr, Some("127.0.0.1:8600".parse().unwrap()));
+        assert_eq!(c.dns_addr, Listen::Default);
+        assert_eq!(
+            c.dns_listen().map(|l| l.addr),
+            Some("127.0.0.1:7948".parse().unwrap()),
+            "dev: the gossip port + 2"
+        );
         let c = load(None, &env(&[("MUSTER_DNS_ADDR", "127.0.0.1:5353")]), base()).unwrap();
-        assert_eq!(c.dns_addr, Some("127.0.0.1:5353".parse().unwrap()));
+        assert_eq!(c.dns_addr, at("127.0.0.1:5353"));
         let c = load(None, &env(&[("MUSTER_DNS_ADDR", "off")]), base()).unwrap();
-        assert_eq!(c.dns_addr, None);
+        assert_eq!(c.dns_listen(), None);
         let flags = Overrides {
-            dns_addr: Some(None),
+            dns_addr: Some(Listen::Off),
             ..base()
         };
         let c = load(None, &env(&[("MUSTER_DNS_ADDR", "127.0.0.1:5353")]), flags).unwrap();
-        assert_eq!(c.dns_addr, None, "the flag beats the environment");
+        assert_eq!(c.dns_addr, Listen::Off, "the flag beats the environment");
         let flags = Overrides {
-            dns_addr: Some(Some("127.0.0.1:5354".parse().unwrap())),
+            dns_addr: Some(at("127.0.0.1:5354")),
             ..base()
         };
         let c = load(None, &env(&[("MUSTER_DNS_ADDR", "off")]), flags).unwrap();
-        assert_eq!(c.dns_addr, Some("127.0.0.1:5354".parse().unwrap()));
+        assert_eq!(c.dns_addr, at("127.0.0.1:5354"));
         let err = load(None, &env(&[("MUSTER_DNS_ADDR", "port 53")]), base()).unwrap_err();
         let text = err.to_string();
         assert!(

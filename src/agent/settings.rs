@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,9 +25,20 @@ use crate::routing::service::ServiceSpec;
 use crate::transport::{ClusterKey, Identity, IdentityError};
 use crate::wire::{Name, Tags};
 
-pub mod addr_or_off;
+pub use listen::{Listen, ListenAddr};
+
+/// The API's address outside `--dev` when `api_addr` is not set: loopback only (the API
+/// is for the local host unless the operator says so), on memberlist's gossip port + 1.
+pub const DEFAULT_API_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7947);
+
+/// The DNS interface's address outside `--dev` when `dns_addr` is not set: loopback,
+/// like the API (local programs resolve through it, or a local resolver forwards
+/// `muster.` to it), on Consul's DNS port, so habits and resolver configs carry over.
+pub const DEFAULT_DNS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8600);
+
 pub mod duration;
 mod hook;
+pub mod listen;
 mod validate;
 
 pub use hook::{
@@ -108,8 +119,9 @@ pub struct AgentConfig {
     pub profile: String,
     /// Cluster name, bound into the TLS handshake.
     pub cluster: String,
-    /// Local HTTP API address.
-    pub api_addr: SocketAddr,
+    /// Local HTTP API address; unset, the default rule ([`AgentConfig::api_listen`]).
+    #[serde(skip_serializing_if = "Listen::is_default")]
+    pub api_addr: Listen,
     /// File holding the bearer token the API's mutating endpoints require; none means
     /// `<data_dir>/api.token`, generated on first start (no data dir and no file: the
     /// API refuses changes; `--dev` on loopback needs no token).
@@ -134,10 +146,10 @@ pub struct AgentConfig {
     /// HTTP API connections served at once (lowered to a quarter of the process's
     /// file-descriptor limit); more are answered 503.
     pub api_max_connections: usize,
-    /// Local DNS interface address, UDP and TCP (see [`crate::dns`]); none (`"off"`)
-    /// serves no DNS.
-    #[serde(with = "addr_or_off")]
-    pub dns_addr: Option<SocketAddr>,
+    /// Local DNS interface address, UDP and TCP (see [`crate::dns`]), or `"off"`; unset,
+    /// the default rule ([`AgentConfig::dns_listen`]).
+    #[serde(skip_serializing_if = "Listen::is_default")]
+    pub dns_addr: Listen,
     /// TTL of every DNS record, and of negative answers: whole seconds.
     #[serde(with = "duration")]
     pub dns_ttl: Duration,
@@ -191,9 +203,8 @@ impl Default for AgentConfig {
             profile: "lan".into(),
             // One cluster per fleet is the common case.
             cluster: "default".into(),
-            // Loopback only: the API is for the local host unless the operator says so;
-            // the port next to the gossip port.
-            api_addr: SocketAddr::from(([127, 0, 0, 1], 7947)),
+            // See `api_listen`: loopback, the port next to the gossip port.
+            api_addr: Listen::Default,
             // `<data_dir>/api.token`, generated on first start: changes need a token
             // that only the host's administrators can read.
             api_token_file: None,
@@ -211,10 +222,8 @@ impl Default for AgentConfig {
             api_tls_key: None,
             // Far beyond the local tools and scrapers of one host; bounds a flood.
             api_max_connections: crate::api::server::DEFAULT_MAX_CONNECTIONS,
-            // Loopback only, like the API: local programs resolve through it (or a
-            // local resolver forwards `muster.` to it). Consul's DNS port, so habits and
-            // resolver configs carry over.
-            dns_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8600))),
+            // See `dns_listen`: loopback, Consul's DNS port (the gossip port + 2 in dev).
+            dns_addr: Listen::Default,
             // Short, so a cached answer outlives a failover by at most 5 s; long enough
             // that a busy client asks a few times a minute, not once per request.
             dns_ttl: Duration::from_secs(5),
@@ -309,6 +318,51 @@ impl AgentConfig {
     pub fn to_toml(&self) -> String {
         // `validate` refuses the only values without one: paths that are not UTF-8.
         toml::to_string(self).expect("every validated field has a TOML form")
+    }
+
+    /// The API's address: `api_addr` if set, else in `--dev` 127.0.0.1 on the gossip
+    /// port + 1 (so agents side by side on one host each get their own, and the first
+    /// on 7946 gets the CLI's default, 7947), else [`DEFAULT_API_ADDR`]. `"off"` is
+    /// refused by `validate`; here it reads as the default.
+    pub fn api_listen(&self) -> ListenAddr {
+        match self.api_addr {
+            Listen::At(addr) => ListenAddr {
+                addr,
+                explicit: true,
+            },
+            Listen::Default | Listen::Off => ListenAddr {
+                addr: self.next_to_gossip(1).unwrap_or(DEFAULT_API_ADDR),
+                explicit: false,
+            },
+        }
+    }
+
+    /// The DNS interface's address, or `None` when it is off: `dns_addr` if set, else
+    /// in `--dev` 127.0.0.1 on the gossip port + 2, else [`DEFAULT_DNS_ADDR`].
+    pub fn dns_listen(&self) -> Option<ListenAddr> {
+        match self.dns_addr {
+            Listen::Off => None,
+            Listen::At(addr) => Some(ListenAddr {
+                addr,
+                explicit: true,
+            }),
+            Listen::Default => Some(ListenAddr {
+                addr: self.next_to_gossip(2).unwrap_or(DEFAULT_DNS_ADDR),
+                explicit: false,
+            }),
+        }
+    }
+
+    /// In `--dev`, loopback on the gossip port + `offset` (port 0 when the gossip port
+    /// is 0 or too high to add to: any free port); `None` outside `--dev`.
+    fn next_to_gossip(&self, offset: u16) -> Option<SocketAddr> {
+        self.dev.then(|| {
+            let port = match self.bind.port() {
+                0 => 0,
+                port => port.checked_add(offset).unwrap_or(0),
+            };
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+        })
     }
 
     /// The node name (after load, always set; empty if it never was).
@@ -522,6 +576,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
 
     /// A valid dev-mode config, for tests here and in `validate`.
     pub(super) fn dev() -> AgentConfig {
@@ -553,21 +608,58 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.tags.get("role").map(String::as_str), Some("web"));
         assert_eq!(c.log_format, LogFormat::Json);
-        assert_eq!(c.dns_addr, Some("127.0.0.1:8653".parse().unwrap()));
+        assert_eq!(c.dns_addr, Listen::At("127.0.0.1:8653".parse().unwrap()));
         assert_eq!(c.dns_ttl, Duration::from_secs(10));
         let again = AgentConfig::from_toml(&c.to_toml(), Path::new("b.toml")).unwrap();
         assert_eq!(again, c);
     }
 
     #[test]
+    fn in_dev_the_default_api_and_dns_ports_follow_the_gossip_port() {
+        let at = |addr: &str| SocketAddr::from_str(addr).unwrap();
+        let mut c = AgentConfig {
+            dev: true,
+            bind: at("127.0.0.1:7956"),
+            ..AgentConfig::default()
+        };
+        assert_eq!(
+            c.api_listen(),
+            ListenAddr {
+                addr: at("127.0.0.1:7957"),
+                explicit: false
+            }
+        );
+        assert_eq!(c.dns_listen().map(|l| l.addr), Some(at("127.0.0.1:7958")));
+        c.bind = at("127.0.0.1:65535");
+        assert_eq!(c.api_listen().addr, at("127.0.0.1:0"), "no port past 65535");
+        c.bind = at("127.0.0.1:0");
+        assert_eq!(c.dns_listen().map(|l| l.addr), Some(at("127.0.0.1:0")));
+        c.api_addr = Listen::At(at("127.0.0.1:9000"));
+        assert_eq!(
+            c.api_listen(),
+            ListenAddr {
+                addr: at("127.0.0.1:9000"),
+                explicit: true
+            }
+        );
+        let outside = AgentConfig::default();
+        assert_eq!(outside.api_listen().addr, DEFAULT_API_ADDR);
+        assert_eq!(outside.dns_listen().map(|l| l.addr), Some(DEFAULT_DNS_ADDR));
+        assert!(
+            !outside.to_toml().contains("api_addr"),
+            "the default is not written"
+        );
+    }
+
+    #[test]
     fn dns_is_on_by_default_and_off_round_trips() {
         let c = AgentConfig::default();
-        assert_eq!(c.dns_addr, Some("127.0.0.1:8600".parse().unwrap()));
+        assert_eq!(c.dns_listen().map(|l| l.addr), Some(DEFAULT_DNS_ADDR));
         assert_eq!(c.dns_ttl, Duration::from_secs(5));
         let text = "dev = true\nname = \"a\"\nbind = \"127.0.0.1:7000\"\ndns_addr = \"off\"\n";
         let c = AgentConfig::from_toml(text, Path::new("a.toml")).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.dns_addr, None);
+        assert_eq!(c.dns_listen(), None);
         assert!(
             c.to_toml().contains("dns_addr = \"off\""),
             "{}",

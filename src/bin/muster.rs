@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use muster::agent::overrides::{self, Environment, Overrides};
-use muster::agent::settings::LogFormat;
+use muster::agent::settings::{Listen, LogFormat};
 use muster::proto::SwimConfig;
 use muster::transport::ClusterKey;
 
@@ -158,15 +158,16 @@ struct AgentArgs {
     /// Directory for the state kept across restarts.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Local HTTP API address [default: 127.0.0.1:7947].
+    /// Local HTTP API address [default: 127.0.0.1:7947; in --dev, the --bind port + 1].
     #[arg(long)]
     api_addr: Option<SocketAddr>,
     /// File holding the bearer token the API's mutating endpoints require.
     #[arg(long, value_name = "FILE")]
     api_token_file: Option<PathBuf>,
-    /// DNS interface address (UDP and TCP), or `off` [default: 127.0.0.1:8600].
+    /// DNS interface address (UDP and TCP), or `off` [default: 127.0.0.1:8600; in --dev,
+    /// the --bind port + 2].
     #[arg(long, value_name = "ADDR|off", value_parser = parse_dns_addr)]
-    dns_addr: Option<DnsAddr>,
+    dns_addr: Option<Listen>,
     /// Log format: text or json [default: text].
     #[arg(long, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
@@ -202,19 +203,16 @@ impl AgentArgs {
             data_dir: self.data_dir.clone(),
             api_addr: self.api_addr,
             api_token_file: self.api_token_file.clone(),
-            dns_addr: self.dns_addr.map(|a| a.0),
+            dns_addr: self.dns_addr,
             log_format: self.log_format,
             log_level: self.log_level.clone(),
         }
     }
 }
 
-/// `--dns-addr`: an address, or `off` (`None`).
-#[derive(Clone, Copy)]
-struct DnsAddr(Option<SocketAddr>);
-
-fn parse_dns_addr(text: &str) -> Result<DnsAddr, String> {
-    muster::agent::settings::addr_or_off::parse_addr_or_off(text).map(DnsAddr)
+/// `--dns-addr`: an address, or `off`.
+fn parse_dns_addr(text: &str) -> Result<Listen, String> {
+    Listen::parse(text)
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {

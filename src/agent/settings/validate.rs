@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use crate::agent::config::MAX_CLUSTER_NAME_LEN;
-use crate::agent::settings::{AgentConfig, MAX_DNS_TTL, SettingsError, invalid};
+use crate::agent::settings::{AgentConfig, Listen, MAX_DNS_TTL, SettingsError, invalid};
 use crate::proto::SwimConfig;
 use crate::wire::MAX_NAME_LEN;
 
@@ -135,8 +135,8 @@ impl AgentConfig {
 
     /// `dns_addr` must not take the API's TCP port; `dns_ttl` is whole seconds, bounded.
     fn validate_dns(&self) -> Result<(), SettingsError> {
-        if let Some(dns) = self.dns_addr {
-            let api = self.api_addr;
+        if let Some(dns) = self.dns_listen().map(|l| l.addr) {
+            let api = self.api_listen().addr;
             let same_ip =
                 dns.ip() == api.ip() || dns.ip().is_unspecified() || api.ip().is_unspecified();
             if dns.port() != 0 && dns.port() == api.port() && same_ip {
@@ -209,14 +209,21 @@ impl AgentConfig {
                 ));
             }
         }
-        if !self.api_addr.ip().is_loopback() {
+        if self.api_addr == Listen::Off {
+            return Err(invalid(
+                "api_addr",
+                "cannot be off: the API is how the CLI and health checks reach the agent",
+            ));
+        }
+        let api_addr = self.api_listen().addr;
+        if !api_addr.ip().is_loopback() {
             if self.api_tls_cert.is_none() {
                 return Err(invalid(
                     "api_addr",
                     format!(
                         "{} is not a loopback address: the API then needs TLS (set \
                          api_tls_cert and api_tls_key), or bind it to 127.0.0.1",
-                        self.api_addr
+                        api_addr
                     ),
                 ));
             }
@@ -226,7 +233,7 @@ impl AgentConfig {
                     format!(
                         "{} is not a loopback address: the API then needs a token (set \
                          data_dir, where one is generated, or api_token_file)",
-                        self.api_addr
+                        api_addr
                     ),
                 ));
             }
@@ -243,10 +250,13 @@ impl AgentConfig {
         if self.advertise.is_some_and(|a| !a.ip().is_loopback()) {
             return Err(invalid("advertise", why));
         }
-        if !self.api_addr.ip().is_loopback() {
+        if !self.api_listen().addr.ip().is_loopback() {
             return Err(invalid("api_addr", why));
         }
-        if self.dns_addr.is_some_and(|a| !a.ip().is_loopback()) {
+        if self
+            .dns_listen()
+            .is_some_and(|l| !l.addr.ip().is_loopback())
+        {
             return Err(invalid("dns_addr", why));
         }
         for seed in &self.join {
@@ -323,7 +333,7 @@ mod tests {
             dev: false,
             cluster_key_file: Some("/etc/muster/cluster.key".into()),
             bind: "10.0.0.5:7946".parse().unwrap(),
-            api_addr: "10.0.0.5:7947".parse().unwrap(),
+            api_addr: Listen::At("10.0.0.5:7947".parse().unwrap()),
             ..dev()
         };
         assert_eq!(field(&keyed), "api_addr");
@@ -419,21 +429,22 @@ mod tests {
             ),
             (
                 AgentConfig {
-                    api_addr: far,
+                    api_addr: Listen::At(far),
                     ..dev()
                 },
                 "api_addr",
             ),
             (
                 AgentConfig {
-                    dns_addr: Some(far),
+                    dns_addr: Listen::At(far),
                     ..dev()
                 },
                 "dns_addr",
             ),
             (
                 AgentConfig {
-                    dns_addr: Some("127.0.0.1:7947".parse().unwrap()),
+                    api_addr: Listen::At("127.0.0.1:7947".parse().unwrap()),
+                    dns_addr: Listen::At("127.0.0.1:7947".parse().unwrap()),
                     ..dev()
                 },
                 "dns_addr",

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use muster::Mesh;
 use muster::agent::data_dir::{self, DataDir, DataDirError, SavedState};
-use muster::agent::settings::{self, AgentConfig, LogFormat};
+use muster::agent::settings::{self, AgentConfig, ListenAddr, LogFormat};
 use muster::api::server::{ServerLimits, ServerStats};
 use muster::api::{self, Access, ApiState, ApiToken, LeaveRequest};
 use muster::dns::{DnsServer, DnsSockets};
@@ -129,20 +129,14 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         })?),
         _ => None,
     };
-    // Bound before the mesh starts, so a taken port stops the agent before it joins.
-    let api_listener = TcpListener::bind(config.api_addr)
-        .await
-        .with_context(|| format!("cannot bind the HTTP API to {} (api_addr)", config.api_addr))?;
+    // Bound before the mesh starts, so a taken port the operator chose stops the agent
+    // before it joins (a default one that is taken is not fatal: see `bind_api`).
+    let api_listener = bind_api(config.api_listen()).await?;
     let api_addr = api_listener
         .local_addr()
         .context("cannot read the HTTP API's bound address")?;
-    // The DNS sockets too: a taken port stops the agent before it joins.
-    let dns_sockets = match config.dns_addr {
-        Some(addr) => Some(
-            DnsSockets::bind(addr)
-                .await
-                .with_context(|| format!("cannot bind the DNS interface to {addr} (dns_addr)"))?,
-        ),
+    let dns_sockets = match config.dns_listen() {
+        Some(listen) => bind_dns(listen).await?,
         None => None,
     };
     // Write-ahead: record the new incarnation before announcing it, so an unwritable
@@ -387,6 +381,57 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         Err(_) => tracing::warn!(?API_DRAIN, "HTTP API requests still open; exiting anyway"),
     }
     Ok(())
+}
+
+/// Binds the API. An address the operator set that cannot be bound is fatal (exit 1).
+/// The default one (`api_addr` unset) that is taken, e.g. by another agent on this
+/// host, moves the API to a free port on the same address, logged with the setting
+/// that chooses one.
+async fn bind_api(listen: ListenAddr) -> anyhow::Result<TcpListener> {
+    let bound = TcpListener::bind(listen.addr).await;
+    match bound {
+        Ok(listener) => Ok(listener),
+        Err(e) if listen.explicit => Err(anyhow::Error::new(e).context(format!(
+            "cannot bind the HTTP API to {} (api_addr)",
+            listen.addr
+        ))),
+        Err(e) => {
+            let fallback = SocketAddr::new(listen.addr.ip(), 0);
+            let listener = TcpListener::bind(fallback)
+                .await
+                .with_context(|| format!("cannot bind the HTTP API to {fallback} (api_addr)"))?;
+            tracing::warn!(
+                default = %listen.addr,
+                error = %e,
+                now = %listener.local_addr().unwrap_or(fallback),
+                "the default API address is taken (another agent on this host?); serving \
+                 the API on a free port instead: set api_addr (--api-addr) to choose one"
+            );
+            Ok(listener)
+        }
+    }
+}
+
+/// Binds the DNS interface. An address the operator set that cannot be bound is fatal
+/// (exit 1); the default one that is taken turns DNS off, logged with the setting that
+/// chooses another address.
+async fn bind_dns(listen: ListenAddr) -> anyhow::Result<Option<DnsSockets>> {
+    match DnsSockets::bind(listen.addr).await {
+        Ok(sockets) => Ok(Some(sockets)),
+        Err(e) if listen.explicit => Err(anyhow::Error::new(e).context(format!(
+            "cannot bind the DNS interface to {} (dns_addr)",
+            listen.addr
+        ))),
+        Err(e) => {
+            tracing::warn!(
+                default = %listen.addr,
+                error = %e,
+                "the default DNS address is taken (another agent on this host?); DNS is \
+                 off: set dns_addr (--dns-addr) to another address, or to \"off\""
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The API token: `api_token_file`'s, else the data dir's (generated on first start),
