@@ -48,6 +48,7 @@
 //! | `GET /v1/route/{service}` | healthy instances, best first, with the failover rule in force |
 //! | `POST`/`DELETE /v1/failover/{service}` | forces a region / resets |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /v1/openapi.yaml` | this table as OpenAPI 3.1 (`docs/openapi.yaml`) |
 
 pub mod access;
 mod auth;
@@ -326,6 +327,7 @@ pub fn router(state: ApiState) -> Router {
             post(services::force).delete(services::reset),
         )
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.yaml", get(openapi))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
@@ -449,6 +451,14 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         &state.metrics,
     );
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
+}
+
+/// This API's OpenAPI description (`docs/openapi.yaml`), built into the binary.
+pub const OPENAPI_YAML: &str = include_str!("../../docs/openapi.yaml");
+
+/// `GET /v1/openapi.yaml`: [`OPENAPI_YAML`].
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
 }
 
 async fn unknown_route(uri: Uri) -> ApiError {
