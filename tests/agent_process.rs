@@ -303,3 +303,57 @@ fn check_config_hides_webhook_headers_and_urls() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn version_names_the_protocol_and_the_commit_and_completions_and_man_are_generated() -> Result<()> {
+    let out = muster(&["--version"])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(out.status.success());
+    assert!(
+        text.starts_with(&format!(
+            "muster {} (protocol v{}, commit ",
+            env!("CARGO_PKG_VERSION"),
+            muster::wire::PROTOCOL_VERSION
+        )),
+        "{text}"
+    );
+    for (shell, marker) in [
+        ("bash", "_muster()"),
+        ("zsh", "#compdef muster"),
+        ("fish", "complete -c muster"),
+    ] {
+        let out = muster(&["completions", shell])?;
+        let script = String::from_utf8(out.stdout)?;
+        assert!(
+            out.status.success() && script.contains(marker),
+            "{shell}: {script:.200}"
+        );
+        assert!(
+            script.contains("members") && script.contains("agent"),
+            "{shell}"
+        );
+    }
+    // The bash script parses.
+    let dir = tempfile::tempdir()?;
+    let path = write(
+        dir.path(),
+        "muster.bash",
+        &String::from_utf8(muster(&["completions", "bash"])?.stdout)?,
+    )?;
+    let parsed = std::process::Command::new("bash")
+        .args(["-n", &path])
+        .output()?;
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let man = muster(&["man"])?;
+    let page = String::from_utf8(man.stdout)?;
+    assert!(
+        man.status.success() && page.contains(".TH muster 1"),
+        "{page:.200}"
+    );
+    assert!(page.contains("keygen"), "the subcommands are listed");
+    Ok(())
+}

@@ -9,7 +9,8 @@
 //! - `muster route`, `services`, `drain`, `failover`, `state`: services, routing,
 //!   failover and replicated state through the local agent's API
 //!   (`muster/cli_services.rs`);
-//! - `muster keygen`: prints a new cluster key;
+//! - `muster keygen`: prints a new cluster key (or writes it to a 0600 file);
+//! - `muster completions SHELL`, `muster man`: generated from this definition;
 //! - `muster demo`: a local cluster of dev agents in this process, crashing and
 //!   restarting nodes while it shows what they see; see `muster/demo.rs`;
 //! - `muster timing`: the protocol timing a profile gives a cluster of a given size.
@@ -95,6 +96,13 @@ enum Cmd {
     /// A local cluster of dev agents in this process: watch them detect a crashed node
     /// and take it back, with each node's API to poke at.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script: `muster completions bash > /etc/bash_completion.d/muster`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `muster man | man -l -`.
+    Man,
     /// Show the protocol timing a profile gives a cluster of N members: probe and
     /// suspicion timeouts, retransmissions, push-pull interval.
     Timing {
@@ -338,9 +346,61 @@ fn timing(profile: &str, n: usize) -> Result<String, muster::proto::ConfigError>
     Ok(out)
 }
 
+/// `muster --version`: the crate's version, the wire protocol's, and the commit.
+fn version() -> String {
+    format!(
+        "{} (protocol v{}, commit {})",
+        env!("CARGO_PKG_VERSION"),
+        muster::wire::PROTOCOL_VERSION,
+        env!("MUSTER_COMMIT")
+    )
+}
+
+/// The whole command line definition, with the version filled in.
+fn cli_command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().version(version())
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("muster: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `muster man` to stdout.
+fn man_page() -> ExitCode {
+    let mut out = Vec::new();
+    match clap_mangen::Man::new(cli_command()).render(&mut out) {
+        Ok(()) => print_bytes(&out),
+        Err(e) => {
+            eprintln!("muster: cannot render the manual page: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let cli = match Cli::from_arg_matches(&cli_command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
+        Cmd::Completions { shell } => {
+            // Into a buffer first: the generator panics on a closed pipe (`| head`).
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cli_command(), "muster", &mut out);
+            print_bytes(&out)
+        }
+        Cmd::Man => man_page(),
         Cmd::Agent(args) => agent(&args),
         Cmd::Members(args) => cli_query::members(&args),
         Cmd::Info(args) => cli_query::info(&args),
