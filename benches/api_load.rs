@@ -60,7 +60,12 @@ fn phantom(i: usize) -> MemberRecord {
         profile: Profile {
             name: format!("phantom-{i:05}").into(),
             addr,
-            region: if i % 2 == 0 { "eu-west" } else { "us-east" }.into(),
+            region: if i.is_multiple_of(2) {
+                "eu-west"
+            } else {
+                "us-east"
+            }
+            .into(),
             zone: format!("zone-{}", i % 3).into(),
             tags: Tags::from_pairs([("role", "web"), ("build", "2026.11")]).expect("small"),
         },

@@ -388,11 +388,11 @@ impl World {
     fn join(&mut self, i: usize) {
         let seeds = self.seed_addrs(i);
         let now = self.now;
-        if let Some(node) = self.nodes[i].node.as_mut() {
-            if node.handle_command(now, Command::Join { seeds }).is_err() {
-                // No one to join yet: try again shortly.
-                self.schedule(now + JOIN_RETRY, Action::JoinRetry { node: i });
-            }
+        if let Some(node) = self.nodes[i].node.as_mut()
+            && node.handle_command(now, Command::Join { seeds }).is_err()
+        {
+            // No one to join yet: try again shortly.
+            self.schedule(now + JOIN_RETRY, Action::JoinRetry { node: i });
         }
         self.after_step(i, None);
     }
@@ -408,7 +408,7 @@ impl World {
                 self.queue.pop().expect("peeked just above");
             self.now = at;
             self.steps += 1;
-            if self.steps % 65_536 == 0 {
+            if self.steps.is_multiple_of(65_536) {
                 tick(self.now);
                 if stop.load(Ordering::Relaxed) {
                     break;

@@ -335,10 +335,10 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     if let Some(resolving) = resolving.take() {
         resolving.abort();
     }
-    if let Some(dir) = &data_dir {
-        if let Err(e) = dir.save(&SavedState::of(&name, &mesh.members()).leaving()) {
-            tracing::warn!(error = %e, "cannot save the data dir before leaving");
-        }
+    if let Some(dir) = &data_dir
+        && let Err(e) = dir.save(&SavedState::of(&name, &mesh.members()).leaving())
+    {
+        tracing::warn!(error = %e, "cannot save the data dir before leaving");
     }
     tokio::select! {
         outcome = tokio::time::timeout(bound, mesh.leave()) => {
