@@ -17,10 +17,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
+use support::netns::{self, is_root};
 use support::{Agent, BIN, DEADLINE, POLL, now};
 
 /// The walkthrough's hosts: name, address.
@@ -34,97 +35,31 @@ const HOSTS: [(&str, &str); 3] = [
 /// with lan timing, then checks and a failover rule's timeout.
 const SLOW_DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);
 
-fn run(program: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("run {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(String::from))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-}
-
-/// The namespaces, each host's working directory, agents and web servers; torn down
-/// on drop.
+/// The hosts' working directories, agents and web servers over the namespaces; torn
+/// down on drop (processes before namespaces).
 struct Lab {
-    prefix: String,
     dir: tempfile::TempDir,
     agents: Vec<Option<Agent>>,
     web: Vec<Option<Child>>,
+    net: netns::Lab,
 }
 
 impl Lab {
-    fn ns(&self, i: usize) -> String {
-        format!("{}-{}", self.prefix, HOSTS[i].0)
-    }
-
-    fn hub(&self) -> String {
-        format!("{}-hub", self.prefix)
-    }
-
     fn workdir(&self, i: usize) -> PathBuf {
         self.dir.path().join(HOSTS[i].0)
     }
 
     fn build() -> Result<Lab> {
-        let prefix = format!("gs{}", std::process::id() % 100_000);
+        let addrs: Vec<&str> = HOSTS.iter().map(|(_, addr)| *addr).collect();
         let lab = Lab {
-            prefix,
             dir: tempfile::tempdir()?,
             agents: (0..HOSTS.len()).map(|_| None).collect(),
             web: (0..HOSTS.len()).map(|_| None).collect(),
+            net: netns::Lab::build("gs", &addrs)?,
         };
-        let hub = lab.hub();
-        run("ip", &["netns", "add", &hub])?;
-        run("ip", &["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
-        run("ip", &["-n", &hub, "link", "set", "br0", "up"])?;
-        let hosts: String = HOSTS
-            .iter()
-            .map(|(name, addr)| format!("{addr} {name}\n"))
-            .collect();
-        for (i, (_, addr)) in HOSTS.iter().enumerate() {
-            let ns = lab.ns(i);
-            let port = format!("p{i}");
-            run("ip", &["netns", "add", &ns])?;
-            run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
-            run(
-                "ip",
-                &[
-                    "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
-                    "netns", &hub,
-                ],
-            )?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "addr",
-                    "add",
-                    &format!("{addr}/24"),
-                    "dev",
-                    "eth0",
-                ],
-            )?;
-            run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
-            run("ip", &["-n", &hub, "link", "set", &port, "master", "br0"])?;
-            run("ip", &["-n", &hub, "link", "set", &port, "up"])?;
-            // `ip netns exec` mounts /etc/netns/NAME/hosts over /etc/hosts.
-            let etc = PathBuf::from("/etc/netns").join(&ns);
-            std::fs::create_dir_all(&etc)?;
-            std::fs::write(etc.join("hosts"), format!("127.0.0.1 localhost\n{hosts}"))?;
+        let names: Vec<(&str, &str)> = HOSTS.iter().map(|(name, addr)| (*addr, *name)).collect();
+        for i in 0..HOSTS.len() {
+            lab.net.set_hosts(i, &names)?;
             std::fs::create_dir_all(lab.workdir(i))?;
         }
         Ok(lab)
@@ -132,17 +67,8 @@ impl Lab {
 
     /// `muster args` on host `i`, in its working directory.
     fn muster(&self, i: usize, args: &[String]) -> Command {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &self.ns(i), BIN])
-            .args(args)
-            .current_dir(self.workdir(i));
-        for (var, _) in std::env::vars_os() {
-            if var.to_string_lossy().starts_with("MUSTER_") {
-                command.env_remove(var);
-            }
-        }
-        command.env_remove("RUST_LOG");
+        let mut command = self.net.exec(i, BIN);
+        command.args(args).current_dir(self.workdir(i));
         command
     }
 
@@ -163,9 +89,10 @@ impl Lab {
 
     /// A web server on 127.0.0.1:8080 in host `i`.
     fn start_web(&mut self, i: usize) -> Result<()> {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(i), "python3", "-m", "http.server"])
-            .args(["8080", "--bind", "127.0.0.1"])
+        let child = self
+            .net
+            .exec(i, "python3")
+            .args(["-m", "http.server", "8080", "--bind", "127.0.0.1"])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -193,10 +120,7 @@ impl Drop for Lab {
         for i in 0..HOSTS.len() {
             self.stop_web(i);
             self.agents[i] = None; // killed
-            let _ = run("ip", &["netns", "del", &self.ns(i)]);
-            let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(self.ns(i)));
         }
-        let _ = run("ip", &["netns", "del", &self.hub()]);
     }
 }
 
@@ -418,5 +342,4 @@ fn output_lines_compare_by_rule_state_header_and_first_columns() {
         comparable("host1  10.0.0.11:7946  alive   eu  eu-1  1  -"),
         "host1 10.0.0.11:7946 alive"
     );
-    let _ = Path::new(BIN);
 }

@@ -10,125 +10,57 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use support::netns::{self, is_root};
 use support::{Agent, BIN, eventually};
 
 const HOSTS: usize = 4;
-/// The lab's subnet lives only inside namespaces this test creates.
-const SUBNET: &str = "10.203.0";
 
-fn run(program: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("run {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// The namespaces, the bridge and the agents; torn down on drop.
+/// The namespaces (addresses in a subnet that lives only inside them), the agents and
+/// the key file; torn down on drop, agents first.
 struct Lab {
-    prefix: String,
     agents: Vec<Agent>,
     key_file: PathBuf,
+    net: netns::Lab,
 }
 
 impl Lab {
-    fn hub(&self) -> String {
-        format!("{}-hub", self.prefix)
-    }
-
-    fn host(&self, i: usize) -> String {
-        format!("{}-h{i}", self.prefix)
-    }
-
-    fn addr(i: usize) -> String {
-        format!("{SUBNET}.{i}")
-    }
-
-    /// Builds a hub namespace with a bridge, and `HOSTS` host namespaces each with one
-    /// veth into the bridge.
     fn build() -> Result<Lab> {
-        let prefix = format!("mu{}", std::process::id() % 100_000);
-        let key_file = std::env::temp_dir().join(format!("{prefix}-cluster.key"));
-        let lab = Lab {
-            prefix,
-            agents: Vec::new(),
-            key_file,
-        };
-        let hub = lab.hub();
-        run("ip", &["netns", "add", &hub])?;
-        run("ip", &["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
-        run("ip", &["-n", &hub, "link", "set", "br0", "up"])?;
-        for i in 1..=HOSTS {
-            let host = lab.host(i);
-            let port = format!("p{i}");
-            run("ip", &["netns", "add", &host])?;
-            run("ip", &["-n", &host, "link", "set", "lo", "up"])?;
-            run(
-                "ip",
-                &[
-                    "link", "add", "eth0", "netns", &host, "type", "veth", "peer", "name", &port,
-                    "netns", &hub,
-                ],
-            )?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    &host,
-                    "addr",
-                    "add",
-                    &format!("{}/24", Lab::addr(i)),
-                    "dev",
-                    "eth0",
-                ],
-            )?;
-            run("ip", &["-n", &host, "link", "set", "eth0", "up"])?;
-            run("ip", &["-n", &hub, "link", "set", &port, "master", "br0"])?;
-            run("ip", &["-n", &hub, "link", "set", &port, "up"])?;
-        }
-        let key = Command::new(BIN)
+        let addrs: Vec<String> = (1..=HOSTS).map(|i| format!("10.203.0.{i}")).collect();
+        let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let net = netns::Lab::build("mu", &refs)?;
+        let key_file = std::env::temp_dir().join(format!("{}-cluster.key", net.ns(0)));
+        let key = std::process::Command::new(BIN)
             .arg("keygen")
             .output()
             .context("muster keygen")?;
-        std::fs::write(&lab.key_file, &key.stdout).context("write the cluster key")?;
-        Ok(lab)
+        std::fs::write(&key_file, &key.stdout).context("write the cluster key")?;
+        Ok(Lab {
+            agents: Vec::new(),
+            key_file,
+            net,
+        })
     }
 
-    /// Starts the agent of host `i`, joining through host 1.
+    /// Starts the agent of host `i` (1-based), joining through host 1.
     fn start_agent(&mut self, i: usize) -> Result<()> {
-        let mut command = Command::new("ip");
-        let bind = format!("{}:7946", Lab::addr(i));
-        let seed = format!("{}:7946", Lab::addr(1));
+        let bind = format!("{}:7946", self.net.addr(i - 1));
+        let seed = format!("{}:7946", self.net.addr(0));
+        let mut command = self.net.exec(i - 1, BIN);
         command
-            .args(["netns", "exec", &self.host(i), BIN, "agent"])
+            .arg("agent")
             .args(["--name", &format!("h{i}"), "--bind", &bind, "--join", &seed])
             .args(["--cluster-key", &self.key_file.to_string_lossy()])
             .args(["--profile", "local", "--log-format", "json"]);
-        for (var, _) in std::env::vars_os() {
-            if var.to_string_lossy().starts_with("MUSTER_") {
-                command.env_remove(var);
-            }
-        }
-        command.env_remove("RUST_LOG");
-        self.agents
-            .push(Agent::spawn(&format!("h{i}"), 7946, command)?);
+        let agent = Agent::spawn(&format!("h{i}"), 7946, command)?;
+        self.agents.push(agent);
         Ok(())
     }
 
     /// Drops host `i`'s traffic on its interface: both ways, or only what comes in.
     fn cut(&self, i: usize, inbound_only: bool) -> Result<()> {
-        let host = self.host(i);
-        let nft = |rule: &str| run("ip", &["netns", "exec", &host, "nft", rule]);
+        let nft = |rule: &str| self.net.nft(i - 1, rule);
         nft("add table inet cut")?;
         nft("add chain inet cut in { type filter hook input priority 0; policy accept; }")?;
         nft("add rule inet cut in iifname eth0 drop")?;
@@ -140,16 +72,7 @@ impl Lab {
     }
 
     fn heal(&self, i: usize) -> Result<()> {
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.host(i),
-                "nft",
-                "delete table inet cut",
-            ],
-        )
+        self.net.nft(i - 1, "delete table inet cut")
     }
 
     fn agents(&self) -> Vec<&Agent> {
@@ -159,20 +82,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        self.agents.clear(); // kills every agent first
-        for i in 1..=HOSTS {
-            let _ = run("ip", &["netns", "del", &self.host(i)]);
-        }
-        let _ = run("ip", &["netns", "del", &self.hub()]);
+        self.agents.clear(); // kills every agent before the namespaces go
         let _ = std::fs::remove_file(&self.key_file);
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(String::from))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
 }
 
 /// How many times each agent but the cut host has logged `message` about it so far.

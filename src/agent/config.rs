@@ -57,6 +57,10 @@ pub struct MeshConfig {
     pub tls: TlsSource,
     /// Addresses to join through; empty starts a new cluster.
     pub seeds: Vec<SocketAddr>,
+    /// Seeds as `host:port` names, resolved again before every join retry and every
+    /// seed re-contact, so a seed whose DNS record (or `/etc/hosts` line) changes is
+    /// followed; their addresses then replace `seeds` (when they resolve to any).
+    pub seed_names: Vec<String>,
     /// Incarnation to start at: above any this node announced before a restart (kept
     /// in the agent's data dir), so its old records cannot out-bid it.
     pub incarnation: u32,
@@ -78,6 +82,7 @@ impl MeshConfig {
             swim: SwimConfig::default(),
             tls,
             seeds: Vec::new(),
+            seed_names: Vec::new(),
             incarnation: 0,
         }
     }

@@ -89,6 +89,16 @@ pub(super) struct Driver {
     /// most ever seen (a partition the core's own reconnects have not healed yet, or
     /// every member we knew restarted with a new address).
     pub(super) seeds: Vec<SocketAddr>,
+    /// The seeds as names, resolved again before each retry and re-contact
+    /// ([`crate::agent::MeshConfig::seed_names`]).
+    pub(super) seed_names: Vec<String>,
+    /// The addresses `seed_names` resolved to last: the part of `seeds` a new answer
+    /// replaces (the rest are address seeds and remembered members).
+    pub(super) name_addrs: Vec<SocketAddr>,
+    /// A join retry and a seed re-contact that came due, waiting for the seed names.
+    pub(super) pending: PendingSeedUse,
+    /// A resolution of `seed_names` under way, and what it is for.
+    pub(super) resolving: Option<(SeedUse, tokio::task::JoinHandle<Vec<SocketAddr>>)>,
     /// Most live members seen at once.
     pub(super) peak_live: usize,
     /// When the seeds are next considered for re-contact.
@@ -102,6 +112,62 @@ pub(super) struct Driver {
     pub(super) delayed: std::collections::VecDeque<(Instant, Incoming)>,
 }
 
+/// What a resolution of the seed names is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SeedUse {
+    /// At start: learn which of the seeds came from the names (the agent resolved them
+    /// just before), so a later answer replaces exactly those.
+    Learn,
+    /// A join retry came due.
+    Retry,
+    /// A seed re-contact came due.
+    Recontact,
+}
+
+/// What waits for the seed names to resolve.
+#[derive(Debug, Default)]
+pub(super) struct PendingSeedUse {
+    /// A join retry.
+    pub(super) retry: bool,
+    /// A seed re-contact.
+    pub(super) recontact: bool,
+}
+
+/// Resolves every `host:port` in `names` (the system resolver: DNS, `/etc/hosts`),
+/// without duplicates; names that do not resolve are left out (logged at debug).
+async fn resolve_seed_names(names: Vec<String>) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for name in names {
+        match tokio::net::lookup_host(name.as_str()).await {
+            Ok(addrs) => {
+                for addr in addrs {
+                    if !out.contains(&addr) {
+                        out.push(addr);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(seed = %name, error = %e, "seed name does not resolve"),
+        }
+    }
+    out
+}
+
+/// The outcome of the resolution in `slot`, once it finishes (never, when there is
+/// none: the caller guards the branch).
+async fn resolved(
+    slot: &mut Option<(SeedUse, tokio::task::JoinHandle<Vec<SocketAddr>>)>,
+) -> (SeedUse, Vec<SocketAddr>) {
+    match slot {
+        Some((purpose, task)) => {
+            let addrs = task.await.unwrap_or_default();
+            let purpose = *purpose;
+            *slot = None;
+            (purpose, addrs)
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// How often the seeds are re-contacted while the cluster looks smaller than it was.
 pub(super) const SEED_RECONTACT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -109,6 +175,10 @@ impl Driver {
     /// Runs until the [`crate::agent::Mesh`] handle is dropped (or the task is aborted).
     pub(super) async fn run(mut self, seeds: Vec<SocketAddr>) {
         self.seeds = seeds.clone();
+        if !self.seed_names.is_empty() {
+            let names = self.seed_names.clone();
+            self.resolving = Some((SeedUse::Learn, tokio::spawn(resolve_seed_names(names))));
+        }
         if !seeds.is_empty() {
             match self.start_join(seeds) {
                 Ok(()) => {}
@@ -148,8 +218,11 @@ impl Driver {
                     }
                 }
                 () = timer.fired() => self.node.handle_timeout(self.clock.now()),
-                () = retry.fired() => self.retry_join(),
-                () = recontact.fired() => self.recontact_seeds(),
+                () = retry.fired() => self.when_seeds_resolve(SeedUse::Retry),
+                () = recontact.fired() => self.when_seeds_resolve(SeedUse::Recontact),
+                (purpose, addrs) = resolved(&mut self.resolving), if self.resolving.is_some() => {
+                    self.seeds_resolved(purpose, addrs);
+                }
             }
             self.flush();
         }
@@ -241,10 +314,82 @@ impl Driver {
         result
     }
 
+    /// A join retry or a seed re-contact came due: with seed names, resolves them first
+    /// (off the loop) and acts once they have; without, acts now.
+    fn when_seeds_resolve(&mut self, purpose: SeedUse) {
+        match purpose {
+            SeedUse::Learn => return,
+            // Taken now, so the retry does not fire again while the names resolve.
+            SeedUse::Retry => match self.join.take_due() {
+                Some(_) => self.pending.retry = true,
+                None => return,
+            },
+            SeedUse::Recontact => {
+                self.recontact_at = Instant::now() + SEED_RECONTACT;
+                self.pending.recontact = true;
+            }
+        }
+        if self.seed_names.is_empty() {
+            return self.use_seeds();
+        }
+        if self
+            .resolving
+            .as_ref()
+            .is_some_and(|(p, _)| *p != SeedUse::Learn)
+        {
+            // One resolution at a time: the one under way serves this one too.
+            return;
+        }
+        let names = self.seed_names.clone();
+        self.resolving = Some((purpose, tokio::spawn(resolve_seed_names(names))));
+    }
+
+    /// The seed names resolved: the addresses they gave last time are replaced by these
+    /// in the seeds (names that resolve to nothing keep the old ones), then the pending
+    /// retry or re-contact goes ahead.
+    fn seeds_resolved(&mut self, purpose: SeedUse, addrs: Vec<SocketAddr>) {
+        if purpose == SeedUse::Learn {
+            self.name_addrs = addrs;
+            return;
+        }
+        if !addrs.is_empty() && addrs != self.name_addrs {
+            tracing::info!(
+                names = ?self.seed_names,
+                before = ?self.name_addrs,
+                now = ?addrs,
+                "seed names resolve to other addresses now; using them"
+            );
+            let mut seeds: Vec<SocketAddr> = self
+                .seeds
+                .iter()
+                .filter(|a| !self.name_addrs.contains(a))
+                .copied()
+                .collect();
+            for addr in &addrs {
+                if !seeds.contains(addr) {
+                    seeds.push(*addr);
+                }
+            }
+            self.name_addrs = addrs;
+            self.seeds = seeds.clone();
+            self.join.set_seeds(seeds);
+        }
+        self.use_seeds();
+    }
+
+    /// Acts on the pending retry and re-contact with the seeds as they are now.
+    fn use_seeds(&mut self) {
+        if std::mem::take(&mut self.pending.retry) && self.join.is_active() {
+            self.join_again(self.seeds.clone());
+        }
+        if std::mem::take(&mut self.pending.recontact) {
+            self.recontact_seeds();
+        }
+    }
+
     /// Joins through the seeds again if fewer members are live than the most ever seen
     /// and no join is under way (Serf's and Consul's periodic rejoin).
     fn recontact_seeds(&mut self) {
-        self.recontact_at = Instant::now() + SEED_RECONTACT;
         let live = self.node.members().live_count();
         if self.seeds.is_empty() || self.join.is_active() || live >= self.peak_live {
             return;
@@ -263,10 +408,8 @@ impl Driver {
         }
     }
 
-    fn retry_join(&mut self) {
-        let Some(seeds) = self.join.take_due() else {
-            return;
-        };
+    /// A join retry through `seeds`.
+    fn join_again(&mut self, seeds: Vec<SocketAddr>) {
         tracing::debug!(?seeds, "retrying join");
         if let Err(e) = self
             .node

@@ -91,6 +91,11 @@ impl JoinRetry {
         self.next_at
     }
 
+    /// The seeds to retry with from now on (their names resolve to new addresses).
+    pub(super) fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
+        self.seeds = seeds;
+    }
+
     /// Takes the due retry: the seeds to join through again.
     pub(super) fn take_due(&mut self) -> Option<Vec<SocketAddr>> {
         self.next_at.take()?;

@@ -76,6 +76,7 @@ impl Mesh {
             swim,
             tls,
             seeds,
+            seed_names,
             incarnation,
         } = config;
         let identity = match &tls {
@@ -157,6 +158,10 @@ impl Mesh {
             rtt_published: 0,
             rtt_checked_at: tokio::time::Instant::now(),
             seeds: Vec::new(),
+            seed_names,
+            name_addrs: Vec::new(),
+            pending: driver::PendingSeedUse::default(),
+            resolving: None,
             peak_live: 1,
             recontact_at: tokio::time::Instant::now() + driver::SEED_RECONTACT,
         };

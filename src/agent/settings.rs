@@ -460,6 +460,14 @@ impl AgentConfig {
             cluster: self.cluster.clone(),
             swim: SwimConfig::preset(&self.profile)?,
             seeds,
+            // Names are resolved again at every retry and re-contact; addresses are
+            // addresses.
+            seed_names: self
+                .join
+                .iter()
+                .filter(|seed| seed.parse::<SocketAddr>().is_err())
+                .cloned()
+                .collect(),
             incarnation,
             ..MeshConfig::new(self.node_name(), self.bind, self.tls_source()?)
         };

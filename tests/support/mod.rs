@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod meshes;
+pub mod netns;
 pub mod router;
 
 use anyhow::{Context, Result, bail};
@@ -93,6 +94,12 @@ impl Agent {
             .iter()
             .filter(|l| field(l, "message") == Some(message) && field(l, "member") == Some(member))
             .count()
+    }
+
+    /// Whether any log line says `message`.
+    pub fn said(&self, message: &str) -> bool {
+        let lines = self.lines.lock().expect("no reader panics holding it");
+        lines.iter().any(|l| field(l, "message") == Some(message))
     }
 
     /// How many log lines say `message` with field `key` equal to `value`.
