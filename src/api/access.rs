@@ -200,7 +200,9 @@ pub(super) async fn guard(State(state): State<ApiState>, request: Request, next:
     match named_host(request.uri(), request.headers()) {
         Some(Ok(host)) if access.host_allowed(host, conn.as_ref()) => {}
         Some(Ok(host)) => return ApiError::MisdirectedHost(host.to_owned()).into_response(),
-        Some(Err(())) => return ApiError::MisdirectedHost(String::new()).into_response(),
+        Some(Err(())) => {
+            return ApiError::MisdirectedHost("(not text)".into()).into_response();
+        }
         None => {}
     }
     let remote = conn.is_some_and(|c| !c.peer.ip().is_loopback());
