@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use crate::agent::config::MAX_CLUSTER_NAME_LEN;
 use crate::agent::settings::{AgentConfig, MAX_DNS_TTL, SettingsError, invalid};
 use crate::proto::SwimConfig;
-use crate::wire::MAX_NAME_LEN;
+use crate::wire::{MAX_NAME_LEN, has_control_char};
 
 impl AgentConfig {
     /// Checks every field, naming the first that cannot work. Key and certificate files
@@ -52,6 +52,12 @@ impl AgentConfig {
                 return Err(invalid(
                     field,
                     format!("must be at most {MAX_NAME_LEN} bytes"),
+                ));
+            }
+            if has_control_char(value) {
+                return Err(invalid(
+                    field,
+                    format!("{value:?}: must not contain control characters"),
                 ));
             }
         }
@@ -272,6 +278,27 @@ mod tests {
                     ..dev()
                 },
                 "name",
+            ),
+            (
+                AgentConfig {
+                    name: Some("web\n1".into()),
+                    ..dev()
+                },
+                "name",
+            ),
+            (
+                AgentConfig {
+                    zone: "eu\u{1b}[2J".into(),
+                    ..dev()
+                },
+                "zone",
+            ),
+            (
+                AgentConfig {
+                    tags: [("role".to_owned(), "web\0".to_owned())].into(),
+                    ..dev()
+                },
+                "tags",
             ),
             (
                 AgentConfig {
