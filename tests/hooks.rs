@@ -1,7 +1,8 @@
 //! Event hooks over real meshes on loopback: a command hook and a webhook hook both
 //! receive the `member-failed` event of a crashed member (the webhook after a first
 //! answer of 500, so its retry is exercised); and a command that outlives its timeout is
-//! killed, counted, retried, and does not hold up another hook.
+//! killed, counted, retried, and does not hold up another hook; and a member whose name
+//! is a shell injection reaches command and webhook hooks as data, never as code.
 //!
 //! Every wait polls with a generous deadline (the machine may be loaded); nothing
 //! asserts on a fixed sleep.
@@ -13,16 +14,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use muster::agent::Mesh;
 use muster::agent::settings::HookConfig;
-use muster::agent::{Mesh, MeshConfig, TlsSource};
 use muster::api::journal::{EventKind, EventRecord, Journal};
 use muster::api::{MemberView, Status};
 use muster::hooks::{Backoff, HookRunner, HookStats, RunnerOptions, USER_AGENT};
-use muster::proto::SwimConfig;
-use muster::transport::ClusterKey;
-use muster::wire::{MemberState, Tags};
+use muster::wire::{MAX_NAME_LEN, MemberState, Tags};
 use serde_json::Value;
-use support::eventually_async;
+use support::{eventually_async, meshes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -39,22 +38,7 @@ fn fast() -> RunnerOptions {
 }
 
 async fn start(name: &str, zone: &str, seeds: Vec<SocketAddr>) -> Mesh {
-    let config = MeshConfig {
-        swim: SwimConfig::local(),
-        cluster: "hooks".into(),
-        seeds,
-        region: "eu".into(),
-        zone: zone.into(),
-        tags: Tags::new(),
-        ..MeshConfig::new(
-            name,
-            "127.0.0.1:0".parse().expect("a valid address"),
-            TlsSource::ClusterKey(ClusterKey::dev()),
-        )
-    };
-    Mesh::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+    meshes::start("hooks", name, ("eu", zone), &[], seeds).await
 }
 
 /// A request the test webhook server received.
@@ -306,6 +290,115 @@ async fn command_and_webhook_hooks_receive_a_crashed_members_failure() {
     drop(runner);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A member name that runs three commands if a shell ever evaluates it (after `;`, in
+/// `$(…)` and in backticks, with `${IFS}` for a space), each creating a marker file in
+/// `dir`; a comment then hides quotes, pipes and redirections. Only characters the name
+/// rules allow.
+fn injection_name(dir: &Path) -> (String, [std::path::PathBuf; 3]) {
+    let d = dir.display();
+    let name = format!("x;touch${{IFS}}{d}/m1;$(touch {d}/m2)`touch {d}/m3` #'\"|>&<*");
+    assert!(
+        name.len() <= MAX_NAME_LEN,
+        "{name:?} is over the name limit; use a shorter temp dir"
+    );
+    (name, ["m1", "m2", "m3"].map(|m| dir.join(m)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_name_with_shell_metacharacters_reaches_hooks_as_data_not_code() {
+    // Under /tmp, so the marker paths leave the name room.
+    let markers_dir = tempfile::Builder::new()
+        .tempdir_in("/tmp")
+        .expect("a temp dir");
+    let (name, markers) = injection_name(markers_dir.path());
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let records = dir.path().join("records");
+    std::fs::create_dir(&records).expect("create");
+    let names = dir.path().join("names");
+
+    let cluster = "hooks-names";
+    let a = meshes::start(cluster, "a", ("eu", "eu-1"), &[], vec![]).await;
+    let journal = Journal::start(&a);
+    // The recommended forms (docs/operations.md §6.5): the event on stdin and in the
+    // environment, the variable quoted, never spliced into the script.
+    let recording = recording_hook(&records, &["member-joined"]);
+    let names_str = names.to_str().expect("a UTF-8 temp dir");
+    let quoted = HookConfig::command(
+        &["member-joined"],
+        &[
+            "/bin/sh",
+            "-c",
+            r#"printf '%s\n' "$MUSTER_MEMBER_NAME" >> "$1""#,
+            "sh",
+            names_str,
+        ],
+    );
+    let (server, received) = webhook_server(0).await;
+    let webhook = HookConfig::webhook(&["member-joined"], &format!("http://{server}/alerts"));
+    let runner = HookRunner::spawn_with(&[recording, quoted, webhook], journal.subscribe(), fast())
+        .expect("valid hooks");
+
+    let x = meshes::start(cluster, &name, ("eu", "eu-2"), &[], vec![a.local_addr()]).await;
+    meshes::all_alive(&[&a, &x]).await;
+    let stats = |runner: &HookRunner| format!("{:?}", runner.stats());
+    eventually_async(
+        "every hook delivers x's member-joined",
+        || runner.stats().iter().all(|s| s.delivered >= 1),
+        || stats(&runner),
+    )
+    .await;
+
+    // Each hook ran and got exactly the name.
+    let (json, env) = recorded(&records)
+        .into_iter()
+        .find(|(json, _)| json["member"]["name"] != "a")
+        .expect("the recording hook delivered");
+    assert_eq!(json["event"], "member-joined");
+    assert_eq!(json["member"]["name"], name.as_str());
+    assert_eq!(env_var(&env, "MUSTER_MEMBER_NAME"), Some(name.as_str()));
+    let written = std::fs::read_to_string(&names).expect("the quoted hook wrote");
+    assert!(written.lines().any(|l| l == name), "{written:?}");
+    let requests = received.lock().expect("no panics holding it").clone();
+    for r in &requests {
+        assert!(
+            r.head.starts_with("POST /alerts HTTP/1.1\r\n"),
+            "the URL is the configured one: {}",
+            r.head
+        );
+    }
+    assert!(
+        requests.iter().any(|r| {
+            serde_json::from_slice::<Value>(&r.body)
+                .is_ok_and(|body| body["member"]["name"] == name.as_str())
+        }),
+        "{requests:?}"
+    );
+    assert!(
+        runner.stats().iter().all(|s| s.gave_up == 0),
+        "{}",
+        stats(&runner)
+    );
+
+    // …and none of them ran it.
+    for m in &markers {
+        assert!(!m.exists(), "{} exists: the name ran as code", m.display());
+    }
+    // Positive control: evaluated by a shell, the same name does create all three.
+    // (`x` is not a command, so its status is a failure, after the injections ran.)
+    std::process::Command::new("/bin/sh")
+        .args(["-c", r#"eval "$1""#, "sh", &name])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("sh runs");
+    for m in &markers {
+        assert!(m.exists(), "the control did not create {}", m.display());
+    }
+
+    drop(runner);
+    x.shutdown().await;
+    a.shutdown().await;
 }
 
 /// A `member-failed` record about `member`, for feeding a runner by hand.

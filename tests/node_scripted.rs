@@ -1936,6 +1936,187 @@ fn garbage_and_truncated_bytes_are_dropped_and_counted() {
     );
 }
 
+/// Tags built without [`Tags::validate`] (which refuses these), as a hostile or broken
+/// peer could encode them.
+fn unchecked_tags(pairs: &[(&str, &str)]) -> Tags {
+    let map: std::collections::BTreeMap<&str, &str> = pairs.iter().copied().collect();
+    let bytes = bincode::serde::encode_to_vec(&map, bincode::config::standard()).unwrap();
+    let (tags, _): (Tags, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+    tags
+}
+
+#[test]
+fn names_tags_and_state_keys_with_control_characters_are_dropped_and_counted() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    let a = s.addr("a");
+    let x = host(40);
+    let digest = s.node.digest();
+    let alive = |p: Profile| Message::Alive {
+        profile: p,
+        incarnation: 0,
+        health: 0,
+    };
+    let with = |f: fn(&mut Profile)| {
+        let mut p = profile("x", x);
+        f(&mut p);
+        p
+    };
+    let datagrams = [
+        alive(profile("x\0", x)),
+        alive(profile("x\nINFO member joined", x)),
+        alive(with(|p| p.region = "eu\u{7f}".into())),
+        alive(with(|p| p.zone = "\u{1b}[2Jeu-1".into())),
+        alive(with(|p| p.tags = unchecked_tags(&[("role\t", "web")]))),
+        alive(with(|p| p.tags = unchecked_tags(&[("role", "web\r\nx")]))),
+        alive(with(|p| p.tags = unchecked_tags(&[("role", "c1\u{9b}")]))),
+        Message::Suspect {
+            name: "a".into(),
+            incarnation: 0,
+            from: "c\n".into(),
+        },
+        Message::Dead {
+            name: "a\0".into(),
+            incarnation: 0,
+            from: "c".into(),
+        },
+        Message::Leave {
+            name: "a\n".into(),
+            incarnation: 1,
+        },
+        kv_update("a", 1, 1, "svc\n/web", KvChange::Set("passing".into())),
+    ];
+    for m in &datagrams {
+        s.deliver(a, std::slice::from_ref(m));
+    }
+    let streams = [
+        Message::Join {
+            members: vec![
+                record("y", host(41), 0, MemberState::Alive),
+                record("x\u{0}", x, 0, MemberState::Alive),
+            ],
+        },
+        Message::PushPull {
+            phase: SyncPhase::Reply,
+            digest: 1,
+            members: vec![MemberRecord {
+                profile: with(|p| p.tags = unchecked_tags(&[("k", "\u{85}")])),
+                ..record("x", x, 0, MemberState::Alive)
+            }],
+        },
+        Message::KvPush {
+            maps: vec![KvMapRecord {
+                node: "a".into(),
+                epoch: 1,
+                entries: vec![KvEntry {
+                    key: "k\u{1b}".into(),
+                    version: 1,
+                    value: Some("v".into()),
+                }],
+            }],
+        },
+    ];
+    for m in &streams {
+        s.deliver_stream(a, m);
+    }
+    let refused = (datagrams.len() + streams.len()) as u64;
+    assert_eq!(s.node.stats().malformed_dropped, refused);
+    assert_eq!(s.node.digest(), digest, "nothing was believed");
+    assert!(
+        s.node.member("y").is_none(),
+        "a bad record refuses its whole table"
+    );
+    assert!(s.node.kv("a").is_none());
+    assert!(s.take_events().is_empty());
+    assert!(s.take_sent().is_empty());
+    // Positive control: the same messages with clean names are believed, shell
+    // metacharacters included (they are data to the protocol).
+    let odd = "x;touch${IFS}/tmp/pwned $(id) `id` 'q' \"q\" | & < >";
+    s.deliver(
+        a,
+        &[
+            alive(with(|p| p.tags = unchecked_tags(&[("role", "web 1")]))),
+            kv_update("a", 1, 1, "svc/web", KvChange::Set("line 1\nline 2".into())),
+        ],
+    );
+    s.deliver(x, &[alive(profile(odd, host(42)))]);
+    assert_eq!(s.node.stats().malformed_dropped, refused);
+    assert_eq!(
+        s.event_tags(),
+        vec![
+            "joined x".to_owned(),
+            "state of a: svc/web".to_owned(),
+            format!("joined {odd}"),
+        ]
+    );
+    assert_eq!(s.node.member("x").unwrap().tags.get("role"), Some("web 1"));
+}
+
+#[test]
+fn a_node_refuses_its_own_names_tags_and_state_keys_with_control_characters() {
+    let options = |p: Profile| NodeOptions {
+        config: config(),
+        profile: p,
+        cluster: CLUSTER.into(),
+        incarnation: 0,
+        seed: SEED,
+        kv_epoch: 1,
+        proven: false,
+    };
+    for (p, field) in [
+        (profile("me\n", my_addr()), "name"),
+        (
+            Profile {
+                region: "eu\0".into(),
+                ..profile(ME, my_addr())
+            },
+            "region",
+        ),
+        (
+            Profile {
+                zone: "eu-1\u{7f}".into(),
+                ..profile(ME, my_addr())
+            },
+            "zone",
+        ),
+        (
+            Profile {
+                tags: unchecked_tags(&[("role", "\u{1b}]0;pwned\u{7}")]),
+                ..profile(ME, my_addr())
+            },
+            "tags",
+        ),
+    ] {
+        let err = Node::new(options(p), Time::ZERO).unwrap_err();
+        assert_eq!(err.field, field, "{err:?}");
+    }
+    assert!(Tags::from_pairs([("role", "web\n")]).is_err());
+    let mut s = Script::with_peers(config(), &["a"]);
+    let (incarnation, queued) = (s.node.incarnation(), s.node.queued_updates());
+    let r = s.command(Command::SetTags(unchecked_tags(&[("role\r", "web")])));
+    assert!(
+        matches!(
+            r,
+            Err(CommandError::Tags(wire::TagsError::ControlCharacter { .. }))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        s.command(set_kv("svc/\0web", Some("passing"))),
+        Err(CommandError::ControlCharacter { field: "key" })
+    );
+    assert_eq!(s.node.incarnation(), incarnation);
+    assert_eq!(s.node.queued_updates(), queued);
+    assert!(s.node.kv(ME).is_none());
+    assert!(s.take_events().is_empty());
+    assert!(s.take_sent().is_empty());
+    // Positive control: the same writes, clean, are taken.
+    s.command(Command::SetTags(unchecked_tags(&[("role", "web")])))
+        .unwrap();
+    s.command(set_kv("svc/web", Some("passing\n"))).unwrap();
+    assert_eq!(s.node.incarnation(), incarnation + 1);
+}
+
 // ----- commands ---------------------------------------------------------------------
 
 #[test]

@@ -4,7 +4,11 @@
 //! Success is exit status 0 within the timeout. The command runs in its own process
 //! group; on timeout the whole group is killed (SIGKILL), so a `sh -c '…'` wrapper does
 //! not leave its children running. Stdout is discarded; the first
-//! [`STDERR_KEPT`] bytes of stderr go into the failure's log line.
+//! [`STDERR_KEPT`] bytes of stderr go into the failure's log line, quoted and escaped.
+//!
+//! The argv is the configured one, never rewritten: no value of an event (names,
+//! regions, tags and state keys come from other members and are untrusted) is ever
+//! placed in it. They reach the command only as data, in its environment and on stdin.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

@@ -21,6 +21,11 @@
 //! oldest event dropped and counted when full. Delivery is best-effort: each attempt
 //! happens at most once, a failed one is retried a bounded number of times, and events
 //! from while the agent was down are not replayed.
+//!
+//! Events reach hooks as data only: a command's argv and a webhook's URL and headers are
+//! the configured ones, never templated with an event's values, which arrive in
+//! `MUSTER_*` variables and JSON (stdin, or the request body). Values that came from
+//! other members are escaped in the hooks' log lines.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -239,7 +244,7 @@ async fn dispatch(mut events: broadcast::Receiver<Arc<EventRecord>>, hooks: Vec<
                             hook = %hook.name,
                             event = %old.event,
                             seq = old.seq,
-                            member = %old.member.name,
+                            member = %old.member.name.escape_debug(),
                             "hook queue full; dropped its oldest event"
                         );
                     }

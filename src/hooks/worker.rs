@@ -3,6 +3,9 @@
 //!
 //! Events are delivered in journal order; while one is retried, later ones wait in the
 //! queue (bounded, dropping the oldest), so one hook's trouble stays its own.
+//!
+//! Log lines show what came from other members (the member's name) and from the command
+//! (its stderr, in [`HookError`]) escaped, so neither can forge a log line.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,7 +147,7 @@ impl Hook {
                         hook = %self.name,
                         event = %record.event,
                         seq = record.seq,
-                        member = %record.member.name,
+                        member = %record.member.name.escape_debug(),
                         attempt,
                         "hook ran"
                     );
@@ -158,7 +161,7 @@ impl Hook {
                         kind = self.action.kind(),
                         event = %record.event,
                         seq = record.seq,
-                        member = %record.member.name,
+                        member = %record.member.name.escape_debug(),
                         attempt,
                         attempts,
                         retry_in = ?retry_in,
@@ -177,7 +180,7 @@ impl Hook {
             kind = self.action.kind(),
             event = %record.event,
             seq = record.seq,
-            member = %record.member.name,
+            member = %record.member.name.escape_debug(),
             attempts,
             "hook gave up on an event after every attempt failed"
         );
@@ -186,7 +189,80 @@ impl Hook {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::hooks::tests::record;
+
+    /// Log output captured in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn control_characters_from_members_and_commands_are_escaped_in_logs() {
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let logs = logs.clone();
+                move || logs.clone()
+            })
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let hook = Hook {
+            name: "page".into(),
+            kinds: EventKind::ALL.to_vec(),
+            action: Action::Command(
+                [
+                    "sh",
+                    "-c",
+                    "printf 'boom\\nERROR forged by stderr' >&2; exit 1",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            timeout: Duration::from_secs(20),
+            retries: 0,
+            queue: Queue::new(1),
+            counters: Counters::default(),
+        };
+        // The wire refuses such a name (`wire::has_control_char`); the log does not
+        // count on it.
+        let event = record(1, "c\nERROR forged by a member");
+        hook.deliver(&event, Backoff::default()).await;
+        assert_eq!(hook.counters.gave_up.load(Ordering::Relaxed), 1);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "one failure, one give-up: {text}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.trim_start().starts_with("ERROR forged")),
+            "{text}"
+        );
+        assert!(
+            lines[0].contains("hook failed")
+                && lines[0].contains(r"member=c\nERROR forged by a member")
+                && lines[0].contains(r"boom\nERROR forged by stderr"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains(r"member=c\nERROR forged by a member"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_from_the_base_up_to_the_cap() {

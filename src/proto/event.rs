@@ -122,4 +122,12 @@ pub enum CommandError {
     /// `SetKv` with a bad key or over the state's size bound.
     #[error("invalid state write: {0}")]
     Kv(#[from] crate::proto::kv_sync::KvError),
+    /// A name or key given to a command holds a control character
+    /// ([`crate::wire::has_control_char`]), which every peer would refuse. Only
+    /// `SetKv`'s key is checked here; tags say so through [`TagsError`].
+    #[error("the {field} holds a control character")]
+    ControlCharacter {
+        /// Which input: `key`.
+        field: &'static str,
+    },
 }

@@ -18,6 +18,7 @@ use crate::proto::node::Node;
 use crate::proto::time::Time;
 use crate::wire::{
     KvChange, KvSummary, MAX_KV_KEY_LEN, MAX_KV_MAP_LEN, Message, MessageKind, Name,
+    has_control_char,
 };
 
 /// A value longer than this travels as a [`KvChange::Large`] notice plus a pull: half a
@@ -204,6 +205,10 @@ impl Node {
                 max: MAX_KV_KEY_LEN,
             }
             .into());
+        }
+        if has_control_char(&key) {
+            // Every peer would refuse the update, and every push of the map with it.
+            return Err(CommandError::ControlCharacter { field: "key" });
         }
         let base = self.kv.epoch_base;
         let me = self.me.clone();

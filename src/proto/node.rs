@@ -743,6 +743,10 @@ pub(super) fn validate_profile(p: &Profile) -> Result<(), ConfigError> {
                 ),
             );
         }
+        if wire::has_control_char(value) {
+            // Every peer would refuse the announcement (§2.3).
+            return field_err(field, format!("{value:?} holds a control character"));
+        }
     }
     if let Err(e) = p.tags.validate() {
         return field_err("tags", e.to_string());

@@ -37,6 +37,15 @@ pub const MAX_KV_MAP_LEN: usize = 1024 * 1024;
 /// Most entries (deletion markers included) of one replicated map a node accepts.
 pub const MAX_KV_ENTRIES: usize = 65_536;
 
+/// Whether `s` holds a control character ([`char::is_control`], Unicode category Cc:
+/// U+0000–U+001F, DEL U+007F and U+0080–U+009F), which no member name, region, zone,
+/// tag key or value, or state key may hold. They reach every member's logs, terminals,
+/// DNS answers and hook environments: a NUL cuts a C string short, a newline forges a
+/// log line, an escape sequence rewrites a terminal.
+pub fn has_control_char(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
 /// Liveness of a member as one node sees it. Order of precedence at equal incarnation:
 /// `Alive < Suspect < Dead`, and `Left` behaves like `Dead` but says the member went away
 /// on purpose.
@@ -90,6 +99,12 @@ pub enum TagsError {
         count: usize,
         /// The limit.
         max: usize,
+    },
+    /// A tag key or value holds a control character ([`has_control_char`]).
+    #[error("tag {key:?} holds a control character")]
+    ControlCharacter {
+        /// The key of the offending tag (escaped when shown).
+        key: String,
     },
 }
 
@@ -160,10 +175,18 @@ impl Tags {
         self.0.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
 
-    /// Checks the size bound and that no key is empty.
+    /// Checks the size bound, that no key is empty and that no key or value holds a
+    /// control character.
     pub fn validate(&self) -> Result<(), TagsError> {
         if self.0.keys().any(String::is_empty) {
             return Err(TagsError::EmptyKey);
+        }
+        if let Some((key, _)) = self
+            .0
+            .iter()
+            .find(|(k, v)| has_control_char(k) || has_control_char(v))
+        {
+            return Err(TagsError::ControlCharacter { key: key.clone() });
         }
         if self.0.len() > MAX_TAGS {
             return Err(TagsError::TooMany {
@@ -495,12 +518,15 @@ impl Message {
         }
     }
 
-    /// Checks the bounds serde cannot express: name and tag sizes. Called by the decoder,
-    /// so the core only ever sees messages that pass.
+    /// Checks the bounds serde cannot express: name and tag sizes, and no control
+    /// characters in names, tags or state keys ([`has_control_char`]). Called by the
+    /// decoder, so the core only ever sees messages that pass.
     pub fn validate(&self) -> Result<(), &'static str> {
         fn name(n: &Name) -> Result<(), &'static str> {
             if n.len() > MAX_NAME_LEN {
                 Err("name longer than 128 bytes")
+            } else if has_control_char(n) {
+                Err("name with a control character")
             } else {
                 Ok(())
             }
@@ -510,6 +536,8 @@ impl Message {
                 Err("empty key")
             } else if k.len() > MAX_KV_KEY_LEN {
                 Err("key longer than 256 bytes")
+            } else if has_control_char(k) {
+                Err("key with a control character")
             } else {
                 Ok(())
             }
@@ -521,7 +549,13 @@ impl Message {
             name(&p.name)?;
             name(&p.region)?;
             name(&p.zone)?;
-            p.tags.validate().map_err(|_| "tags over the size limit")
+            p.tags.validate().map_err(|e| match e {
+                TagsError::EmptyKey => "empty tag key",
+                TagsError::ControlCharacter { .. } => "tag with a control character",
+                TagsError::TooLarge { .. } | TagsError::TooMany { .. } => {
+                    "tags over the size limit"
+                }
+            })
         }
         match self {
             Message::Ping { target, .. } | Message::PingReq { target, .. } => name(target),
@@ -596,6 +630,111 @@ mod tests {
             d.push(&msg).unwrap(),
             "the largest alive update must fit the default budget"
         );
+    }
+
+    #[test]
+    fn control_characters_are_exactly_the_unicode_cc_category() {
+        for (text, control) in [
+            ("web-1.eu", false),
+            (
+                "a;touch${IFS}/tmp/x $(id) `id` 'q' \"q\" | & < > * ?",
+                false,
+            ),
+            ("caf\u{e9} \u{1f980} \u{200b}", false),
+            ("a\0b", true),
+            ("a\nb", true),
+            ("a\rb", true),
+            ("a\tb", true),
+            ("\u{1b}[2J", true),
+            ("del\u{7f}", true),
+            ("c1\u{9b}", true),
+            ("nel\u{85}", true),
+            ("\u{a0}", false),
+        ] {
+            assert_eq!(has_control_char(text), control, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn names_tags_and_keys_with_control_characters_do_not_validate() {
+        let profile = |name: &str, tags: &[(&str, &str)]| Profile {
+            name: name.into(),
+            addr: "127.0.0.1:7000".parse().unwrap(),
+            region: "eu".into(),
+            zone: "eu-1".into(),
+            tags: Tags(
+                tags.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+        };
+        let alive = |p| Message::Alive {
+            profile: p,
+            incarnation: 1,
+            health: 0,
+        };
+        assert_eq!(
+            alive(profile("a$(id)`x`;b", &[("k", "v w")])).validate(),
+            Ok(())
+        );
+        let mut zone = profile("a", &[]);
+        zone.zone = "z\0".into();
+        let bad = [
+            (alive(profile("a\nb", &[])), "name with a control character"),
+            (alive(zone), "name with a control character"),
+            (
+                alive(profile("a", &[("k\x1b", "v")])),
+                "tag with a control character",
+            ),
+            (
+                alive(profile("a", &[("k", "v\r\n")])),
+                "tag with a control character",
+            ),
+            (
+                Message::Suspect {
+                    name: "b".into(),
+                    incarnation: 1,
+                    from: "c\u{7f}".into(),
+                },
+                "name with a control character",
+            ),
+            (
+                Message::KvUpdate {
+                    node: "a".into(),
+                    epoch: 1,
+                    version: 2,
+                    key: "k\n".into(),
+                    change: KvChange::Delete,
+                },
+                "key with a control character",
+            ),
+            (
+                Message::KvPush {
+                    maps: vec![KvMapRecord {
+                        node: "a".into(),
+                        epoch: 1,
+                        entries: vec![KvEntry {
+                            key: "\0".into(),
+                            version: 2,
+                            value: None,
+                        }],
+                    }],
+                },
+                "key with a control character",
+            ),
+        ];
+        for (msg, reason) in bad {
+            assert_eq!(msg.validate(), Err(reason), "{msg:?}");
+        }
+        // State values are data of any shape: only keys are names.
+        let value = Message::KvUpdate {
+            node: "a".into(),
+            epoch: 1,
+            version: 2,
+            key: "k".into(),
+            change: KvChange::Set("line 1\nline 2\0".into()),
+        };
+        assert_eq!(value.validate(), Ok(()));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use crate::agent::config::MAX_CLUSTER_NAME_LEN;
 use crate::agent::settings::{AgentConfig, Listen, MAX_DNS_TTL, SettingsError, invalid};
 use crate::proto::SwimConfig;
-use crate::wire::MAX_NAME_LEN;
+use crate::wire::{MAX_NAME_LEN, has_control_char};
 
 /// Most `api_max_connections`: beyond the descriptors any host gives one process.
 const MAX_API_CONNECTIONS: usize = 65_536;
@@ -56,6 +56,12 @@ impl AgentConfig {
                 return Err(invalid(
                     field,
                     format!("must be at most {MAX_NAME_LEN} bytes"),
+                ));
+            }
+            if has_control_char(value) {
+                return Err(invalid(
+                    field,
+                    format!("{value:?}: must not contain control characters"),
                 ));
             }
         }
@@ -395,6 +401,27 @@ mod tests {
                     ..dev()
                 },
                 "name",
+            ),
+            (
+                AgentConfig {
+                    name: Some("web\n1".into()),
+                    ..dev()
+                },
+                "name",
+            ),
+            (
+                AgentConfig {
+                    zone: "eu\u{1b}[2J".into(),
+                    ..dev()
+                },
+                "zone",
+            ),
+            (
+                AgentConfig {
+                    tags: [("role".to_owned(), "web\0".to_owned())].into(),
+                    ..dev()
+                },
+                "tags",
             ),
             (
                 AgentConfig {
