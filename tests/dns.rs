@@ -7,12 +7,15 @@
 //! closing them fails `eu` over, and the DNS answers follow the route answers. An IPv6
 //! cluster on ::1 covers AAAA (skipped with a message where ::1 cannot be bound).
 //!
-//! Every wait polls with a generous deadline; nothing asserts on elapsed time.
+//! Every wait polls with a generous deadline; nothing asserts that something happened
+//! within a time (the flood test bounds answers by the time it took: a slower machine
+//! only loosens the bound).
 
 mod support;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
@@ -22,7 +25,8 @@ use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query, ResponseC
 use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use muster::agent::Mesh;
-use muster::dns::{DnsServer, DnsSockets};
+use muster::api::metrics::{Exposition, MetricsSource};
+use muster::dns::{DnsServer, DnsSockets, DnsStats, RateLimit};
 use muster::routing::router::RouteQuery;
 use muster::routing::rule::{Failback, FailoverRule};
 use muster::routing::service::{CheckSpec, ServiceSpec};
@@ -616,6 +620,244 @@ async fn malformed_packets_get_formerr_and_the_server_keeps_answering() {
     DnsSockets::bind(addr)
         .await
         .expect("the port is free after shutdown");
+    services.shutdown();
+    mesh.shutdown().await;
+}
+
+/// One sample of `name` with `labels` from `stats`' exposition, parsed as Prometheus
+/// text.
+fn dns_metric(stats: &DnsStats, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut out = Exposition::default();
+    stats.write_metrics(&mut out);
+    let text = out.finish();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the exposition parses");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => Some(v),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no counter {name} {labels:?} in:\n{text}"))
+}
+
+/// Asks `query` from `socket` up to three times, a second each, as a resolver would;
+/// the answer, or `None`.
+async fn exchange_with_retries(socket: &UdpSocket, query: &[u8]) -> Option<Message> {
+    for _ in 0..3 {
+        socket.send(query).await.expect("send");
+        let mut buf = vec![0u8; 4096];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        // Skip a late answer to an earlier try (its id is the same: fine) or to
+        // nothing of ours.
+        while let Ok(got) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            let n = got.expect("receive");
+            let m = Message::from_vec(&buf[..n]).expect("a well-formed response");
+            if m.metadata.id == u16::from_be_bytes([query[0], query[1]]) {
+                return Some(m);
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_source_is_limited_while_another_source_gets_every_answer() {
+    /// Queries the flood sends at least (unless the deadline stops it first), and more
+    /// while the other source is still asking, up to `FLOOD_MAX`.
+    const FLOOD: u64 = 5_000;
+    const FLOOD_MAX: u64 = 100_000;
+    /// The flood keeps at most this many queries unprocessed by the server, so the
+    /// server's socket buffer never overflows and nearly every query reaches it.
+    const IN_FLIGHT: u64 = 64;
+    /// Queries the other source asks, one at a time, at its own pace.
+    const NORMAL: u16 = 20;
+    // 20 a second, a burst of 40: far below what the flood sends, whatever the speed
+    // of this machine, and the other source's 20 queries fit its burst alone.
+    let limit = RateLimit::per_second(20);
+    let mesh = mesh_at("dns-flood", "solo", "127.0.0.1", ("eu", "eu-1"), vec![]).await;
+    let services = Services::start(&mesh, &[service("web", 8080, 1, None)]).expect("valid");
+    let sockets = DnsSockets::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("bind DNS");
+    let dns = DnsServer::start(sockets, &mesh.view(), services.clone(), TTL)
+        .expect("serve")
+        .with_rate_limit(limit);
+    assert_eq!(dns.rate_limit(), limit);
+    let addr = dns.local_addr();
+    let r = resolver(addr);
+    until("web is answered", || async {
+        let a = ask(&r, "web.service.muster.", RecordType::A).await;
+        (a == records(&["127.0.0.1".into()]), a)
+    })
+    .await;
+    let stats = dns.stats();
+
+    // Two sources: the flood from 127.0.0.2, the other client from 127.0.0.3.
+    let flooder = std::sync::Arc::new(UdpSocket::bind("127.0.0.2:0").await.expect("bind"));
+    flooder.connect(addr).await.expect("connect");
+    let client = UdpSocket::bind("127.0.0.3:0").await.expect("bind");
+    client.connect(addr).await.expect("connect");
+    // Positive control: each source is answered while all is quiet.
+    for socket in [&*flooder, &client] {
+        let m = exchange_with_retries(socket, &query(1, "web.service.muster.", RecordType::A))
+            .await
+            .expect("an answer before the flood");
+        assert_eq!(m.answers.len(), 1, "{m}");
+    }
+    assert_eq!(stats.limited(), 0, "nothing limited yet");
+
+    let processed = {
+        let stats = stats.clone();
+        move || stats.responses() + stats.limited()
+    };
+    let started = tokio::time::Instant::now();
+    let sent_all = std::sync::Arc::new(AtomicBool::new(false));
+    let normal_done = std::sync::Arc::new(AtomicBool::new(false));
+    let sender = tokio::spawn({
+        let (flooder, processed, sent_all) = (flooder.clone(), processed.clone(), sent_all.clone());
+        let normal_done = normal_done.clone();
+        async move {
+            let before = processed();
+            let mut sent = 0u64;
+            while (sent < FLOOD || !normal_done.load(Ordering::Relaxed))
+                && sent < FLOOD_MAX
+                && started.elapsed() < DEADLINE
+            {
+                // Wait for the server to catch up, but not for a query it never got.
+                let stalled = tokio::time::Instant::now() + Duration::from_millis(200);
+                while sent.saturating_sub(processed() - before) >= IN_FLIGHT
+                    && tokio::time::Instant::now() < stalled
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let id = 2 + (sent % 60_000) as u16;
+                flooder
+                    .send(&query(id, "web.service.muster.", RecordType::A))
+                    .await
+                    .expect("send");
+                sent += 1;
+            }
+            sent_all.store(true, Ordering::Relaxed);
+            sent
+        }
+    });
+    // What the flood gets back: full answers and empty TC ones, until the sender is
+    // done and a second passes without a datagram.
+    let receiver = tokio::spawn({
+        let (flooder, sent_all) = (flooder.clone(), sent_all.clone());
+        async move {
+            let (mut answered, mut truncated) = (0u64, 0u64);
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), flooder.recv(&mut buf)).await {
+                    Ok(got) => {
+                        let n = got.expect("receive");
+                        let m = Message::from_vec(&buf[..n]).expect("a well-formed response");
+                        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m}");
+                        if m.metadata.truncation {
+                            assert!(m.answers.is_empty(), "a limited query gets no records");
+                            assert_eq!(m.queries.len(), 1, "its question echoed: {m}");
+                            truncated += 1;
+                        } else {
+                            assert_eq!(m.answers.len(), 1, "{m}");
+                            answered += 1;
+                        }
+                    }
+                    // A quiet second once everything is sent: all answers are in.
+                    Err(_) if sent_all.load(Ordering::Relaxed) => break,
+                    Err(_) => {}
+                }
+                if started.elapsed() > DEADLINE * 2 {
+                    break;
+                }
+            }
+            (answered, truncated)
+        }
+    });
+
+    // The other source asks while the flood is being limited, and gets every answer.
+    until("the flood is limited", || async {
+        (stats.limited() > 0, Answer::Failed(format!("{stats:?}")))
+    })
+    .await;
+    let before_normal = stats.limited();
+    for i in 0..NORMAL {
+        let id = 60_100 + i;
+        let m = exchange_with_retries(&client, &query(id, "web.service.muster.", RecordType::A))
+            .await
+            .unwrap_or_else(|| panic!("query {i} of the other source unanswered; {stats:?}"));
+        assert!(!m.metadata.truncation, "query {i} not limited: {m}");
+        assert_eq!(m.answers.len(), 1, "query {i}: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after_normal = stats.limited();
+    normal_done.store(true, Ordering::Relaxed);
+    let sent = sender.await.expect("the flood ran");
+    assert!(
+        sent >= FLOOD,
+        "the flood was sent within {DEADLINE:?}: {sent}"
+    );
+    assert!(
+        after_normal > before_normal,
+        "the flood was limited while the other source asked: {before_normal}, then \
+         {after_normal} limited"
+    );
+    drop(flooder);
+    let (answered, truncated) = receiver.await.expect("the flood's answers were read");
+    let window = started.elapsed().as_secs_f64();
+    println!(
+        "flood: {sent} sent in {window:.1} s; {answered} answered, {truncated} answered TC; \
+         server: {} limited ({} TC), {} responses",
+        stats.limited(),
+        stats.limited_truncated(),
+        stats.responses()
+    );
+
+    // The flood got at most its burst and 20 a second of answers; the rest of what
+    // reached the server (all but a few, at most IN_FLIGHT at once) was limited, every
+    // second of those answered empty with TC.
+    let burst = f64::from(limit.burst);
+    let rate = f64::from(limit.per_second);
+    assert!(
+        answered as f64 <= burst + rate * window,
+        "{answered} answers to the flood in {window:.1} s"
+    );
+    let limited = stats.limited();
+    assert!(
+        limited >= sent / 2,
+        "the flood was limited: {answered} answered, {limited} limited of {sent}; {stats:?}"
+    );
+    assert!(limited >= after_normal);
+    assert!(truncated > 0 && truncated <= stats.limited_truncated());
+    let dropped = limited - stats.limited_truncated();
+    assert!(
+        dropped.abs_diff(stats.limited_truncated()) <= 1,
+        "slip 2: every second limited query truncated"
+    );
+    // The same counts in the exposition.
+    let metric = |action| {
+        dns_metric(
+            &stats,
+            "muster_dns_queries_limited_total",
+            &[("action", action)],
+        )
+    };
+    assert_eq!(metric("dropped"), dropped as f64);
+    assert_eq!(metric("truncated"), stats.limited_truncated() as f64);
+    assert_eq!(
+        dns_metric(
+            &stats,
+            "muster_dns_responses_total",
+            &[("rcode", "NOERROR")]
+        ),
+        stats.responses_with("NOERROR") as f64,
+        "limited queries are not counted as responses"
+    );
+
+    dns.shutdown().await;
     services.shutdown();
     mesh.shutdown().await;
 }

@@ -34,7 +34,7 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 
 use super::names::{self, Target};
@@ -212,6 +212,39 @@ pub fn respond(
         }
     };
     Some(finish(response, rcode, limit))
+}
+
+/// An empty answer to `packet` with TC set, asking the client to retry over TCP: for a
+/// query over the rate limit (see [`super::limiter`]). It echoes the id, the question,
+/// RD and CD (and an OPT if the query had one), and is never longer than `packet`, so
+/// it reflects no more than was sent. `None` (send nothing) for anything but a
+/// well-formed standard query with one question.
+pub fn retry_over_tcp(packet: &[u8]) -> Option<Reply> {
+    let request = Message::from_vec(packet).ok()?;
+    let [query] = request.queries.as_slice() else {
+        return None;
+    };
+    if request.metadata.message_type != MessageType::Query
+        || request.metadata.op_code != OpCode::Query
+    {
+        return None;
+    }
+    let mut response = Message::response(request.metadata.id, OpCode::Query);
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.metadata.checking_disabled = request.metadata.checking_disabled;
+    response.metadata.truncation = true;
+    response.add_query(query.clone());
+    if request.edns.is_some() {
+        let mut ours = Edns::new();
+        ours.set_max_payload(MAX_UDP_PAYLOAD);
+        response.set_edns(ours);
+    }
+    let bytes = response.to_vec().ok()?;
+    (bytes.len() <= packet.len()).then_some(Reply {
+        bytes,
+        rcode: ResponseCode::NoError,
+        truncated: true,
+    })
 }
 
 /// Sets `rcode` and encodes `response` within `limit` bytes (see the module doc).

@@ -22,20 +22,26 @@
 //! | `names` | query names: what a name asks for, and the names records carry |
 //! | `records` | A, AAAA, SRV and SOA records from route answers (pure) |
 //! | `message` | one message in, one out: errors, EDNS, sizes and truncation (pure over [`ZoneData`]) |
+//! | `limiter` | [`RateLimiter`]: UDP answers per source, a token bucket each, a bounded number of sources (pure) |
 //! | `zone` | [`AgentZone`]: the zone as the agent sees it (services, debounced members) |
 //! | `server` | [`DnsServer`]: UDP and TCP sockets and their tasks; [`DnsStats`] |
 //!
 //! The server loop is ours, over `hickory-proto`'s message codec: answers are cheap
 //! synchronous reads, so each socket task answers inline (no task and no log line per
 //! query, as `hickory-server` has), and every malformed message whose id is readable is
-//! answered FORMERR, a header shorter than 12 bytes included.
+//! answered FORMERR, a header shorter than 12 bytes included. UDP answers are limited
+//! per source ([`limiter`]; 100 a second by default), and an empty TC answer is never
+//! larger than its query, so the interface cannot be used to amplify a flood at an
+//! address someone spoofs.
 
+pub mod limiter;
 pub mod message;
 pub mod names;
 pub mod records;
 mod server;
 mod zone;
 
+pub use limiter::{RateLimit, RateLimiter};
 pub use message::{Authority, MAX_UDP_PAYLOAD, Reply, Transport, ZoneData, respond};
 pub use server::{DnsServer, DnsSockets, DnsStats, MAX_TCP_CONNECTIONS, TCP_IDLE};
 pub use zone::{AgentZone, MemberFeed, MemberTable, follow_members};

@@ -8,13 +8,18 @@
 //! closed after [`TCP_IDLE`] without a complete query, at most [`MAX_TCP_CONNECTIONS`]
 //! at once (more are closed at once: clients fall back to UDP or retry).
 //!
+//! UDP queries pass a per-source [`RateLimiter`] first ([`RateLimit::default`] unless
+//! [`DnsServer::with_rate_limit`] says otherwise): a limited query is dropped, or
+//! answered empty with TC (see [`super::limiter`]), and counted. TCP is not limited:
+//! its handshake proves the source, and the connection cap bounds it.
+//!
 //! Network input never stops the server: a bad packet is answered (FORMERR) or dropped
 //! and counted, and socket errors are logged and the loop goes on.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -23,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::limiter::{RateLimit, RateLimiter, Verdict};
 use super::message::{self, Authority, Transport, ZoneData};
 use super::zone::{AgentZone, MemberFeed, follow_members};
 use crate::agent::MeshView;
@@ -93,6 +99,10 @@ pub struct DnsStats {
     dropped: AtomicU64,
     /// TCP connections closed at once because [`MAX_TCP_CONNECTIONS`] were open.
     tcp_refused: AtomicU64,
+    /// UDP queries over their source's rate limit and dropped.
+    limited_dropped: AtomicU64,
+    /// UDP queries over their source's rate limit and answered empty with TC.
+    limited_truncated: AtomicU64,
 }
 
 /// Response codes counted apart, by their usual names; the last is every other code.
@@ -135,9 +145,21 @@ impl DnsStats {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Responses truncated (TC set).
+    /// Responses truncated (TC set) for their size; limited queries answered TC are
+    /// not counted here but in [`DnsStats::limited`].
     pub fn truncated(&self) -> u64 {
         self.truncated.load(Ordering::Relaxed)
+    }
+
+    /// UDP queries over their source's rate limit: dropped, or answered empty with TC.
+    /// Counted here only, not in [`DnsStats::responses`] nor [`DnsStats::dropped`].
+    pub fn limited(&self) -> u64 {
+        self.limited_dropped.load(Ordering::Relaxed) + self.limited_truncated()
+    }
+
+    /// Of [`DnsStats::limited`], those answered empty with TC.
+    pub fn limited_truncated(&self) -> u64 {
+        self.limited_truncated.load(Ordering::Relaxed)
     }
 
     fn count(&self, reply: Option<&message::Reply>) {
@@ -184,14 +206,31 @@ impl MetricsSource for DnsStats {
             "DNS TCP connections closed at once because the connection limit was reached.",
             self.tcp_refused.load(Ordering::Relaxed) as f64,
         );
+        out.family(
+            "muster_dns_queries_limited_total",
+            Kind::Counter,
+            "DNS UDP queries over their source's rate limit, by what they got: \
+             dropped, or truncated (an empty answer with TC set).",
+        );
+        for (action, n) in [
+            ("dropped", &self.limited_dropped),
+            ("truncated", &self.limited_truncated),
+        ] {
+            out.sample(
+                "muster_dns_queries_limited_total",
+                &[("action", action)],
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
     }
 }
 
-/// What every task shares: the zone, the SOA settings, the counts.
+/// What every task shares: the zone, the SOA settings, the counts, the UDP limiter.
 struct Shared<Z> {
     zone: Z,
     authority: Authority,
     stats: Arc<DnsStats>,
+    limiter: Arc<Mutex<RateLimiter>>,
 }
 
 impl<Z: ZoneData> Shared<Z> {
@@ -199,6 +238,36 @@ impl<Z: ZoneData> Shared<Z> {
         let reply = message::respond(packet, &self.zone, &self.authority, transport);
         self.stats.count(reply.as_ref());
         reply
+    }
+
+    /// What to send back for a UDP `packet` from `from`: its answer within the rate
+    /// limit, an empty TC answer or nothing past it.
+    fn respond_udp(&self, packet: &[u8], from: SocketAddr) -> Option<message::Reply> {
+        // The limiter's clock: `tokio::time::Instant` (the lint guards the std one),
+        // read here only.
+        let now = tokio::time::Instant::now();
+        let verdict = self
+            .limiter
+            .lock()
+            // A panic while checking leaves at worst one bucket off by a token.
+            .unwrap_or_else(PoisonError::into_inner)
+            .check(from.ip(), now);
+        match verdict {
+            Verdict::Answer => self.respond(packet, Transport::Udp),
+            Verdict::Slip => {
+                let reply = message::retry_over_tcp(packet);
+                let counter = match reply {
+                    Some(_) => &self.stats.limited_truncated,
+                    None => &self.stats.limited_dropped,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                reply
+            }
+            Verdict::Drop => {
+                self.stats.limited_dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 }
 
@@ -208,12 +277,14 @@ impl<Z: ZoneData> Shared<Z> {
 pub struct DnsServer {
     addr: SocketAddr,
     stats: Arc<DnsStats>,
+    limiter: Arc<Mutex<RateLimiter>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl DnsServer {
     /// Serves the agent's zone on `sockets` (on the current tokio runtime): services
-    /// from `services`, members from `view`, every record with `ttl` (whole seconds).
+    /// from `services`, members from `view`, every record with `ttl` (whole seconds),
+    /// UDP answers limited by [`RateLimit::default`] (see [`DnsServer::with_rate_limit`]).
     pub fn start(
         sockets: DnsSockets,
         view: &MeshView,
@@ -231,7 +302,8 @@ impl DnsServer {
         Ok(server)
     }
 
-    /// Serves any zone on `sockets`: for tests and benchmarks of the server alone.
+    /// Serves any zone on `sockets`: for tests and benchmarks of the server alone. UDP
+    /// answers are limited by [`RateLimit::default`], as with [`DnsServer::start`].
     pub fn serve<Z: ZoneData + Send + Sync + 'static>(
         sockets: DnsSockets,
         zone: Z,
@@ -239,10 +311,12 @@ impl DnsServer {
     ) -> io::Result<DnsServer> {
         let addr = sockets.local_addr()?;
         let stats = Arc::new(DnsStats::default());
+        let limiter = Arc::new(Mutex::new(RateLimiter::new(RateLimit::default())));
         let shared = Arc::new(Shared {
             zone,
             authority,
             stats: stats.clone(),
+            limiter: limiter.clone(),
         });
         let udp = Arc::new(sockets.udp);
         let workers = std::thread::available_parallelism()
@@ -252,7 +326,28 @@ impl DnsServer {
             .map(|_| tokio::spawn(serve_udp(udp.clone(), shared.clone())))
             .collect();
         tasks.push(tokio::spawn(serve_tcp(sockets.tcp, shared)));
-        Ok(DnsServer { addr, stats, tasks })
+        Ok(DnsServer {
+            addr,
+            stats,
+            limiter,
+            tasks,
+        })
+    }
+
+    /// Limits UDP answers per source to `limit` from now on ([`RateLimit::OFF`]: no
+    /// limit), every source starting with a full bucket. Meant right after
+    /// [`DnsServer::start`] or [`DnsServer::serve`]: `DnsServer::start(..)?.with_rate_limit(..)`.
+    pub fn with_rate_limit(self, limit: RateLimit) -> DnsServer {
+        *self.limiter.lock().unwrap_or_else(PoisonError::into_inner) = RateLimiter::new(limit);
+        self
+    }
+
+    /// The UDP rate limit per source it applies.
+    pub fn rate_limit(&self) -> RateLimit {
+        self.limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .limit()
     }
 
     /// The address it serves (UDP and TCP).
@@ -292,7 +387,7 @@ async fn serve_udp<Z: ZoneData>(socket: Arc<UdpSocket>, shared: Arc<Shared<Z>>) 
                 continue;
             }
         };
-        let Some(reply) = shared.respond(&buf[..len], Transport::Udp) else {
+        let Some(reply) = shared.respond_udp(&buf[..len], from) else {
             continue;
         };
         if let Err(e) = socket.send_to(&reply.bytes, from).await {

@@ -372,6 +372,140 @@ fn big_answers_drop_additionals_then_truncate_and_fit_over_tcp() {
     assert_eq!((m.answers.len(), m.additionals.len()), (20, 20));
 }
 
+/// `bytes` (a query whose last record is an OPT without options, 11 bytes) with the
+/// OPT's UDP payload size set to `payload` on the wire, as any client may send it.
+fn with_payload(mut bytes: Vec<u8>, payload: u16) -> Vec<u8> {
+    let opt = bytes.len() - 11;
+    assert_eq!(bytes[opt..opt + 3], [0, 0, 41], "an OPT last");
+    bytes[opt + 3..opt + 5].copy_from_slice(&payload.to_be_bytes());
+    bytes
+}
+
+#[test]
+fn udp_answers_over_512_bytes_go_only_to_edns_clients_within_their_buffer() {
+    // (EDNS payload on the wire, the largest UDP answer it may get): none is 512, a
+    // size below 512 counts as 512 (RFC 6891 §6.2.3), above ours is ours.
+    let table: [(Option<u16>, usize); 8] = [
+        (None, 512),
+        (Some(0), 512),
+        (Some(256), 512),
+        (Some(512), 512),
+        (Some(1000), 1000),
+        (Some(1232), 1232),
+        (Some(4096), 1232),
+        (Some(u16::MAX), 1232),
+    ];
+    let names = [
+        ("web.service.muster.", RecordType::A),
+        ("web.service.muster.", RecordType::SRV),
+        ("mid.service.muster.", RecordType::SRV),
+        ("big.service.muster.", RecordType::A),
+        ("big.service.muster.", RecordType::SRV),
+    ];
+    for (payload, most) in table {
+        for (name, qtype) in names {
+            let bytes = match payload {
+                None => query_bytes(name, qtype, None),
+                Some(p) => with_payload(query_bytes(name, qtype, Some(Edns::new())), p),
+            };
+            let (m, reply) = ask_bytes(&bytes, Transport::Udp);
+            let case = format!("{name} {qtype} with payload {payload:?}");
+            assert!(
+                reply.bytes.len() <= most,
+                "{case}: {} bytes",
+                reply.bytes.len()
+            );
+            assert_eq!(m.edns.is_some(), payload.is_some(), "{case}");
+            // Over TCP the same question is answered whole: what was cut, was cut
+            // for the buffer's sake.
+            let (whole, tcp) = ask_bytes(&bytes, Transport::Tcp);
+            assert!(!tcp.truncated, "{case}");
+            if tcp.bytes.len() <= most {
+                assert_eq!(reply.bytes, tcp.bytes, "{case}: fits, sent whole");
+            } else {
+                assert!(
+                    reply.truncated || m.additionals.len() < whole.additionals.len(),
+                    "{case}: cut"
+                );
+            }
+        }
+    }
+    // The big A answer (about 1,000 bytes) reaches a client with a buffer that holds
+    // it, and no other.
+    let big = |payload| {
+        let bytes = match payload {
+            None => query_bytes("big.service.muster.", RecordType::A, None),
+            Some(p) => with_payload(
+                query_bytes("big.service.muster.", RecordType::A, Some(Edns::new())),
+                p,
+            ),
+        };
+        ask_bytes(&bytes, Transport::Udp).1.truncated
+    };
+    assert!(big(None) && big(Some(256)) && big(Some(512)) && big(Some(900)));
+    assert!(!big(Some(1100)) && !big(Some(4096)));
+}
+
+#[test]
+fn a_limited_query_may_get_an_empty_tc_answer_no_larger_than_itself() {
+    for (name, qtype, edns) in [
+        ("web.service.muster.", RecordType::A, None),
+        ("big.service.muster.", RecordType::SRV, Some(Edns::new())),
+        ("Example.COM.", RecordType::ANY, None),
+        ("muster.", RecordType::AXFR, Some(Edns::new())),
+    ] {
+        let mut query = Message::new(0x5151, MessageType::Query, OpCode::Query);
+        query.metadata.recursion_desired = true;
+        query.metadata.checking_disabled = true;
+        query.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        if let Some(edns) = edns.clone() {
+            query.set_edns(edns);
+        }
+        let bytes = query.to_vec().unwrap();
+        let reply = retry_over_tcp(&bytes).expect("an answer");
+        assert!(reply.truncated && reply.rcode == ResponseCode::NoError);
+        assert!(reply.bytes.len() <= bytes.len(), "{name}: not amplified");
+        let m = Message::from_vec(&reply.bytes).expect("well-formed");
+        assert_eq!(m.metadata.id, 0x5151);
+        assert_eq!(m.metadata.message_type, MessageType::Response);
+        assert!(m.metadata.truncation && m.metadata.recursion_desired);
+        assert!(m.metadata.checking_disabled);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(m.queries, query.queries, "the question echoed as sent");
+        assert!(m.answers.is_empty() && m.authorities.is_empty() && m.additionals.is_empty());
+        assert_eq!(m.edns.is_some(), edns.is_some(), "{name}");
+    }
+    // Nothing for what `respond` would not answer with records either: too short,
+    // malformed, a response, another opcode, two questions.
+    let good = query_bytes("web.service.muster.", RecordType::A, None);
+    let mut response = good.clone();
+    response[2] |= 0x80;
+    let mut two = Message::new(2, MessageType::Query, OpCode::Query);
+    two.add_query(Query::query(
+        Name::from_ascii("a.muster.").unwrap(),
+        RecordType::A,
+    ));
+    two.add_query(Query::query(
+        Name::from_ascii("b.muster.").unwrap(),
+        RecordType::A,
+    ));
+    let mut status = Message::new(3, MessageType::Query, OpCode::Status);
+    status.add_query(Query::query(
+        Name::from_ascii("muster.").unwrap(),
+        RecordType::A,
+    ));
+    for bytes in [
+        Vec::new(),
+        vec![0x12, 0x34, 0x01],
+        good[..good.len() - 2].to_vec(),
+        response,
+        two.to_vec().unwrap(),
+        status.to_vec().unwrap(),
+    ] {
+        assert_eq!(retry_over_tcp(&bytes), None, "{bytes:02x?}");
+    }
+}
+
 #[test]
 fn malformed_queries_get_formerr_when_an_id_is_readable() {
     assert!(respond(&[], &zone(), &authority(), Transport::Udp).is_none());
