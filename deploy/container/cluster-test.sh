@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs three agents from the image in containers on a private podman network, seeded by
 # container name, and checks what an operator relies on:
-#   1. all three report healthy (HEALTHCHECK and GET /v1/health) and see 3 alive members;
+#   1. all three report healthy (HEALTHCHECK and GET /v1/health) and see 3 alive members,
+#      while a fourth whose seed never resolves runs but fails both;
 #   2. `podman kill` (SIGKILL) of one: the other two mark it failed;
 #   3. `muster leave` in another (the Kubernetes preStop): it exits 0, the last one sees
 #      it left;
 #   4. `podman stop` (SIGTERM) of the last: a graceful leave, exit 0, within the timeout.
 # Usage: deploy/container/cluster-test.sh IMAGE
-# Environment: PODMAN_RUN_OPTS: extra `podman run` options this host needs (check.sh
-# finds them); PODMAN_GLOBAL_OPTS: options before the podman command (e.g. --runtime runc).
+# Environment: PROBES_JSON: the Kubernetes manifests' probe and preStop commands (from
+# deploy/lint.py), run instead of the built-in copies; PODMAN_RUN_OPTS: extra `podman run`
+# options this host needs, and PODMAN_GLOBAL_OPTS: options before the podman command
+# (e.g. --runtime runc); check.sh finds both.
 # Cleans up its containers, network and key whatever happens. Exits 0 only if every
 # check passed.
 set -euo pipefail
@@ -75,8 +78,21 @@ members() {
     pm exec "$1" /usr/local/bin/muster members --json 2>/dev/null \
         | python3 -c 'import json,sys; [print(m["name"] + "=" + m["status"]) for m in json.load(sys.stdin)]'
 }
-# GET /v1/health inside container $1: exit 0 on 200.
-healthy() { pm exec "$1" /usr/local/bin/wget -q -O - http://127.0.0.1:7947/v1/health >/dev/null 2>&1; }
+# The Kubernetes manifests' readiness, liveness and preStop commands (deploy/lint.py
+# writes them to $PROBES_JSON), so this runs exactly what the kubelet would; without the
+# file, the same commands as written in deploy/kubernetes/.
+ready_cmd=(/usr/local/bin/wget -q -O - http://127.0.0.1:7947/v1/health)
+live_cmd=(/usr/local/bin/wget -q -O /dev/null http://127.0.0.1:7947/v1/self)
+stop_cmd=(/usr/local/bin/muster leave)
+if [ -n "${PROBES_JSON:-}" ]; then
+    probe() { python3 -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))[sys.argv[2]]))' "$PROBES_JSON" "$1"; }
+    mapfile -t ready_cmd < <(probe readiness)
+    mapfile -t live_cmd < <(probe liveness)
+    mapfile -t stop_cmd < <(probe preStop)
+    step "probes from $PROBES_JSON: readiness '${ready_cmd[*]}', liveness '${live_cmd[*]}', preStop '${stop_cmd[*]}'"
+fi
+# The readiness probe inside container $1 (GET /v1/health): exit 0 on 200.
+healthy() { pm exec "$1" "${ready_cmd[@]}" >/dev/null 2>&1; }
 # Polls `$@` until it succeeds or $deadline seconds pass.
 until_true() {
     local deadline="$1" what="$2"; shift 2
@@ -110,8 +126,8 @@ done
 step "the image's HEALTHCHECK passes in all three"
 # The other side: an agent whose only seed never resolves runs (its API answers) but is
 # not joined, so /v1/health says 503 and the HEALTHCHECK must say unhealthy.
-pm exec "$prefix-0" /usr/local/bin/wget -q -O - http://127.0.0.1:7947/v1/self >/dev/null \
-    || fail "$prefix-0's API does not answer"
+pm exec "$prefix-0" "${live_cmd[@]}" >/dev/null 2>&1 \
+    || fail "$prefix-0 fails the liveness probe: its API does not answer"
 if healthy "$prefix-0"; then fail "/v1/health of $prefix-0, which joined nobody, answers 200"; fi
 if pm healthcheck run "$prefix-0" >/dev/null 2>&1; then
     fail "HEALTHCHECK of $prefix-0, which joined nobody, passes"
@@ -124,9 +140,9 @@ watchers="$prefix-1 $prefix-2"
 until_true 60 "after podman kill, $prefix-1 and $prefix-2 mark $prefix-3 failed" \
     all_see "$prefix-3=failed" "$prefix-1=alive" "$prefix-2=alive"
 
-# The Kubernetes preStop: `muster leave` finds the token in the data dir by itself.
-pm exec "$prefix-2" /usr/local/bin/muster leave >/dev/null \
-    || fail "muster leave in $prefix-2 was refused"
+# The Kubernetes preStop, `muster leave`: it finds the token in the data dir by itself.
+pm exec "$prefix-2" "${stop_cmd[@]}" >/dev/null \
+    || fail "the preStop command (${stop_cmd[*]}) in $prefix-2 failed"
 until_true 30 "muster leave: $prefix-2 exits 0" exited_with "$prefix-2" 0
 watchers="$prefix-1"
 until_true 30 "$prefix-1 sees $prefix-2 left" all_see "$prefix-2=left"
