@@ -32,6 +32,8 @@ cleanup() {
     rm -rf "$keydir"
 }
 trap cleanup EXIT
+# A timeout's SIGTERM still cleans up (through the EXIT trap).
+trap 'exit 143' TERM INT
 cleanup_logs() {
     for i in 0 1 2 3; do
         echo "--- logs of $prefix-$i (last 20 lines)" >&2
@@ -152,6 +154,8 @@ pm stop -t 30 "$prefix-1" >/dev/null
 took=$(( SECONDS - start ))
 exited_with "$prefix-1" 0 || fail "podman stop: $prefix-1 exited $(pm inspect -f '{{.State.ExitCode}}' "$prefix-1"), not 0"
 (( took < 30 )) || fail "podman stop took ${took}s: SIGTERM did not end the agent, SIGKILL did"
-pm logs "$prefix-1" 2>&1 | grep -q 'leaving the cluster' || fail "$prefix-1 logged no graceful leave"
+# (Not `podman logs | grep -q`: grep quitting early fails the pipe under pipefail.)
+logs="$(pm logs "$prefix-1" 2>&1)"
+grep -q 'leaving the cluster' <<< "$logs" || fail "$prefix-1 logged no graceful leave"
 step "podman stop (SIGTERM): $prefix-1 left gracefully and exited 0 in ${took}s"
 step "passed"
