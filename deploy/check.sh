@@ -176,7 +176,7 @@ step_container() {
     local id
     id="$(podman create "$IMAGE" 2>/dev/null)"
     podman export "$id" | tar -t | sed 's|^\./||; s|^|/|' > "$MUSTER_DEPLOY_WORK/image-files.txt"
-    podman rm "$id" >/dev/null 2>&1
+    podman rm -v "$id" >/dev/null 2>&1
     "$venv/bin/python" "$here/lint.py" "$repo" --image-files "$MUSTER_DEPLOY_WORK/image-files.txt" \
         --probes-out "$MUSTER_DEPLOY_WORK/probes.json" || die "deploy/lint.py against the image"
 
@@ -204,9 +204,14 @@ step_container() {
     [ -n "$found" ] || die "podman run works with none of the option sets above"
     say "podman ${global:+$global }run ${opts:+$opts }$IMAGE --version: $want"
 
+    local volumes_before volumes_after
+    volumes_before="$(podman volume ls -q | wc -l)"
     PODMAN_GLOBAL_OPTS="$global" PODMAN_RUN_OPTS="$opts" PROBES_JSON="$MUSTER_DEPLOY_WORK/probes.json" \
         "$here/container/cluster-test.sh" "$IMAGE" 2> >(grep -v 'systemd connection' >&2) \
         || die "cluster-test.sh"
+    volumes_after="$(podman volume ls -q | wc -l)"
+    (( volumes_after <= volumes_before )) \
+        || die "cluster-test.sh left $(( volumes_after - volumes_before )) podman volume(s) behind"
 }
 
 if [ "${1:-}" = step ]; then

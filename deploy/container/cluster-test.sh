@@ -27,7 +27,7 @@ pm() { podman "${global[@]}" "$@"; }
 
 keydir="$(mktemp -d)"
 cleanup() {
-    for i in 0 1 2 3; do pm rm -f -v "$prefix-$i" >/dev/null 2>&1 || true; done
+    for i in 0 1 2 3; do pm rm -f -t 0 -v "$prefix-$i" >/dev/null 2>&1 || true; done
     pm network rm -f "$net" >/dev/null 2>&1 || true
     rm -rf "$keydir"
 }
@@ -44,7 +44,7 @@ fail() { echo "cluster-test: FAIL: $*" >&2; cleanup_logs; exit 1; }
 step() { echo "cluster-test: $*"; }
 
 # Leftovers of an interrupted run (our names only).
-for i in 0 1 2 3; do pm rm -f -v "$prefix-$i" >/dev/null 2>&1 || true; done
+for i in 0 1 2 3; do pm rm -f -t 0 -v "$prefix-$i" >/dev/null 2>&1 || true; done
 pm network rm -f "$net" >/dev/null 2>&1 || true
 
 pm network create --subnet "$subnet.0/24" "$net" >/dev/null
@@ -135,7 +135,7 @@ if pm healthcheck run "$prefix-0" >/dev/null 2>&1; then
     fail "HEALTHCHECK of $prefix-0, which joined nobody, passes"
 fi
 step "an agent that joined nobody answers 503 on /v1/health and fails the HEALTHCHECK"
-pm rm -f -v "$prefix-0" >/dev/null
+pm rm -f -t 0 -v "$prefix-0" >/dev/null
 
 pm kill "$prefix-3" >/dev/null
 watchers="$prefix-1 $prefix-2"
