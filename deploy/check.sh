@@ -150,10 +150,11 @@ step_systemd() {
 step_manifests() {
     local venv="$MUSTER_DEPLOY_CACHE/venv" v
     [ -x "$venv/bin/kubernetes-validate" ] || die "no kubernetes-validate (the tools step failed)"
+    local manifests=("$here"/kubernetes/*.yaml)
     for v in $KUBE_VERSIONS; do
-        "$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "$here"/kubernetes/*.yaml \
+        "$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "${manifests[@]}" \
             || die "kubernetes-validate --strict -k $v"
-        say "kubernetes-validate --strict -k $v: $(ls "$here"/kubernetes/*.yaml | xargs -n1 basename | tr '\n' ' ')"
+        say "kubernetes-validate --strict -k $v: ${manifests[*]##*/}"
     done
     "$venv/bin/python" "$here/lint.py" "$repo" || die "deploy/lint.py"
 }
