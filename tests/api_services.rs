@@ -247,6 +247,16 @@ async fn state_writes_are_refused_whole_naming_the_field() {
         StatusCode::NOT_FOUND,
         None,
     );
+    // A key holding a control character (here a newline and an escape) would be
+    // refused by every peer, so the agent refuses it here, naming the key.
+    for uri_key in ["bad%0Akey", "bad%1B%5B2Jkey"] {
+        assert_error(
+            &format!("control character in {uri_key}"),
+            put_state(&ra, uri_key, "x").await,
+            StatusCode::BAD_REQUEST,
+            Some("key"),
+        );
+    }
     // Keys are at most 256 bytes.
     let (status, body) = put_state(&ra, &"k".repeat(256), "x").await;
     assert_eq!(status, StatusCode::OK, "a 256-byte key: {body}");

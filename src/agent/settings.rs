@@ -153,6 +153,9 @@ pub struct AgentConfig {
     /// TTL of every DNS record, and of negative answers: whole seconds.
     #[serde(with = "duration")]
     pub dns_ttl: Duration,
+    /// UDP DNS answers per second to one source address (an IPv6 /64), with bursts of
+    /// twice that; `0` turns the limit off (see [`crate::dns::RateLimit`]).
+    pub dns_rate_limit: u32,
     /// Where the agent keeps its state across restarts; none keeps nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -227,6 +230,7 @@ impl Default for AgentConfig {
             // Short, so a cached answer outlives a failover by at most 5 s; long enough
             // that a busy client asks a few times a minute, not once per request.
             dns_ttl: Duration::from_secs(5),
+            dns_rate_limit: crate::dns::limiter::DEFAULT_PER_SECOND,
             // Keep nothing on disk unless asked: a restart then rejoins through seeds.
             data_dir: None,
             // Humans read logs more often than collectors parse them.

@@ -94,6 +94,9 @@ async fn write(
                 }
             });
         }
+        Err(AgentError::Command(e @ CommandError::ControlCharacter { field })) => {
+            return Err(ApiError::bad_query(field, e.to_string()));
+        }
         Err(AgentError::Stopped) => return Err(ApiError::Stopped),
         Err(e) => return Err(ApiError::Conflict(e.to_string())),
     }

@@ -12,6 +12,9 @@ use crate::agent::settings::{AgentConfig, Listen, MAX_DNS_TTL, SettingsError, in
 use crate::proto::SwimConfig;
 use crate::wire::{MAX_NAME_LEN, has_control_char};
 
+/// Most `dns_rate_limit`: past this one source could take the whole server anyway.
+const MAX_DNS_RATE_LIMIT: u32 = 100_000;
+
 /// Most `api_max_connections`: beyond the descriptors any host gives one process.
 const MAX_API_CONNECTIONS: usize = 65_536;
 
@@ -139,7 +142,8 @@ impl AgentConfig {
         Ok(())
     }
 
-    /// `dns_addr` must not take the API's TCP port; `dns_ttl` is whole seconds, bounded.
+    /// `dns_addr` must not take the API's TCP port; `dns_ttl` is whole seconds, bounded;
+    /// `dns_rate_limit` is bounded.
     fn validate_dns(&self) -> Result<(), SettingsError> {
         if let Some(dns) = self.dns_listen().map(|l| l.addr) {
             let api = self.api_listen().addr;
@@ -164,6 +168,14 @@ impl AgentConfig {
                 format!(
                     "must be at most {}: a cached answer would hide a failover that long",
                     super::duration::format_duration(MAX_DNS_TTL)
+                ),
+            ));
+        }
+        if self.dns_rate_limit > MAX_DNS_RATE_LIMIT {
+            return Err(invalid(
+                "dns_rate_limit",
+                format!(
+                    "must be at most {MAX_DNS_RATE_LIMIT} answers a second per source, or 0 for no limit"
                 ),
             ));
         }
@@ -482,6 +494,13 @@ mod tests {
                     ..dev()
                 },
                 "dns_ttl",
+            ),
+            (
+                AgentConfig {
+                    dns_rate_limit: 1_000_000,
+                    ..dev()
+                },
+                "dns_rate_limit",
             ),
             (
                 AgentConfig {

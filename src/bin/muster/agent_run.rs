@@ -15,7 +15,7 @@ use muster::agent::data_dir::{self, DataDir, DataDirError, SavedState};
 use muster::agent::settings::{self, AgentConfig, ListenAddr, LogFormat};
 use muster::api::server::{ServerLimits, ServerStats};
 use muster::api::{self, Access, ApiState, ApiToken, LeaveRequest};
-use muster::dns::{DnsServer, DnsSockets};
+use muster::dns::{DnsServer, DnsSockets, RateLimit};
 use muster::proto::{ConfigError, SwimConfig, rng};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -168,7 +168,8 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let dns = match dns_sockets {
         Some(sockets) => {
             let server = DnsServer::start(sockets, &mesh.view(), services.clone(), config.dns_ttl)
-                .context("cannot start the DNS interface")?;
+                .context("cannot start the DNS interface")?
+                .with_rate_limit(RateLimit::per_second(config.dns_rate_limit));
             api_state = api_state.with_metrics(server.stats());
             Some(server)
         }
