@@ -97,8 +97,16 @@ def check_workload(path, docs, known, image_files, probes):
     check(("MUSTER_ADVERTISE" in env) or ("MUSTER_BIND" in env and "0.0.0.0" not in env["MUSTER_BIND"].get("value", "")),
           f"{where}: neither MUSTER_ADVERTISE nor a concrete MUSTER_BIND")
     join = env.get("MUSTER_JOIN", {}).get("value", "")
-    check(join.startswith(svc["metadata"]["name"] + ".") and join.endswith(":7946"),
+    check(join.startswith(svc["metadata"]["name"] + "."),
           f"{where}: MUSTER_JOIN {join!r} does not name the Service {svc['metadata']['name']!r}")
+    if ":" not in join:
+        # A seed without a port is read as _muster._udp.NAME SRV records: the Service
+        # publishes them only for a UDP port named `muster`.
+        check(any(p.get("name") == "muster" and p.get("protocol") == "UDP" and p.get("port") == 7946
+                  for p in svc["spec"].get("ports", [])),
+              f"{where}: MUSTER_JOIN {join!r} has no port, but the Service has no UDP port named 'muster'")
+    else:
+        check(join.endswith(":7946"), f"{where}: MUSTER_JOIN {join!r} is not on port 7946")
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
     data_dir = env.get("MUSTER_DATA_DIR", {}).get("value")
     check(data_dir in mounts, f"{where}: no volume at MUSTER_DATA_DIR {data_dir}")

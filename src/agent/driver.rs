@@ -133,23 +133,13 @@ pub(super) struct PendingSeedUse {
     pub(super) recontact: bool,
 }
 
-/// Resolves every `host:port` in `names` (the system resolver: DNS, `/etc/hosts`),
-/// without duplicates; names that do not resolve are left out (logged at debug).
+/// Resolves every seed name in `names` ([`crate::agent::seeds`]), without duplicates;
+/// names that do not resolve are left out (logged at debug).
 async fn resolve_seed_names(names: Vec<String>) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for name in names {
-        match tokio::net::lookup_host(name.as_str()).await {
-            Ok(addrs) => {
-                for addr in addrs {
-                    if !out.contains(&addr) {
-                        out.push(addr);
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(seed = %name, error = %e, "seed name does not resolve"),
-        }
-    }
-    out
+    super::seeds::resolve_all(&names, |seed, e| {
+        tracing::debug!(%seed, error = %e, "seed name does not resolve");
+    })
+    .await
 }
 
 /// The outcome of the resolution in `slot`, once it finishes (never, when there is

@@ -13,6 +13,7 @@
 //! | `mesh` | [`Mesh`]: start, read the membership, subscribe, join, set tags, leave; [`MeshView`], a read-only handle for the HTTP API |
 //! | `driver` | the driver task and the requests it serves |
 //! | `join` | join retry with exponential backoff and jitter |
+//! | `seeds` | what a seed may be (`ip:port`, `host:port`, a name with SRV records) and its addresses now |
 //! | `kv_view` | read-only snapshots of every member's replicated key-value state |
 //! | `clock` | the one place the agent reads the clock: `tokio::time::Instant` ↔ [`crate::proto::Time`] |
 //! | `settings` | the deployment config of `muster agent` (TOML, defaults, validation) and how it becomes a [`MeshConfig`] |
@@ -27,6 +28,7 @@ mod join;
 pub mod kv_view;
 mod mesh;
 pub mod overrides;
+pub mod seeds;
 pub mod settings;
 
 pub use config::{MeshConfig, TlsSource};

@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::config::{MeshConfig, TlsSource};
+use crate::agent::seeds::{self, Seed};
 use crate::api::ApiToken;
 use crate::proto::{ConfigError, SwimConfig};
 use crate::routing::service::ServiceSpec;
@@ -469,7 +470,7 @@ impl AgentConfig {
             seed_names: self
                 .join
                 .iter()
-                .filter(|seed| seed.parse::<SocketAddr>().is_err())
+                .filter(|seed| Seed::parse(seed).is_ok_and(|s| s.is_name()))
                 .cloned()
                 .collect(),
             incarnation,
@@ -493,25 +494,27 @@ impl AgentConfig {
     }
 
     async fn resolve_seeds(&self, loud: bool) -> Vec<SocketAddr> {
-        let mut seeds = Vec::new();
-        for seed in &self.join {
-            match tokio::net::lookup_host(seed.as_str()).await {
-                Ok(addrs) => {
-                    for addr in addrs {
-                        if self.dev && !addr.ip().is_loopback() {
-                            tracing::warn!(%seed, %addr, "dev mode: skipping a non-loopback seed address");
-                        } else if !seeds.contains(&addr) {
-                            seeds.push(addr);
-                        }
-                    }
-                }
-                Err(e) if loud => {
-                    tracing::warn!(%seed, error = %e, "seed does not resolve; skipping it");
-                }
-                Err(e) => tracing::debug!(%seed, error = %e, "seed still does not resolve"),
+        let found = seeds::resolve_all(&self.join, |seed, e| {
+            if loud {
+                tracing::warn!(%seed, error = %e, "seed does not resolve; skipping it");
+            } else {
+                tracing::debug!(%seed, error = %e, "seed still does not resolve");
             }
+        })
+        .await;
+        if !self.dev {
+            return found;
         }
-        seeds
+        found
+            .into_iter()
+            .filter(|addr| {
+                let loopback = addr.ip().is_loopback();
+                if !loopback {
+                    tracing::warn!(%addr, "dev mode: skipping a non-loopback seed address");
+                }
+                loopback
+            })
+            .collect()
     }
 }
 

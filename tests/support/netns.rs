@@ -117,6 +117,33 @@ impl Lab {
         Ok(())
     }
 
+    /// Writes host `i`'s `/etc/resolv.conf`: one `nameserver`. Like `/etc/hosts`, it is
+    /// read at each lookup by whoever runs in the namespace through [`Lab::exec`].
+    pub fn set_nameserver(&self, i: usize, addr: &str) -> Result<()> {
+        let dir = self.etc(i);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("resolv.conf"), format!("nameserver {addr}\n"))?;
+        Ok(())
+    }
+
+    /// A UDP socket bound to `addr` inside host `i`, for a server the test runs itself:
+    /// a short-lived thread enters the namespace and binds it, and the socket stays in
+    /// that namespace whichever thread uses it.
+    pub fn udp_socket(&self, i: usize, addr: &str) -> Result<std::net::UdpSocket> {
+        let ns = PathBuf::from("/var/run/netns").join(self.ns(i));
+        let addr = addr.to_owned();
+        std::thread::spawn(move || -> Result<std::net::UdpSocket> {
+            let file = std::fs::File::open(&ns)?;
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&file),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            Ok(std::net::UdpSocket::bind(addr.as_str())?)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))?
+    }
+
     fn etc(&self, i: usize) -> PathBuf {
         PathBuf::from("/etc/netns").join(self.ns(i))
     }

@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use crate::agent::config::MAX_CLUSTER_NAME_LEN;
+use crate::agent::seeds::Seed;
 use crate::agent::settings::{AgentConfig, Listen, MAX_DNS_TTL, SettingsError, invalid};
 use crate::proto::SwimConfig;
 use crate::wire::{MAX_NAME_LEN, has_control_char};
@@ -99,7 +100,7 @@ impl AgentConfig {
             _ => {}
         }
         for seed in &self.join {
-            split_host_port(seed)?;
+            parse_seed(seed)?;
         }
         self.validate_dns()?;
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
@@ -278,7 +279,7 @@ impl AgentConfig {
             return Err(invalid("dns_addr", why));
         }
         for seed in &self.join {
-            let (host, _) = split_host_port(seed)?;
+            let host = parse_seed(seed)?.host();
             let loopback = match host.parse::<IpAddr>() {
                 Ok(ip) => ip.is_loopback(),
                 Err(_) => host.eq_ignore_ascii_case("localhost"),
@@ -294,25 +295,9 @@ impl AgentConfig {
     }
 }
 
-/// Splits `host:port` (`[v6]:port` for IPv6 literals), checking both parts.
-pub(super) fn split_host_port(seed: &str) -> Result<(&str, u16), SettingsError> {
-    let bad = |why: &str| invalid("join", format!("{seed:?}: {why}"));
-    let (host, port) = seed
-        .rsplit_once(':')
-        .ok_or_else(|| bad("expected host:port"))?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() {
-        return Err(bad("the host is empty"));
-    }
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?;
-    Ok((host, port))
+/// One seed of `join`, classified ([`crate::agent::seeds`]), or the error naming it.
+fn parse_seed(seed: &str) -> Result<Seed, SettingsError> {
+    Seed::parse(seed).map_err(|why| invalid("join", format!("{seed:?}: {why}")))
 }
 
 #[cfg(test)]
