@@ -357,3 +357,36 @@ fn version_names_the_protocol_and_the_commit_and_completions_and_man_are_generat
     assert!(page.contains("keygen"), "the subcommands are listed");
     Ok(())
 }
+
+#[test]
+fn an_agent_whose_mesh_driver_dies_exits_rather_than_answer_from_a_frozen_view() -> Result<()> {
+    // Debug builds make the driver panic on request (MUSTER_TEST_CRASH_DRIVER): a bug's
+    // stand-in. The agent must exit non-zero at once, not keep serving /v1/health.
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut cmd = command();
+    cmd.args([
+        "agent",
+        "--dev",
+        "--profile",
+        "local",
+        "--log-format",
+        "json",
+    ])
+    .args(["--name", "crash", "--bind", &bind])
+    .args(["--api-addr", "127.0.0.1:0", "--dns-addr", "off"])
+    .env("MUSTER_TEST_CRASH_DRIVER", "1");
+    let mut agent = support::Agent::spawn("crash", port, cmd)?;
+    let status = agent.wait_exit()?;
+    assert_eq!(status.code(), Some(70), "{}", agent.tail());
+    assert!(
+        agent.said("the mesh driver stopped; exiting"),
+        "{}",
+        agent.tail()
+    );
+    let why = agent
+        .first_field("the mesh driver stopped; exiting", "why")
+        .unwrap_or_default();
+    assert!(why.to_string().contains("panicked"), "{why}");
+    Ok(())
+}

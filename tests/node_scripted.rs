@@ -14,7 +14,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use muster::proto::{Channel, Command, CommandError, Event, Node, NodeOptions, SwimConfig, Time};
+use muster::proto::{
+    Channel, Command, CommandError, Event, MAX_RELAYS, Node, NodeOptions, Refusal, SwimConfig, Time,
+};
 use muster::wire::{
     self, ClusterId, DatagramBuilder, KvChange, KvEntry, KvMapRecord, KvSummary, MemberRecord,
     MemberState, Message, Name, Profile, SyncPhase, Tags,
@@ -641,8 +643,8 @@ fn ping_over_a_stream_is_answered_over_the_stream() {
 
 #[test]
 fn ping_req_makes_the_node_ping_the_target_and_relay_its_ack() {
-    let mut s = Script::new(config());
-    let (requester, target_addr) = (host(20), host(21));
+    let mut s = Script::with_peers(config(), &["r", "t"]);
+    let (requester, target_addr) = (s.addr("r"), s.addr("t"));
     s.deliver(
         requester,
         &[Message::PingReq {
@@ -662,6 +664,12 @@ fn ping_req_makes_the_node_ping_the_target_and_relay_its_ack() {
             _ => None,
         })
         .expect("a ping to the target");
+    // An ack from anywhere else is no answer: nothing is relayed.
+    s.deliver(host(77), &[Message::Ack { seq: our_seq }]);
+    assert!(
+        s.take_sent().is_empty(),
+        "an ack from a stranger was relayed"
+    );
     s.deliver(target_addr, &[Message::Ack { seq: our_seq }]);
     let sent = s.take_sent();
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -680,8 +688,8 @@ fn ping_req_makes_the_node_ping_the_target_and_relay_its_ack() {
 
 #[test]
 fn ping_req_for_a_silent_target_is_answered_by_a_nack_before_the_requesters_timeout() {
-    let mut s = Script::new(config());
-    let (requester, target_addr) = (host(20), host(21));
+    let mut s = Script::with_peers(config(), &["r", "t"]);
+    let (requester, target_addr) = (s.addr("r"), s.addr("t"));
     let start = s.now;
     s.deliver(
         requester,
@@ -709,6 +717,73 @@ fn ping_req_for_a_silent_target_is_answered_by_a_nack_before_the_requesters_time
             .iter()
             .any(|t| t.has(|m| matches!(m, Message::Ack { .. })))
     );
+}
+
+#[test]
+fn ping_req_pings_only_members_and_only_where_this_node_holds_them() {
+    let mut s = Script::with_peers(config(), &["r", "t"]);
+    let (requester, held) = (s.addr("r"), s.addr("t"));
+    // A target nobody knows, at an address of the asker's choosing: nothing is sent.
+    s.deliver(
+        requester,
+        &[Message::PingReq {
+            seq: 1,
+            target: "stranger".into(),
+            target_addr: host(99),
+        }],
+    );
+    assert!(
+        s.take_sent().is_empty(),
+        "a ping-req reflected to a stranger"
+    );
+    // Nor a ping at this node itself.
+    s.deliver(
+        requester,
+        &[Message::PingReq {
+            seq: 2,
+            target: ME.into(),
+            target_addr: host(98),
+        }],
+    );
+    assert!(s.take_sent().is_empty());
+    assert_eq!(s.node.stats().refused.of(Refusal::PingReqUnknownTarget), 2);
+    // A member named with another address is pinged where this node holds it.
+    s.deliver(
+        requester,
+        &[Message::PingReq {
+            seq: 3,
+            target: "t".into(),
+            target_addr: host(99),
+        }],
+    );
+    let sent = s.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to, held);
+    assert_eq!(s.node.stats().relayed_probes, 1);
+}
+
+#[test]
+fn ping_reqs_past_the_relay_bound_are_refused_until_relays_end() {
+    let mut s = Script::with_peers(config(), &["r", "t"]);
+    let requester = s.addr("r");
+    let ask = |seq: u32| Message::PingReq {
+        seq,
+        target: "t".into(),
+        target_addr: host(3),
+    };
+    for seq in 0..MAX_RELAYS as u32 {
+        s.deliver(requester, &[ask(seq)]);
+    }
+    assert_eq!(s.node.stats().relayed_probes, MAX_RELAYS as u64);
+    s.take_sent();
+    s.deliver(requester, &[ask(5000)]);
+    assert!(s.take_sent().is_empty(), "a relay past the bound");
+    assert_eq!(s.node.stats().refused.of(Refusal::PingReqRelaysFull), 1);
+    // Relays end at their timeout (with a nack); then there is room again.
+    s.advance(Duration::from_secs(2));
+    s.take_sent();
+    s.deliver(requester, &[ask(5001)]);
+    assert_eq!(s.node.stats().relayed_probes, MAX_RELAYS as u64 + 1);
 }
 
 // ----- suspicion and failure --------------------------------------------------------
@@ -2406,6 +2481,42 @@ fn a_large_value_notice_or_a_new_epoch_pulls_the_map_from_its_owner() {
 }
 
 #[test]
+fn a_push_is_believed_only_from_the_peer_this_node_pulled_that_map_from() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    let (a, b) = (s.addr("a"), s.addr("b"));
+    let push = |node: &str, value: &str| Message::KvPush {
+        maps: vec![KvMapRecord {
+            node: node.into(),
+            epoch: 10,
+            entries: vec![KvEntry {
+                key: "k".into(),
+                version: 11,
+                value: Some(value.into()),
+            }],
+        }],
+    };
+    // Nobody asked: b's push of a's map, and a push of this node's own map, are refused.
+    s.deliver_stream(b, &push("a", "forged"));
+    s.deliver_stream(b, &push(ME, "forged"));
+    assert!(s.node.kv("a").is_none_or(|m| m.get("k").is_none()));
+    assert!(s.node.kv(ME).is_none_or(|m| m.get("k").is_none()));
+    assert_eq!(s.node.stats().refused.of(Refusal::UnaskedKvPush), 2);
+    // A notice of a's large value pulls from a; b answering in a's place is refused...
+    s.deliver(b, &[kv_update("a", 10, 11, "k", KvChange::Large)]);
+    assert!(
+        s.take_sent()
+            .iter()
+            .any(|t| t.to == a && t.has(|m| matches!(m, Message::KvPull { .. })))
+    );
+    s.deliver_stream(b, &push("a", "forged"));
+    assert!(s.node.kv("a").unwrap().get("k").is_none());
+    assert_eq!(s.node.stats().refused.of(Refusal::UnaskedKvPush), 3);
+    // ...and a's own answer is merged.
+    s.deliver_stream(a, &push("a", "real"));
+    assert_eq!(s.node.kv("a").unwrap().get("k"), Some(("real", 11)));
+}
+
+#[test]
 fn a_pull_is_answered_with_the_maps_held() {
     let mut s = Script::with_peers(config(), &["a", "b"]);
     s.command(set_kv("mine", Some("1"))).unwrap();
@@ -2471,6 +2582,40 @@ fn the_sync_digest_covers_replicated_state() {
 }
 
 #[test]
+fn a_claim_that_our_own_map_is_at_the_end_of_the_number_line_is_refused() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    s.command(set_kv("svc", Some("up"))).unwrap();
+    let before = s.node.kv(ME).unwrap().epoch();
+    for (epoch, version) in [
+        (u64::MAX, u64::MAX),
+        (u64::MAX - 1, u64::MAX),
+        (1, u64::MAX),
+    ] {
+        s.deliver(
+            s.addr("a"),
+            &[kv_update(
+                ME,
+                epoch,
+                version,
+                "k",
+                KvChange::Set("x".into()),
+            )],
+        );
+    }
+    let map = s.node.kv(ME).unwrap();
+    assert_eq!(map.epoch(), before, "no jump to the end of the number line");
+    assert_eq!(map.get("svc").map(|(v, _)| v), Some("up"));
+    assert_eq!(s.node.stats().kv_epoch_bumps, 0);
+    assert!(s.node.stats().refused.of(Refusal::KvEpochAhead) >= 2);
+    // Writes go on as before.
+    s.command(set_kv("svc", Some("down"))).unwrap();
+    assert_eq!(
+        s.node.kv(ME).unwrap().get("svc").map(|(v, _)| v),
+        Some("down")
+    );
+}
+
+#[test]
 fn a_restarted_node_that_sees_a_newer_map_of_itself_moves_above_it() {
     let mut s = Script::with_peers(config(), &["a"]);
     s.command(set_kv("svc", Some("up"))).unwrap();
@@ -2527,4 +2672,44 @@ fn a_reaped_member_takes_its_state_with_it() {
     s.wait_for("reaped a", Duration::from_secs(10))
         .expect("a is reaped after its retention");
     assert!(s.node.kv("a").is_none());
+}
+
+#[test]
+fn a_push_pull_of_300000_made_up_members_fills_the_table_only_to_its_cap() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    let cap = s.node.config().max_members;
+    assert_eq!(cap, muster::proto::DEFAULT_MAX_MEMBERS);
+    let fake: Vec<MemberRecord> = (0..300_000u32)
+        .map(|i| {
+            let addr = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7946));
+            record(&format!("fake-{i}"), addr, 1, MemberState::Alive)
+        })
+        .collect();
+    let push_pull = Message::PushPull {
+        phase: SyncPhase::Reply,
+        digest: 1,
+        members: fake,
+    };
+    let bytes = wire::encode_stream(&push_pull, cluster()).expect("fits a stream");
+    eprintln!("a push-pull of 300,000 members: {} bytes", bytes.len());
+    s.node.handle_stream(s.now, s.addr("a"), &bytes);
+    assert_eq!(s.node.members().len(), cap, "the table stops at its cap");
+    assert_eq!(
+        s.node.stats().refused.of(Refusal::MembersFull),
+        300_000 - (cap as u64 - 2),
+        "every record past the cap is counted"
+    );
+    // Gossip stays bounded too: what is queued is capped, whatever came in.
+    assert!(s.node.queued_updates() <= s.node.config().max_queued_updates);
+}
+
+#[test]
+fn max_members_below_two_is_refused_naming_the_field() {
+    let err = SwimConfig {
+        max_members: 1,
+        ..config()
+    }
+    .validate()
+    .unwrap_err();
+    assert_eq!(err.field, "max_members");
 }

@@ -59,6 +59,10 @@ pub(super) enum Request {
         value: Option<String>,
         reply: oneshot::Sender<Result<(), CommandError>>,
     },
+    /// Panic, as a bug would: how tests check that whoever runs the mesh notices.
+    /// Debug builds only.
+    #[cfg(debug_assertions)]
+    Crash,
 }
 
 /// The driver's state; see the module docs.
@@ -263,6 +267,8 @@ impl Driver {
                 self.flush();
                 let _ = reply.send(result);
             }
+            #[cfg(debug_assertions)]
+            Request::Crash => panic!("the mesh driver was asked to crash (a test)"),
         }
     }
 

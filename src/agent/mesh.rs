@@ -332,6 +332,31 @@ impl Mesh {
         self.stop().await;
     }
 
+    /// Waits until the driver task ends by itself, which it never does while the mesh
+    /// runs: only a bug (a panic) ends it. Answers why; pending forever once the mesh is
+    /// stopped. Whoever runs a mesh for others should stop when this answers, rather
+    /// than serve a membership that no longer moves.
+    pub async fn driver_ended(&mut self) -> String {
+        let Some(handle) = self.driver.as_mut() else {
+            return std::future::pending().await;
+        };
+        let outcome = handle.await;
+        self.driver = None;
+        match outcome {
+            Ok(()) => "the driver returned".to_owned(),
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".to_owned());
+                format!("the driver panicked: {message}")
+            }
+            Err(e) => format!("the driver ended: {e}"),
+        }
+    }
+
     async fn stop(&mut self) {
         if let Some(driver) = self.driver.take() {
             driver.abort();
@@ -430,6 +455,14 @@ impl MeshControl {
     /// As [`Mesh::transport_stats`].
     pub fn transport_stats(&self) -> TransportStats {
         self.transport.stats()
+    }
+
+    /// Makes the driver panic, as a bug would (debug builds only): tests check that
+    /// [`Mesh::driver_ended`] and the agent notice.
+    #[cfg(debug_assertions)]
+    #[doc(hidden)]
+    pub async fn crash_driver(&self) -> Result<(), AgentError> {
+        self.request(Request::Crash).await
     }
 
     /// Starts a graceful leave and waits for it to spread (bounded by twice the leave

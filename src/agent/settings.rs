@@ -157,6 +157,9 @@ pub struct AgentConfig {
     /// UDP DNS answers per second to one source address (an IPv6 /64), with bursts of
     /// twice that; `0` turns the limit off (see [`crate::dns::RateLimit`]).
     pub dns_rate_limit: u32,
+    /// Most members this agent's table holds (a bound on what peers can make it
+    /// remember); alive records of new members past it are refused and counted.
+    pub max_members: usize,
     /// Where the agent keeps its state across restarts; none keeps nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -232,6 +235,7 @@ impl Default for AgentConfig {
             // that a busy client asks a few times a minute, not once per request.
             dns_ttl: Duration::from_secs(5),
             dns_rate_limit: crate::dns::limiter::DEFAULT_PER_SECOND,
+            max_members: crate::proto::DEFAULT_MAX_MEMBERS,
             // Keep nothing on disk unless asked: a restart then rejoins through seeds.
             data_dir: None,
             // Humans read logs more often than collectors parse them.
@@ -463,7 +467,10 @@ impl AgentConfig {
             zone: Name::from(self.zone.as_str()),
             tags: self.tags()?,
             cluster: self.cluster.clone(),
-            swim: SwimConfig::preset(&self.profile)?,
+            swim: SwimConfig {
+                max_members: self.max_members,
+                ..SwimConfig::preset(&self.profile)?
+            },
             seeds,
             // Names are resolved again at every retry and re-contact; addresses are
             // addresses.

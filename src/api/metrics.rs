@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::api::view::Status;
-use crate::proto::{KindCounters, MemberInfo, RTT_BUCKETS_MICROS, Stats};
+use crate::proto::{KindCounters, MemberInfo, RTT_BUCKETS_MICROS, Refusal, Stats};
 use crate::transport::TransportStats;
 use crate::wire::MessageKind;
 
@@ -353,6 +353,18 @@ fn write_node(out: &mut Exposition, s: &Stats) {
             "muster_dropped_input_total",
             &[("reason", reason)],
             n as f64,
+        );
+    }
+    out.family(
+        "muster_records_refused_total",
+        Kind::Counter,
+        "What peers sent that decoded but the protocol refused to act on, by reason.",
+    );
+    for reason in Refusal::ALL {
+        out.sample(
+            "muster_records_refused_total",
+            &[("reason", reason.as_str())],
+            s.refused.of(reason) as f64,
         );
     }
     let buckets: Vec<(f64, u64)> = RTT_BUCKETS_MICROS

@@ -79,7 +79,14 @@ pub struct SwimConfig {
     pub max_queued_updates: usize,
     /// Largest replicated key-value map this node may publish (keys plus values).
     pub kv_max_bytes: usize,
+    /// Most members the table holds, this node and departed members included; an alive
+    /// record of an unknown member past it is refused and counted. A bound on what
+    /// peers can make this node remember, not a cluster size to plan for.
+    pub max_members: usize,
 }
+
+/// [`SwimConfig::max_members`] unless configured.
+pub const DEFAULT_MAX_MEMBERS: usize = 100_000;
 
 impl Default for SwimConfig {
     fn default() -> Self {
@@ -146,6 +153,9 @@ impl SwimConfig {
             // Room for a few dozen service records and small app data; every member holds
             // every member's map, so 64 KiB × 1,000 members is 64 MB per node at most.
             kv_max_bytes: 64 * 1024,
+            // Ten times the largest cluster the simulator runs; a member costs a few
+            // hundred bytes here, so the table stays in the tens of MB.
+            max_members: DEFAULT_MAX_MEMBERS,
         }
     }
 
@@ -274,6 +284,12 @@ impl SwimConfig {
         }
         if self.max_queued_updates < 16 {
             return err("max_queued_updates", "must be at least 16");
+        }
+        if self.max_members < 2 {
+            return err(
+                "max_members",
+                "must be at least 2 (this node and one other)",
+            );
         }
         Ok(())
     }

@@ -180,7 +180,7 @@ impl KvMap {
             .collect();
         *self = KvMap::new(epoch);
         for (k, s) in live {
-            self.apply(&k, s.version.max(epoch + 1), s.value);
+            self.apply(&k, s.version.max(epoch.saturating_add(1)), s.value);
         }
     }
 

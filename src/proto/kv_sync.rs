@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::proto::event::{CommandError, Event};
 use crate::proto::kv::{self, KvMap, MAX_DELETION_MARKERS};
 use crate::proto::node::Node;
+use crate::proto::stats::Refusal;
 use crate::proto::time::Time;
 use crate::wire::{
     KvChange, KvSummary, MAX_KV_KEY_LEN, MAX_KV_MAP_LEN, Message, MessageKind, Name,
@@ -29,6 +30,11 @@ const INLINE_VALUE_LEN: usize = 512;
 /// it exists waits for the answer instead of sending another pull; an answer that still
 /// falls short pulls again at once. Longer, and the pull counts as lost.
 const PULL_PENDING: Duration = Duration::from_secs(1);
+
+/// How far ahead of this run's epoch (a wall-clock reading in microseconds) a peer may
+/// say this node's own map is before the claim is refused: a day, far more than any
+/// clock step between two runs.
+const MAX_OWN_EPOCH_AHEAD: u64 = 86_400 * 1_000_000;
 
 /// A gap in the versions gossip brought of a member's map (a write that overtook an
 /// earlier one, or one lost) that lasts this long makes the node pull the map from its
@@ -134,12 +140,23 @@ impl Versions {
     }
 }
 
+/// A pull awaiting its push.
+#[derive(Debug, Clone, Copy)]
+struct Pull {
+    /// When it was sent.
+    at: Time,
+    /// The highest version of the map known to exist.
+    version: u64,
+    /// Whom it was sent to: only a push from there answers it.
+    asked: SocketAddr,
+}
+
 /// Replicated maps held by a node, its own included, with pull bookkeeping.
 #[derive(Debug, Default)]
 pub(super) struct KvStore {
     pub(super) maps: HashMap<Name, KvMap>,
-    /// Pulls awaiting an answer: when sent, and the highest version known to exist.
-    pending: HashMap<Name, (Time, u64)>,
+    /// Pulls awaiting an answer, by the member whose map was asked for.
+    pending: HashMap<Name, Pull>,
     /// Versions gossip brought of each member's map, for finding lost writes.
     versions: HashMap<Name, Versions>,
     /// The epoch this node's own map starts at (a clock reading from the driver).
@@ -226,12 +243,12 @@ impl Node {
             .into());
         }
         let map = self.kv.maps.entry(me.clone()).or_insert(empty);
-        let version = map.version() + 1;
+        let version = map.version().saturating_add(1);
         map.apply(&key, version, value.clone());
         let epoch = map.epoch();
         if map.markers() > MAX_DELETION_MARKERS {
             // Shed the markers: peers replace the whole map when they see the new epoch.
-            map.compact(version + 1);
+            map.compact(version.saturating_add(1));
             self.announce_epoch();
         } else {
             self.gossip_kv(&me, epoch, version, key.clone(), value);
@@ -314,7 +331,7 @@ impl Node {
             .kv
             .pending
             .get(&node)
-            .is_some_and(|(at, v)| now.saturating_since(*at) < PULL_PENDING && *v >= version);
+            .is_some_and(|p| now.saturating_since(p.at) < PULL_PENDING && p.version >= version);
         let map = self.kv.maps.entry(node.clone()).or_default();
         if epoch < map.epoch() {
             return;
@@ -401,11 +418,16 @@ impl Node {
         let mut nodes = Vec::with_capacity(wanted.len());
         for (n, version) in wanted {
             match self.kv.pending.get_mut(&n) {
-                Some((at, v)) if now.saturating_since(*at) < PULL_PENDING => {
-                    *v = (*v).max(version);
+                Some(p) if now.saturating_since(p.at) < PULL_PENDING => {
+                    p.version = p.version.max(version);
                 }
                 _ => {
-                    self.kv.pending.insert(n.clone(), (now, version));
+                    let pull = Pull {
+                        at: now,
+                        version,
+                        asked: from,
+                    };
+                    self.kv.pending.insert(n.clone(), pull);
                     nodes.push(n);
                 }
             }
@@ -456,16 +478,22 @@ impl Node {
     }
 
     /// Merges maps pushed in answer to a pull; pulls again from the owner where news of
-    /// a later version came in meanwhile.
-    pub(super) fn on_kv_push(&mut self, now: Time, maps: Vec<crate::wire::KvMapRecord>) {
+    /// a later version came in meanwhile. A map this node did not pull from `from` is
+    /// refused: a push is an answer, never news (this node's own map is never pulled).
+    pub(super) fn on_kv_push(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        maps: Vec<crate::wire::KvMapRecord>,
+    ) {
         for record in maps {
-            if record.node == self.me {
-                let seen = KvSummary {
-                    epoch: record.epoch,
-                    version: record.entries.iter().map(|e| e.version).max().unwrap_or(0),
-                    hash: 0,
-                };
-                self.check_own_kv(&seen);
+            let asked = self
+                .kv
+                .pending
+                .get(&record.node)
+                .is_some_and(|p| p.asked == from);
+            if !asked || record.node == self.me {
+                self.stats.refused.add(Refusal::UnaskedKvPush);
                 continue;
             }
             if self.members.get(&record.node).is_none() {
@@ -485,7 +513,9 @@ impl Node {
                 .get(&record.node)
                 .filter(|m| m.state().is_live())
                 .map(|m| m.addr());
-            if let Some((_, wanted)) = self.kv.pending.remove(&record.node)
+            if let Some(Pull {
+                version: wanted, ..
+            }) = self.kv.pending.remove(&record.node)
                 && wanted > have
                 && let Some(owner) = owner
             {
@@ -535,6 +565,13 @@ impl Node {
             return;
         }
         let base = self.kv.epoch_base;
+        if seen.epoch.max(seen.version) > base.saturating_add(MAX_OWN_EPOCH_AHEAD) {
+            // Not a map of ours from an earlier run (those are below this run's clock,
+            // give or take a clock step): a peer claiming our map is near the end of
+            // the number line, to make us jump there.
+            self.stats.refused.add(Refusal::KvEpochAhead);
+            return;
+        }
         let me = self.me.clone();
         let own = self
             .kv
@@ -549,7 +586,12 @@ impl Node {
         } else if seen.epoch > own.epoch || (seen.epoch == own.epoch && seen.version > own.version)
         {
             // Our clock went back across a restart: move above the stale map.
-            let epoch = seen.epoch.max(seen.version).max(own.version).max(base) + 1;
+            let epoch = seen
+                .epoch
+                .max(seen.version)
+                .max(own.version)
+                .max(base)
+                .saturating_add(1);
             let map = self
                 .kv
                 .maps

@@ -40,11 +40,12 @@ pub mod time;
 pub mod timer;
 mod update;
 
-pub use config::{ConfigError, SwimConfig};
+pub use config::{ConfigError, DEFAULT_MAX_MEMBERS, SwimConfig};
 pub use event::{Channel, Command, CommandError, Event, Transmit};
 pub use kv::KvMap;
 pub use kv_sync::KvError;
 pub use member::{Member, MemberInfo, MemberTable};
 pub use node::{Node, NodeOptions};
-pub use stats::{KindCounters, RTT_BUCKETS_MICROS, RttHistogram, Stats};
+pub use probe::MAX_RELAYS;
+pub use stats::{KindCounters, RTT_BUCKETS_MICROS, Refusal, RefusalCounters, RttHistogram, Stats};
 pub use time::Time;

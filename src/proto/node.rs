@@ -81,6 +81,8 @@ pub(super) struct Probe {
 pub(super) struct Relay {
     pub(super) requester: SocketAddr,
     pub(super) seq: u32,
+    /// Where the relayed ping went: only an ack from there is passed on.
+    pub(super) target: SocketAddr,
 }
 
 /// A confirmation check: a ping to a member someone else suspects.
@@ -453,7 +455,7 @@ impl Node {
             } => self.on_push_pull(now, from, phase, digest, members),
             update @ Message::KvUpdate { .. } => self.on_kv_update(now, from, update),
             Message::KvPull { nodes } => self.on_kv_pull(from, nodes),
-            Message::KvPush { maps } => self.on_kv_push(now, maps),
+            Message::KvPush { maps } => self.on_kv_push(now, from, maps),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::proto::config::PROBE_DEADLINE_TIMEOUTS;
 use crate::proto::event::Channel;
 use crate::proto::node::{Check, Node, Phase, Probe, Relay};
 use crate::proto::rng;
+use crate::proto::stats::Refusal;
 use crate::proto::time::Time;
 use crate::proto::timer::Timer;
 use crate::wire::{MemberState, Message, Name};
@@ -38,6 +39,11 @@ const RECENT_PINGS: usize = 32;
 /// Upper bound of an RTT-derived probe timeout, in probe intervals: a peer answering
 /// slower than this is treated as failing, however consistently slow it is.
 const MAX_RTT_TIMEOUT_INTERVALS: u32 = 5;
+
+/// Most ping-reqs relayed at once. A relay lives one probe timeout; a cluster asks one
+/// member for a handful per probe interval (`indirect_checks` from each prober that
+/// picked it), so this is far above honest use and bounds what a flood can hold.
+pub const MAX_RELAYS: usize = 1024;
 
 impl Node {
     /// Probe timeout toward one member: the configured timeout, or what its measured
@@ -297,7 +303,9 @@ impl Node {
             }
             return;
         }
-        if let Some(r) = self.relays.remove(&seq) {
+        // A relay's ack counts only from where its ping went.
+        if self.relays.get(&seq).is_some_and(|r| r.target == from) {
+            let r = self.relays.remove(&seq).expect("present: checked above");
             self.send_datagram(r.requester, &[Message::Ack { seq: r.seq }]);
             return;
         }
@@ -317,9 +325,24 @@ impl Node {
         from: SocketAddr,
         seq: u32,
         target: Name,
-        addr: SocketAddr,
+        _claimed_addr: SocketAddr,
     ) {
         if self.phase != Phase::Running {
+            return;
+        }
+        // Only a member this node holds, at the address it holds for it: a ping-req is
+        // never a way to make this node send to an address of the asker's choosing. (A
+        // member that moved is pinged where this node last heard of it; the asker's
+        // own probe covers the rest.)
+        let held = (target != self.me)
+            .then(|| self.members.get(&target).map(|m| m.addr()))
+            .flatten();
+        let Some(addr) = held else {
+            self.stats.refused.add(Refusal::PingReqUnknownTarget);
+            return;
+        };
+        if self.relays.len() >= MAX_RELAYS {
+            self.stats.refused.add(Refusal::PingReqRelaysFull);
             return;
         }
         let timeout = self.probe_timeout_for(&target);
@@ -337,6 +360,7 @@ impl Node {
             Relay {
                 requester: from,
                 seq,
+                target: addr,
             },
         );
         self.timers.schedule(

@@ -32,6 +32,68 @@ impl KindCounters {
     }
 }
 
+/// Why the core refused something a peer sent that decoded and validated: a peer
+/// asking for what it may not have, or claiming what it may not claim. Exported as
+/// `muster_records_refused_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A ping-req naming a target this node does not hold as a member: relaying it would
+    /// let any peer aim this node's pings at any address.
+    PingReqUnknownTarget,
+    /// A ping-req while [`crate::proto::MAX_RELAYS`] relays are already in flight.
+    PingReqRelaysFull,
+    /// A replicated-state push of a map this node did not pull from that peer.
+    UnaskedKvPush,
+    /// A claim that this node's own map is at an epoch or version far beyond this
+    /// run's clock (it would make the node jump to the end of the number line).
+    KvEpochAhead,
+    /// An alive record of a member this node does not know while its table holds
+    /// [`crate::proto::SwimConfig::max_members`] already.
+    MembersFull,
+}
+
+impl Refusal {
+    /// Every reason, in export order.
+    pub const ALL: [Refusal; 5] = [
+        Refusal::PingReqUnknownTarget,
+        Refusal::PingReqRelaysFull,
+        Refusal::UnaskedKvPush,
+        Refusal::KvEpochAhead,
+        Refusal::MembersFull,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::PingReqUnknownTarget => "ping_req_unknown_target",
+            Refusal::PingReqRelaysFull => "ping_req_relays_full",
+            Refusal::UnaskedKvPush => "unasked_kv_push",
+            Refusal::KvEpochAhead => "kv_epoch_ahead",
+            Refusal::MembersFull => "members_full",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Refusals by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefusalCounters([u64; Refusal::ALL.len()]);
+
+impl RefusalCounters {
+    /// Counts one refusal.
+    pub fn add(&mut self, reason: Refusal) {
+        self.0[reason.index()] = self.0[reason.index()].saturating_add(1);
+    }
+
+    /// Refusals for one reason.
+    pub fn of(&self, reason: Refusal) -> u64 {
+        self.0[reason.index()]
+    }
+}
+
 /// Upper bounds of the probe round-trip histogram's buckets, in microseconds: loopback
 /// and LAN at the low end, a stretched timeout of a slow peer at the high end.
 pub const RTT_BUCKETS_MICROS: [u64; 12] = [
@@ -133,6 +195,8 @@ pub struct Stats {
     pub foreign_dropped: u64,
     /// Pings addressed to another node name (a reused address).
     pub misdirected_pings: u64,
+    /// What peers sent that the core refused to act on, by reason.
+    pub refused: RefusalCounters,
     /// Round-trip times of direct probes answered by datagram.
     pub probe_rtt: RttHistogram,
 }

@@ -8,6 +8,7 @@
 
 use crate::proto::event::{CommandError, Event};
 use crate::proto::node::{Node, Phase};
+use crate::proto::stats::Refusal;
 use crate::proto::suspicion::Suspicion;
 use crate::proto::time::Time;
 use crate::proto::timer::Timer;
@@ -31,6 +32,10 @@ impl Node {
             return;
         }
         let Some(i) = self.members.position(&profile.name) else {
+            if self.members.len() >= self.config.max_members {
+                self.stats.refused.add(Refusal::MembersFull);
+                return;
+            }
             let name = profile.name.clone();
             let msg = Message::Alive {
                 profile: profile.clone(),

@@ -34,6 +34,11 @@ fn leave_bound(swim: &SwimConfig) -> Duration {
 /// Exit code when a second signal cuts the leave short (128 + SIGINT, by shell custom).
 const EXIT_INTERRUPTED: i32 = 130;
 
+/// Exit code when the mesh driver or the API server stopped by itself (a bug): the
+/// agent stops rather than answer from a membership that no longer moves, and the
+/// service manager restarts it (BSD's EX_SOFTWARE).
+const EXIT_INTERNAL: i32 = 70;
+
 /// How often the data dir's state is saved when it changed: a restart after a crash
 /// rejoins through members at most this stale.
 const SAVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -150,7 +155,7 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     if let Some(dir) = &data_dir {
         dir.save(&last_saved).map_err(data_dir_error)?;
     }
-    let mesh = Mesh::start(mesh_config)
+    let mut mesh = Mesh::start(mesh_config)
         .await
         .context("cannot start the mesh")?;
     let (leave_tx, mut leave_rx) = mpsc::channel::<LeaveRequest>(4);
@@ -297,9 +302,23 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         })
     });
     let mut save_timer = tokio::time::interval(SAVE_INTERVAL);
+    #[cfg(debug_assertions)]
+    if std::env::var_os("MUSTER_TEST_CRASH_DRIVER").is_some() {
+        tracing::warn!("MUSTER_TEST_CRASH_DRIVER is set (debug build): crashing the mesh driver");
+        mesh.control().crash_driver().await?;
+    }
+    let mut api_server = api_server;
     // Who asked to leave: a signal, or `POST /v1/leave` (answered once the leave is done).
     let (which, api_leave) = loop {
         tokio::select! {
+            why = mesh.driver_ended() => {
+                tracing::error!(why, "the mesh driver stopped; exiting");
+                std::process::exit(EXIT_INTERNAL);
+            }
+            ended = &mut api_server => {
+                tracing::error!(outcome = ?ended, "the HTTP API server stopped; exiting");
+                std::process::exit(EXIT_INTERNAL);
+            }
             which = next_signal(&mut sigint, &mut sigterm) => break (which, None),
             Some(reply) = leave_rx.recv() => break ("POST /v1/leave", Some(reply)),
             resolved = async { resolving.as_mut().expect("guarded by is_some").await },
