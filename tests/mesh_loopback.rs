@@ -483,3 +483,67 @@ async fn a_bad_config_is_refused_with_its_field_named() {
         .to_string();
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
 }
+
+/// A peer with the cluster key opens `streams` unidirectional streams on each of
+/// `connections` connections (each from its own port) to `target`, writes a few bytes
+/// on each and never finishes them. Returns the endpoints and streams, which must be
+/// kept alive for the stall to last.
+async fn stall_streams(
+    target: SocketAddr,
+    connections: usize,
+    streams: usize,
+) -> Vec<(quinn::Endpoint, quinn::Connection, Vec<quinn::SendStream>)> {
+    let identity = Identity::from_cluster_key(&ClusterKey::dev(), "staller").expect("identity");
+    let (_, client) = muster::transport::tls::quic_configs(&identity, CLUSTER).expect("configs");
+    let mut held = Vec::new();
+    for _ in 0..connections {
+        let mut endpoint = quinn::Endpoint::client(loopback()).expect("a client endpoint");
+        endpoint.set_default_client_config(client.clone());
+        let conn = endpoint
+            .connect(target, CLUSTER_SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("the handshake with the cluster key succeeds");
+        let mut open = Vec::new();
+        for _ in 0..streams {
+            let mut send = conn.open_uni().await.expect("a stream");
+            send.write_all(b"muster, but slowly")
+                .await
+                .expect("a few bytes");
+            open.push(send);
+        }
+        held.push((endpoint, conn, open));
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_stalling_its_streams_does_not_stop_another_from_joining() {
+    let a = start("stall-a", dev(), CLUSTER, vec![]).await;
+    // Two connections × eight streams: as many stalled reads as the node reads at once.
+    let held = stall_streams(a.local_addr(), 2, 8).await;
+    let b = start("stall-b", dev(), CLUSTER, vec![a.local_addr()]).await;
+    // Joins and their retries travel on streams: were every read slot held by the
+    // staller, b would never be read and never join.
+    let both = [a, b];
+    let took = eventually(
+        "b joins a while a peer stalls 16 streams",
+        || agree_on_alive(&both, 2),
+        || describe(&both),
+    )
+    .await;
+    println!(
+        "joined in {took:?} with 2 connections × 8 streams stalled (join timeout {:?})",
+        SwimConfig::local().join_timeout
+    );
+    // Positive control: the stalled streams were being read, and the read deadline
+    // drops them (every one the node took up).
+    let [a, _b] = &both;
+    eventually(
+        "a drops the stalled streams at their read deadline",
+        || a.transport_stats().streams_dropped >= 8,
+        || format!("{:?}", a.transport_stats()),
+    )
+    .await;
+    drop(held);
+}

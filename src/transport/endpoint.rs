@@ -8,9 +8,10 @@
 //! readers wait. Nothing here retries: a failed send is counted, logged at debug and
 //! returned; the protocol above decides what to do next.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use crate::transport::conn_cache::{ConnCache, Lookup};
 use crate::transport::identity::{CLUSTER_SERVER_NAME, Identity};
 use crate::transport::socket::{MeteredSocket, WireMeter};
 use crate::transport::stats::{Counters, TransportStats, add};
-use crate::transport::{DialError, Incoming, TransportError, tls};
+use crate::transport::{DialError, Incoming, QueueCharge, TransportError, tls};
 use crate::wire::MAX_STREAM_LEN;
 
 /// Application close code: the agent is shutting down.
@@ -39,6 +40,14 @@ const VALIDATE_ABOVE_PENDING: u64 = 16;
 /// Stream messages being read at once, across all connections: each may hold up to
 /// `MAX_STREAM_LEN` bytes, so this bounds what peers can make us buffer.
 const MAX_STREAM_READS: usize = 16;
+/// Stream messages read at once from one peer address: a peer that stalls its streams
+/// holds at most this many of the [`MAX_STREAM_READS`], so others' joins, push-pulls and
+/// state pulls still get read.
+const MAX_STREAM_READS_PER_PEER: usize = 4;
+/// How long one stream message may take to arrive once its read began: the sender gives
+/// up after [`STREAM_SEND_TIMEOUT`] too, so a read still going past it is a stalled
+/// stream, and its permit goes to someone else.
+const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a stream message may take to hand to QUIC (open, write, finish).
 const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code: the membership protocol declared the peer failed.
@@ -61,6 +70,16 @@ pub struct TransportOptions {
     /// Share of outgoing UDP packets dropped on purpose (0.0–1.0), to test and measure
     /// under loss; 0 in production. Changeable later with [`Transport::set_loss`].
     pub loss: f64,
+    /// Incoming handshakes in progress at once; past this an incoming connection is
+    /// refused before any TLS work. Far fewer than [`TransportOptions::max_open`]: a
+    /// handshake costs more than an open connection and an honest one is over in a
+    /// round trip or two.
+    pub max_handshakes: usize,
+    /// How long an incoming handshake may take before it is abandoned.
+    pub handshake_timeout: Duration,
+    /// Bytes of received messages waiting for the driver; a message that would take
+    /// the queue past this is dropped (and counted), like one past `incoming_queue`.
+    pub incoming_bytes: usize,
     /// A secret that survives restarts (the cluster key, or the node's key file), from
     /// which, with the bound address, the QUIC stateless-reset key is derived. Then a
     /// node restarted at the same address can reset its peers' connections to its old
@@ -83,6 +102,15 @@ impl Default for TransportOptions {
             // Several seconds of datagrams at cluster rates; a driver that far behind
             // is better served by drops than by memory growth.
             incoming_queue: 4096,
+            // A few dozen handshakes cover a whole cluster (re)connecting to a node at
+            // once (dials are spread by the probe and gossip schedules).
+            max_handshakes: 64,
+            // A WAN handshake is two round trips (well under a second); a peer that
+            // takes three seconds is holding state on purpose or is too far gone.
+            handshake_timeout: Duration::from_secs(3),
+            // Two full-size stream messages (32 MiB each): joins and push-pulls of the
+            // largest clusters fit; a flood of them does not grow memory further.
+            incoming_bytes: 2 * MAX_STREAM_LEN,
             loss: 0.0,
             reset_secret: None,
         }
@@ -111,6 +139,11 @@ struct Shared {
     counters: Counters,
     meter: Arc<WireMeter>,
     stream_reads: tokio::sync::Semaphore,
+    /// Per peer address, the permits of its stream reads in progress (an entry lives as
+    /// long as some read of that peer holds or awaits it).
+    peer_reads: std::sync::Mutex<HashMap<SocketAddr, Arc<tokio::sync::Semaphore>>>,
+    /// Bytes of the messages in `incoming` (given back as the driver drops them).
+    queued_bytes: Arc<AtomicUsize>,
     incoming: mpsc::Sender<Incoming>,
     options: TransportOptions,
 }
@@ -160,6 +193,8 @@ impl Transport {
             counters: Counters::default(),
             meter,
             stream_reads: tokio::sync::Semaphore::new(MAX_STREAM_READS),
+            peer_reads: std::sync::Mutex::default(),
+            queued_bytes: Arc::default(),
             incoming: tx,
             options,
         });
@@ -332,7 +367,7 @@ impl Shared {
         let from = canonical(incoming.remote_address());
         // quinn has no handshake timer of its own: an abandoned handshake would hold its
         // state until the idle timeout. Dropping it on timeout abandons it.
-        let outcome = tokio::time::timeout(self.options.dial_timeout, incoming).await;
+        let outcome = tokio::time::timeout(self.options.handshake_timeout, incoming).await;
         self.counters
             .handshakes_pending
             .fetch_sub(1, Ordering::Relaxed);
@@ -410,13 +445,51 @@ impl Shared {
     fn deliver_datagram(&self, from: SocketAddr, bytes: Bytes) {
         add(&self.counters.datagrams_in, 1);
         add(&self.counters.datagram_bytes_in, bytes.len() as u64);
+        if !self.enqueue(from, bytes, Channel::Datagram) {
+            add(&self.counters.incoming_dropped, 1);
+        }
+    }
+
+    /// Queues a message for the driver, charged to the queue's byte budget; false (and
+    /// nothing queued) when the queue is full in messages or in bytes.
+    fn enqueue(&self, from: SocketAddr, bytes: Bytes, channel: Channel) -> bool {
+        let Some(charge) =
+            QueueCharge::take(&self.queued_bytes, bytes.len(), self.options.incoming_bytes)
+        else {
+            return false;
+        };
         let msg = Incoming {
             from,
             bytes,
-            channel: Channel::Datagram,
+            channel,
+            charge,
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.incoming.try_send(msg) {
-            add(&self.counters.incoming_dropped, 1);
+        !matches!(
+            self.incoming.try_send(msg),
+            Err(mpsc::error::TrySendError::Full(_))
+        )
+    }
+
+    /// The permits of `from`'s stream reads (see [`MAX_STREAM_READS_PER_PEER`]).
+    fn peer_permits(&self, from: SocketAddr) -> Arc<tokio::sync::Semaphore> {
+        let mut map = self
+            .peer_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.entry(from)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_STREAM_READS_PER_PEER)))
+            .clone()
+    }
+
+    /// Forgets `from`'s permits once no read of it holds or awaits them.
+    fn release_peer(&self, from: SocketAddr, permits: Arc<tokio::sync::Semaphore>) {
+        let mut map = self
+            .peer_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(permits);
+        if map.get(&from).is_some_and(|p| Arc::strong_count(p) == 1) {
+            map.remove(&from);
         }
     }
 }
@@ -436,6 +509,12 @@ async fn accept_loop(shared: Arc<Shared>) {
     while let Some(incoming) = shared.endpoint.accept().await {
         let open = shared.counters.open_connections.load(Ordering::Relaxed);
         let pending = shared.counters.handshakes_pending.load(Ordering::Relaxed);
+        if pending >= shared.options.max_handshakes as u64 {
+            add(&shared.counters.connections_refused, 1);
+            tracing::debug!(peer = %incoming.remote_address(), pending, "too many handshakes in progress; refused");
+            incoming.refuse();
+            continue;
+        }
         if open + pending >= shared.options.max_open as u64 {
             add(&shared.counters.connections_refused, 1);
             tracing::debug!(peer = %incoming.remote_address(), open, pending, "too many connections; refused");
@@ -490,29 +569,48 @@ async fn read_connection(shared: Arc<Shared>, conn: Connection, from: SocketAddr
 /// Reads one stream message whole and hands it to the driver. At most
 /// [`MAX_STREAM_READS`] are read at once; a message the driver has no room for is dropped
 /// (anti-entropy and joins retry), never queued ahead of probes.
-async fn read_stream(shared: Arc<Shared>, mut recv: quinn::RecvStream, from: SocketAddr) {
+async fn read_stream(shared: Arc<Shared>, recv: quinn::RecvStream, from: SocketAddr) {
+    let peer = shared.peer_permits(from);
+    read_stream_with(&shared, &peer, recv, from).await;
+    shared.release_peer(from, peer);
+}
+
+/// [`read_stream`] under its peer's permits and then the shared ones, with the read
+/// bounded by [`STREAM_READ_TIMEOUT`].
+async fn read_stream_with(
+    shared: &Shared,
+    peer: &tokio::sync::Semaphore,
+    mut recv: quinn::RecvStream,
+    from: SocketAddr,
+) {
+    // The peer's own permit first: a peer with all of its reads stalled waits here
+    // without holding one of the shared permits.
+    let Ok(_peer_permit) = peer.acquire().await else {
+        return;
+    };
     let Ok(_permit) = shared.stream_reads.acquire().await else {
         return; // closed: the transport is shutting down
     };
-    match recv.read_to_end(MAX_STREAM_LEN).await {
-        Ok(bytes) => {
+    let read = tokio::time::timeout(STREAM_READ_TIMEOUT, recv.read_to_end(MAX_STREAM_LEN));
+    match read.await {
+        Ok(Ok(bytes)) => {
             add(&shared.counters.streams_in, 1);
             add(&shared.counters.stream_bytes_in, bytes.len() as u64);
-            let msg = Incoming {
-                from,
-                bytes: Bytes::from(bytes),
-                channel: Channel::Stream,
-            };
-            if let Err(mpsc::error::TrySendError::Full(_)) = shared.incoming.try_send(msg) {
+            if !shared.enqueue(from, Bytes::from(bytes), Channel::Stream) {
                 add(&shared.counters.streams_dropped, 1);
             }
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             add(&shared.counters.streams_dropped, 1);
             tracing::debug!(peer = %from, error = %e, "stream dropped");
             if matches!(e, quinn::ReadToEndError::TooLong) {
                 let _ = recv.stop(VarInt::from_u32(STOP_TOO_LONG));
             }
+        }
+        Err(_) => {
+            add(&shared.counters.streams_dropped, 1);
+            tracing::debug!(peer = %from, "stream read timed out; dropped");
+            let _ = recv.stop(VarInt::from_u32(STOP_TOO_LONG));
         }
     }
 }

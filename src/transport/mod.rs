@@ -33,6 +33,8 @@ mod stats;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
@@ -51,7 +53,57 @@ pub struct Incoming {
     pub bytes: Bytes,
     /// Which channel it came on.
     pub channel: Channel,
+    /// Its share of the incoming queue's byte budget, given back when it is dropped.
+    charge: QueueCharge,
 }
+
+/// Bytes a message holds of the incoming queue's budget
+/// ([`TransportOptions::incoming_bytes`]), given back when the message is dropped (a
+/// clone takes its own share). Equal to any other: it is bookkeeping, not content.
+#[derive(Debug)]
+struct QueueCharge {
+    queued: Arc<AtomicUsize>,
+    len: usize,
+}
+
+impl QueueCharge {
+    /// Takes `len` bytes of `budget` from `queued`, or `None` if they are not there.
+    fn take(queued: &Arc<AtomicUsize>, len: usize, budget: usize) -> Option<QueueCharge> {
+        queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                now.checked_add(len).filter(|after| *after <= budget)
+            })
+            .ok()?;
+        Some(QueueCharge {
+            queued: queued.clone(),
+            len,
+        })
+    }
+}
+
+impl Clone for QueueCharge {
+    fn clone(&self) -> QueueCharge {
+        self.queued.fetch_add(self.len, Ordering::AcqRel);
+        QueueCharge {
+            queued: self.queued.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl Drop for QueueCharge {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.len, Ordering::AcqRel);
+    }
+}
+
+impl PartialEq for QueueCharge {
+    fn eq(&self, _: &QueueCharge) -> bool {
+        true
+    }
+}
+
+impl Eq for QueueCharge {}
 
 /// Why the transport could not be set up or could not send.
 #[derive(Debug, thiserror::Error)]
@@ -159,4 +211,38 @@ pub enum DialError {
     /// No answer within the dial timeout.
     #[error("no answer within {0:?}")]
     Timeout(std::time::Duration),
+}
+
+#[cfg(test)]
+mod queue_charge_tests {
+    use super::*;
+
+    #[test]
+    fn the_incoming_byte_budget_is_taken_refused_and_given_back() {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let a = QueueCharge::take(&queued, 600, 1000).expect("within the budget");
+        assert!(
+            QueueCharge::take(&queued, 500, 1000).is_none(),
+            "past the budget"
+        );
+        let b = QueueCharge::take(&queued, 400, 1000).expect("exactly the budget");
+        assert_eq!(queued.load(Ordering::Acquire), 1000);
+        drop(a);
+        assert_eq!(queued.load(Ordering::Acquire), 400);
+        let c = b.clone();
+        assert_eq!(
+            queued.load(Ordering::Acquire),
+            800,
+            "a clone takes its own share"
+        );
+        drop((b, c));
+        assert_eq!(queued.load(Ordering::Acquire), 0);
+        let all = QueueCharge::take(&queued, usize::MAX, usize::MAX).expect("the whole range");
+        assert!(
+            QueueCharge::take(&queued, 1, usize::MAX).is_none(),
+            "no overflow past usize::MAX"
+        );
+        drop(all);
+        assert_eq!(queued.load(Ordering::Acquire), 0);
+    }
 }
