@@ -1,4 +1,4 @@
-//! The commands the README and docs/operations.md §1 show, run as written: the fenced
+//! The commands the README and docs/operations.md §1 and §2.4 show, run as written: the fenced
 //! `sh` blocks are read from the files themselves, so a docs change that breaks a
 //! command breaks this test.
 //!
@@ -14,57 +14,12 @@ mod support;
 use std::process::Command;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+use support::docs::{Block, blocks, muster_args};
 use support::{Agent, BIN, eventually};
 
 /// The docs use fixed ports (7946 and up): one test at a time.
 static PORTS: Mutex<()> = Mutex::new(());
-
-/// A fenced code block: its language and its lines.
-#[derive(Debug)]
-struct Block {
-    lang: String,
-    lines: Vec<String>,
-}
-
-/// Every fenced block of `markdown`, in order.
-fn blocks(markdown: &str) -> Vec<Block> {
-    let mut out = Vec::new();
-    let mut open: Option<Block> = None;
-    for line in markdown.lines() {
-        let trimmed = line.trim_start();
-        match (&mut open, trimmed.strip_prefix("```")) {
-            (None, Some(lang)) => {
-                open = Some(Block {
-                    lang: lang.trim().to_owned(),
-                    lines: Vec::new(),
-                });
-            }
-            (Some(_), Some(_)) => out.extend(open.take()),
-            (Some(block), None) => block.lines.push(line.to_owned()),
-            (None, None) => {}
-        }
-    }
-    out
-}
-
-/// The arguments of a documented `muster` command line, or `None` for a line that is
-/// not one (a comment, a blank). A line with shell syntax beyond plain words fails: this
-/// test runs commands as words, not through a shell.
-fn muster_args(line: &str) -> Result<Option<Vec<String>>> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return Ok(None);
-    }
-    let rest = line
-        .strip_prefix("cargo run --release --bin muster -- ")
-        .or_else(|| line.strip_prefix("muster "))
-        .with_context(|| format!("not a muster command: {line:?}"))?;
-    if rest.contains(['"', '\'', '$', '|', '&', ';', '>', '<', '`', '\\']) {
-        bail!("shell syntax in a documented command this test runs as words: {line:?}");
-    }
-    Ok(Some(rest.split_whitespace().map(str::to_owned).collect()))
-}
 
 /// `muster` with `args`, seeing none of this process's `MUSTER_*` variables.
 fn muster(args: &[String]) -> Command {
@@ -204,6 +159,79 @@ fn the_three_terminals_of_the_operations_quick_start_form_one_cluster() -> Resul
             .all(|api| alive(Some(api)).len() == 3)
     })?;
     stop(&mut agents)
+}
+
+#[test]
+fn the_pki_files_muster_tls_makes_in_operations_2_4_let_two_agents_join() -> Result<()> {
+    let ops = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))?;
+    let block = blocks(&ops)
+        .into_iter()
+        .find(|b| {
+            b.subsection.starts_with("2.4")
+                && b.lang == "sh"
+                && b.lines.iter().any(|l| l.contains("muster tls"))
+        })
+        .context("the muster tls block of operations.md §2.4")?;
+    let dir = tempfile::tempdir()?;
+    let run = |args: &[String]| -> Result<std::process::Output> {
+        Ok(muster(args).current_dir(dir.path()).output()?)
+    };
+    let mut commands = Vec::new();
+    for line in &block.lines {
+        let Some(args) = muster_args(line)? else {
+            continue;
+        };
+        let out = run(&args)?;
+        ensure!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        commands.push(args);
+    }
+    ensure!(commands.len() == 3, "{block:?}");
+    use std::os::unix::fs::PermissionsExt;
+    for key in ["ca.key", "node1.key", "node2.key"] {
+        let mode = std::fs::metadata(dir.path().join(key))?
+            .permissions()
+            .mode();
+        ensure!(mode & 0o777 == 0o600, "{key} has mode {mode:o}");
+    }
+    // Run again, the same commands refuse to overwrite what they made.
+    for args in &commands {
+        let out = run(args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && stderr.contains("not overwriting"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Two agents with these files (PKI mode, no cluster key) form one cluster.
+    let first = support::free_port();
+    let start = |name: &str, port: u16, join: Option<u16>| -> Result<Agent> {
+        let bind = format!("127.0.0.1:{port}");
+        let mut command = support::command();
+        command
+            .current_dir(dir.path())
+            .args(["agent", "--name", name, "--bind", &bind])
+            .args(["--tls-ca", "ca.pem"])
+            .args(["--tls-cert", &format!("{name}.pem")])
+            .args(["--tls-key", &format!("{name}.key")])
+            .args(["--api-addr", "127.0.0.1:0", "--dns-addr", "off"])
+            .args(["--profile", "local", "--log-format", "json"]);
+        if let Some(seed) = join {
+            command.args(["--join", &format!("127.0.0.1:{seed}")]);
+        }
+        Agent::spawn(name, port, command)
+    };
+    let node1 = start("node1", first, None)?;
+    let node2 = start("node2", support::free_port(), Some(first))?;
+    eventually(
+        "node1 and node2 join with the muster tls files",
+        &[&node1, &node2],
+        || node1.saw("member joined", "node2") && node2.saw("member joined", "node1"),
+    )?;
+    Ok(())
 }
 
 #[test]

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
+use support::docs::{blocks, muster_args};
 use support::netns::{self, is_root};
 use support::{Agent, BIN, DEADLINE, POLL, now};
 
@@ -124,42 +125,6 @@ impl Drop for Lab {
     }
 }
 
-/// A fenced block with the section (`## N.` heading number) it is in.
-struct Block {
-    section: u32,
-    lang: String,
-    lines: Vec<String>,
-}
-
-fn blocks(markdown: &str) -> Vec<Block> {
-    let mut out = Vec::new();
-    let mut section = 0;
-    let mut open: Option<Block> = None;
-    for line in markdown.lines() {
-        match (&mut open, line.trim_start().strip_prefix("```")) {
-            (None, Some(lang)) => {
-                open = Some(Block {
-                    section,
-                    lang: lang.trim().to_owned(),
-                    lines: Vec::new(),
-                });
-            }
-            (Some(_), Some(_)) => out.extend(open.take()),
-            (Some(block), None) => block.lines.push(line.to_owned()),
-            (None, None) => {
-                if let Some(heading) = line.strip_prefix("## ") {
-                    section = heading
-                        .split('.')
-                        .next()
-                        .and_then(|n| n.trim().parse().ok())
-                        .unwrap_or(section);
-                }
-            }
-        }
-    }
-    out
-}
-
 /// What of an output line is compared with the document: a rule line up to its first
 /// ` · ` (the state), a table header whole, a table row's first three columns.
 fn comparable(line: &str) -> String {
@@ -180,22 +145,6 @@ fn matches(actual: &str, shown: &[String]) -> bool {
     let actual: Vec<String> = actual.lines().map(comparable).collect();
     let shown: Vec<String> = shown.iter().map(|l| comparable(l)).collect();
     actual == shown
-}
-
-/// The arguments of a `muster` line, or `None` for a comment.
-fn muster_args(line: &str) -> Result<Option<Vec<String>>> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return Ok(None);
-    }
-    let rest = line
-        .strip_prefix("muster ")
-        .with_context(|| format!("not a muster command: {line:?}"))?;
-    ensure!(
-        !rest.contains(['"', '\'', '$', '|', '&', ';', '>', '<', '`', '\\']),
-        "shell syntax in {line:?}"
-    );
-    Ok(Some(rest.split_whitespace().map(str::to_owned).collect()))
 }
 
 /// Copies host1's cluster key to the other hosts, keeping its mode.

@@ -10,6 +10,8 @@
 //!   failover and replicated state through the local agent's API
 //!   (`muster/cli_services.rs`);
 //! - `muster keygen`: prints a new cluster key (or writes it to a 0600 file);
+//! - `muster tls ca create`, `muster tls cert create`: your own PKI's files
+//!   (`muster/cli_tls.rs`);
 //! - `muster completions SHELL`, `muster man`: generated from this definition;
 //! - `muster demo`: a local cluster of dev agents in this process, crashing and
 //!   restarting nodes while it shows what they see; see `muster/demo.rs`;
@@ -27,6 +29,8 @@ mod cli_monitor;
 mod cli_query;
 #[path = "muster/cli_services.rs"]
 mod cli_services;
+#[path = "muster/cli_tls.rs"]
+mod cli_tls;
 #[path = "muster/demo.rs"]
 mod demo;
 
@@ -67,6 +71,9 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Make the files of your own PKI: a CA, and node certificates issued by it.
+    #[command(subcommand)]
+    Tls(cli_tls::TlsCmd),
     /// List the members the local agent knows, with the API's filters.
     Members(cli_query::MembersArgs),
     /// Show this agent and the cluster as it sees it.
@@ -271,18 +278,7 @@ fn keygen(out: Option<&std::path::Path>) -> ExitCode {
         println!("{key}");
         return ExitCode::SUCCESS;
     };
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| {
-            file.write_all(format!("{key}\n").as_bytes())?;
-            file.sync_all()
-        });
-    match written {
+    match cli_tls::write_new(path, &format!("{key}\n"), 0o600) {
         Ok(()) => {
             eprintln!(
                 "muster: wrote a new cluster key to {} (mode 0600)",
@@ -291,7 +287,7 @@ fn keygen(out: Option<&std::path::Path>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("muster: cannot write {}: {e}", path.display());
+            eprintln!("muster: {e}");
             ExitCode::FAILURE
         }
     }
@@ -416,6 +412,7 @@ fn main() -> ExitCode {
         Cmd::State(cmd) => cli_services::state(&cmd),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Keygen { out } => keygen(out.as_deref()),
+        Cmd::Tls(cmd) => cli_tls::run(&cmd),
         Cmd::Timing { profile, nodes } => match timing(&profile, nodes) {
             Ok(text) => {
                 print!("{text}");

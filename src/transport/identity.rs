@@ -76,6 +76,14 @@ pub enum IdentityError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A certificate validity out of range.
+    #[error("a certificate must be valid for 1 to {max} days, not {days}")]
+    Validity {
+        /// The days asked for.
+        days: u32,
+        /// The most allowed.
+        max: u32,
+    },
     /// A PKI file is not the PEM expected.
     #[error("{path}: {reason}")]
     Pem {
@@ -224,23 +232,9 @@ impl ClusterCa {
     /// does.
     pub fn issue(&self, node_name: &str) -> Result<Identity, IdentityError> {
         let node_key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
-        let mut params = CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_string()])?;
-        if let Ok(name) = rcgen::string::Ia5String::try_from(node_name)
-            && node_name != CLUSTER_SERVER_NAME
-        {
-            params.subject_alt_names.push(SanType::DnsName(name));
-        }
-        params
-            .distinguished_name
-            .push(DnType::CommonName, node_name.to_string());
+        let mut params = node_cert_params(node_name)?;
         params.not_before = rcgen::date_time_ymd(2024, 1, 1);
         params.not_after = rcgen::date_time_ymd(9999, 12, 31);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&node_key, &self.issuer)?;
         Ok(Identity {
             ca_certs: vec![self.cert.clone()],
@@ -248,6 +242,29 @@ impl ClusterCa {
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.serialize_der())),
         })
     }
+}
+
+/// What every node certificate holds, whoever issues it: [`CLUSTER_SERVER_NAME`] and
+/// the node name (when it is plain ASCII) as DNS names, the node name as the common
+/// name, digital-signature key usage, server- and client-auth extended key usage, and
+/// the issuer's key identifier. The validity is the caller's.
+pub(super) fn node_cert_params(node_name: &str) -> Result<CertificateParams, IdentityError> {
+    let mut params = CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_string()])?;
+    if let Ok(name) = rcgen::string::Ia5String::try_from(node_name)
+        && node_name != CLUSTER_SERVER_NAME
+    {
+        params.subject_alt_names.push(SanType::DnsName(name));
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, node_name.to_string());
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
 }
 
 /// The fixed parameters of the derived CA certificate: anything that varied here would

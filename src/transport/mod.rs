@@ -9,6 +9,7 @@
 //! | file | holds |
 //! |---|---|
 //! | `identity` | [`ClusterKey`], the derived cluster CA, node certificates, PKI files |
+//! | `pki` | a CA and node certificates for `tls_ca`/`tls_cert`/`tls_key` (`muster tls`) |
 //! | `tls` | rustls and quinn configs: TLS 1.3, mutual auth, ALPN bound to the cluster name |
 //! | `endpoint` | [`Transport`]: the endpoint, dialing, sending, the per-connection readers |
 //! | `conn_cache` | the bounded, least-recently-used cache of connections by peer address |
@@ -28,6 +29,7 @@
 mod conn_cache;
 mod endpoint;
 pub mod identity;
+pub mod pki;
 mod socket;
 mod stats;
 pub mod tls;

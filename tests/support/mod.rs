@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod docs;
 pub mod meshes;
 pub mod netns;
 pub mod router;
