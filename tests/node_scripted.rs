@@ -2713,3 +2713,67 @@ fn max_members_below_two_is_refused_naming_the_field() {
     .unwrap_err();
     assert_eq!(err.field, "max_members");
 }
+
+#[test]
+fn state_held_for_others_stops_at_its_bound() {
+    let config = SwimConfig {
+        kv_max_held_bytes: muster::wire::MAX_KV_MAP_LEN,
+        ..config()
+    };
+    let mut s = Script::with_peers(config, &["a", "b"]);
+    let big = |node: &str, len: usize| Message::KvPush {
+        maps: vec![KvMapRecord {
+            node: node.into(),
+            epoch: 10,
+            entries: vec![KvEntry {
+                key: "blob".into(),
+                version: 11,
+                value: Some("x".repeat(len)),
+            }],
+        }],
+    };
+    // a's large value: pulled from a, pushed, held (700 KB of the 1 MiB bound).
+    for node in ["a", "b"] {
+        s.deliver(
+            s.addr("b"),
+            &[kv_update(node, 10, 11, "blob", KvChange::Large)],
+        );
+    }
+    s.deliver_stream(s.addr("a"), &big("a", 700_000));
+    assert_eq!(
+        s.node.kv("a").unwrap().get("blob").map(|(v, _)| v.len()),
+        Some(700_000)
+    );
+    // b's would take the state held for others past the bound: refused and counted.
+    s.deliver_stream(s.addr("b"), &big("b", 700_000));
+    assert!(s.node.kv("b").is_none_or(|m| m.get("blob").is_none()));
+    assert_eq!(s.node.stats().refused.of(Refusal::StateHeldFull), 1);
+    // A small write of b's still fits.
+    s.deliver(
+        s.addr("b"),
+        &[kv_update("b", 10, 12, "svc", KvChange::Set("up".into()))],
+    );
+    assert_eq!(s.node.kv("b").unwrap().get("svc"), Some(("up", 12)));
+    // Once a's value shrinks, b's fits.
+    s.deliver(
+        s.addr("a"),
+        &[kv_update(
+            "a",
+            10,
+            12,
+            "blob",
+            KvChange::Set("small".into()),
+        )],
+    );
+    s.deliver(
+        s.addr("b"),
+        &[kv_update("b", 10, 13, "blob", KvChange::Large)],
+    );
+    s.deliver_stream(s.addr("b"), &big("b", 700_000));
+    assert_eq!(
+        s.node.kv("b").unwrap().get("blob").map(|(v, _)| v.len()),
+        Some(700_000),
+        "{:?}",
+        s.node.stats().refused
+    );
+}

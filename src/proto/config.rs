@@ -79,6 +79,10 @@ pub struct SwimConfig {
     pub max_queued_updates: usize,
     /// Largest replicated key-value map this node may publish (keys plus values).
     pub kv_max_bytes: usize,
+    /// Most bytes of replicated state (live keys and values) held for other members, all
+    /// maps together; a write or push that would pass it is refused and counted. A
+    /// bound on what peers can make this node store.
+    pub kv_max_held_bytes: usize,
     /// Most members the table holds, this node and departed members included; an alive
     /// record of an unknown member past it is refused and counted. A bound on what
     /// peers can make this node remember, not a cluster size to plan for.
@@ -156,6 +160,9 @@ impl SwimConfig {
             // Ten times the largest cluster the simulator runs; a member costs a few
             // hundred bytes here, so the table stays in the tens of MB.
             max_members: DEFAULT_MAX_MEMBERS,
+            // 256 MiB: 4,000 members with full 64 KiB maps; services and tags take a
+            // few hundred bytes per member, so real clusters stay far below.
+            kv_max_held_bytes: 256 * 1024 * 1024,
         }
     }
 
@@ -284,6 +291,15 @@ impl SwimConfig {
         }
         if self.max_queued_updates < 16 {
             return err("max_queued_updates", "must be at least 16");
+        }
+        if self.kv_max_held_bytes < crate::wire::MAX_KV_MAP_LEN {
+            return err(
+                "kv_max_held_bytes",
+                format!(
+                    "must be at least {} (one member's largest map)",
+                    crate::wire::MAX_KV_MAP_LEN
+                ),
+            );
         }
         if self.max_members < 2 {
             return err(

@@ -161,6 +161,9 @@ pub(super) struct KvStore {
     versions: HashMap<Name, Versions>,
     /// The epoch this node's own map starts at (a clock reading from the driver).
     pub(super) epoch_base: u64,
+    /// Live bytes of the maps held for other members, together (bounded by
+    /// `kv_max_held_bytes`).
+    held: usize,
 }
 
 impl KvStore {
@@ -173,6 +176,19 @@ impl KvStore {
 
     pub(super) fn summary(&self, name: &str) -> KvSummary {
         self.maps.get(name).map(KvMap::summary).unwrap_or_default()
+    }
+
+    /// The state held for others if `node`'s map, which held `before` live bytes when
+    /// the caller started changing it, held `after`.
+    fn held_with(&self, before: usize, after: usize) -> usize {
+        self.held.saturating_sub(before).saturating_add(after)
+    }
+
+    /// Brings the held total up to date after a change to `node`'s map, which held
+    /// `before` live bytes before it.
+    fn account(&mut self, node: &str, before: usize) {
+        let after = self.maps.get(node).map_or(0, KvMap::live_bytes);
+        self.held = self.held_with(before, after);
     }
 }
 
@@ -336,6 +352,7 @@ impl Node {
         if epoch < map.epoch() {
             return;
         }
+        let live_before = map.live_bytes();
         let before = map.summary();
         let mut changed = Vec::new();
         let mut pull = false;
@@ -349,9 +366,22 @@ impl Node {
         }
         match &change {
             KvChange::Set(v) => {
-                if map.bytes_after(&key, Some(v)) > MAX_KV_MAP_LEN {
+                let after = map.bytes_after(&key, Some(v));
+                if after > MAX_KV_MAP_LEN {
                     // Past what any owner may publish: a broken or hostile sender.
                     self.stats.malformed_dropped += 1;
+                    self.kv.account(&node, live_before);
+                    return;
+                }
+                // (The field, not `held_with`: `map` borrows the store.)
+                let held = self
+                    .kv
+                    .held
+                    .saturating_sub(live_before)
+                    .saturating_add(after);
+                if after > map.live_bytes() && held > self.config.kv_max_held_bytes {
+                    self.stats.refused.add(Refusal::StateHeldFull);
+                    self.kv.account(&node, live_before);
                     return;
                 }
                 if map.apply(&key, version, Some(v.clone())) {
@@ -382,6 +412,7 @@ impl Node {
         }
         let moved = map.summary() != before;
         let map_epoch = map.epoch();
+        self.kv.account(&node, live_before);
         if !matches!(change, KvChange::Epoch) {
             self.kv
                 .versions
@@ -499,8 +530,22 @@ impl Node {
             if self.members.get(&record.node).is_none() {
                 continue;
             }
+            let live_before = self.kv.maps.get(&record.node).map_or(0, KvMap::live_bytes);
+            let pushed: usize = record
+                .entries
+                .iter()
+                .filter_map(|e| e.value.as_ref().map(|v| e.key.len() + v.len()))
+                .sum();
+            if pushed > live_before
+                && self.kv.held_with(live_before, pushed) > self.config.kv_max_held_bytes
+            {
+                self.stats.refused.add(Refusal::StateHeldFull);
+                continue;
+            }
             let map = self.kv.maps.entry(record.node.clone()).or_default();
             let keys = map.merge(&record);
+            self.kv.account(&record.node, live_before);
+            let map = &self.kv.maps[&record.node];
             let have = map.version();
             let epoch = map.epoch();
             self.kv
@@ -636,7 +681,11 @@ impl Node {
 
     /// Forgets a reaped member's map.
     pub(super) fn drop_kv(&mut self, name: &str) {
-        self.kv.maps.remove(name);
+        if name != self.me
+            && let Some(map) = self.kv.maps.remove(name)
+        {
+            self.kv.held = self.kv.held.saturating_sub(map.live_bytes());
+        }
         self.kv.pending.remove(name);
         self.kv.versions.remove(name);
     }

@@ -50,16 +50,20 @@ pub enum Refusal {
     /// An alive record of a member this node does not know while its table holds
     /// [`crate::proto::SwimConfig::max_members`] already.
     MembersFull,
+    /// A replicated-state write or push for another member that would take the state
+    /// held for others past [`crate::proto::SwimConfig::kv_max_held_bytes`].
+    StateHeldFull,
 }
 
 impl Refusal {
     /// Every reason, in export order.
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::PingReqUnknownTarget,
         Refusal::PingReqRelaysFull,
         Refusal::UnaskedKvPush,
         Refusal::KvEpochAhead,
         Refusal::MembersFull,
+        Refusal::StateHeldFull,
     ];
 
     /// The `reason` label.
@@ -70,6 +74,7 @@ impl Refusal {
             Refusal::UnaskedKvPush => "unasked_kv_push",
             Refusal::KvEpochAhead => "kv_epoch_ahead",
             Refusal::MembersFull => "members_full",
+            Refusal::StateHeldFull => "state_held_full",
         }
     }
 
