@@ -108,6 +108,9 @@ fn init_logging(config: &AgentConfig) {
 async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    // SIGHUP's default action would end the agent without a leave (peers would see a
+    // failure, e.g. after a log rotation script's `kill -HUP`): caught, logged, ignored.
+    let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let name = config.node_name().to_owned();
     let data_dir = config.data_dir.as_ref().map(DataDir::new);
     let saved = match &data_dir {
@@ -311,6 +314,12 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     // Who asked to leave: a signal, or `POST /v1/leave` (answered once the leave is done).
     let (which, api_leave) = loop {
         tokio::select! {
+            _ = sighup.recv() => {
+                tracing::warn!(
+                    "SIGHUP: the config is not reloaded (not supported yet); \
+                     restart the agent (SIGTERM leaves gracefully) to apply changes"
+                );
+            }
             why = mesh.driver_ended() => {
                 tracing::error!(why, "the mesh driver stopped; exiting");
                 std::process::exit(EXIT_INTERNAL);
