@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 use crate::agent::settings::Listen;
 use crate::agent::settings::{AgentConfig, LogFormat, SettingsError};
 use crate::proto::ConfigError;
@@ -129,65 +131,129 @@ pub fn load(
     Ok(config)
 }
 
-/// Applies the `MUSTER_*` variables; a value that does not parse names its field.
+/// How a setting's environment variable is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvKind {
+    /// As text (names, addresses, paths, durations, `"off"`).
+    Text,
+    /// `true` or `false`.
+    Bool,
+    /// A whole number.
+    Integer,
+    /// Comma-separated text (`join`, `api_allowed_hosts`).
+    List,
+    /// Comma-separated `key=value` pairs (`tags`).
+    Pairs,
+}
+
+/// Every setting that has an environment variable, `MUSTER_` and its key in capitals:
+/// all but the tables (`services`, `hooks`), which only a file can hold.
+const ENV_SETTINGS: &[(&str, EnvKind)] = &[
+    ("name", EnvKind::Text),
+    ("bind", EnvKind::Text),
+    ("advertise", EnvKind::Text),
+    ("join", EnvKind::List),
+    ("region", EnvKind::Text),
+    ("zone", EnvKind::Text),
+    ("profile", EnvKind::Text),
+    ("cluster", EnvKind::Text),
+    ("api_addr", EnvKind::Text),
+    ("api_token_file", EnvKind::Text),
+    ("api_read_token", EnvKind::Bool),
+    ("api_allowed_hosts", EnvKind::List),
+    ("api_allow_exec_checks", EnvKind::Bool),
+    ("api_allow_remote_checks", EnvKind::Bool),
+    ("api_tls_cert", EnvKind::Text),
+    ("api_tls_key", EnvKind::Text),
+    ("api_max_connections", EnvKind::Integer),
+    ("dns_addr", EnvKind::Text),
+    ("dns_ttl", EnvKind::Text),
+    ("dns_rate_limit", EnvKind::Integer),
+    ("max_members", EnvKind::Integer),
+    ("data_dir", EnvKind::Text),
+    ("log_format", EnvKind::Text),
+    ("log_level", EnvKind::Text),
+    ("cluster_key_file", EnvKind::Text),
+    ("tls_ca", EnvKind::Text),
+    ("tls_cert", EnvKind::Text),
+    ("tls_key", EnvKind::Text),
+    ("dev", EnvKind::Bool),
+    ("tags", EnvKind::Pairs),
+];
+
+/// `MUSTER_*` variables that are not settings but mean something to `muster`: the
+/// CLI's (`--config`, `--token`), and the one a debug build's tests use.
+const OTHER_VARS: &[&str] = &[
+    "MUSTER_CONFIG",
+    "MUSTER_API_TOKEN",
+    "MUSTER_TEST_CRASH_DRIVER",
+];
+
+/// The environment variable of setting `field`.
+pub fn env_var(field: &str) -> String {
+    format!("MUSTER_{}", field.to_ascii_uppercase())
+}
+
+/// The `MUSTER_*` variables in `env` that no setting and no command reads (a typo, or
+/// a setting that does not exist): the agent warns about each.
+pub fn unknown_vars(env: &Environment) -> Vec<String> {
+    env.vars
+        .keys()
+        .filter(|var| {
+            !OTHER_VARS.contains(&var.as_str())
+                && !ENV_SETTINGS
+                    .iter()
+                    .any(|(field, _)| env_var(field) == **var)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Applies the `MUSTER_*` variables, one per setting ([`ENV_SETTINGS`]); a value that
+/// does not parse names its field and its variable.
 pub fn apply_env(config: &mut AgentConfig, env: &Environment) -> Result<(), SettingsError> {
-    fn addr(
-        env: &Environment,
-        var: &str,
-        field: &'static str,
-    ) -> Result<Option<SocketAddr>, SettingsError> {
-        env.get(var)
-            .map(|v| {
-                v.parse().map_err(|e| {
-                    SettingsError::Invalid(ConfigError {
-                        field,
-                        reason: format!("{var}={v:?}: {e}"),
-                    })
-                })
-            })
-            .transpose()
-    }
-    let text = |var: &str| env.get(var).map(str::to_owned);
-    if let Some(v) = text("MUSTER_NAME") {
-        config.name = Some(v);
-    }
-    if let Some(v) = addr(env, "MUSTER_BIND", "bind")? {
-        config.bind = v;
-    }
-    if let Some(v) = addr(env, "MUSTER_ADVERTISE", "advertise")? {
-        config.advertise = Some(v);
-    }
-    if let Some(v) = env.get("MUSTER_JOIN") {
-        config.join = split_list(v);
-    }
-    if let Some(v) = text("MUSTER_REGION") {
-        config.region = v;
-    }
-    if let Some(v) = text("MUSTER_ZONE") {
-        config.zone = v;
-    }
-    if let Some(v) = text("MUSTER_CLUSTER_KEY_FILE") {
-        config.cluster_key_file = Some(v.into());
-    }
-    if let Some(v) = env.get("MUSTER_DNS_ADDR") {
-        config.dns_addr = Listen::parse(v).map_err(|e| {
+    for &(field, kind) in ENV_SETTINGS {
+        let var = env_var(field);
+        let Some(text) = env.get(&var) else {
+            continue;
+        };
+        let bad = |reason: String| {
             SettingsError::Invalid(ConfigError {
-                field: "dns_addr",
-                reason: format!("MUSTER_DNS_ADDR: {e}"),
+                field,
+                reason: format!("{var}={text:?}: {reason}"),
             })
-        })?;
-    }
-    if let Some(v) = text("MUSTER_API_TOKEN_FILE") {
-        config.api_token_file = Some(v.into());
-    }
-    if let Some(v) = text("MUSTER_PROFILE") {
-        config.profile = v;
-    }
-    if let Some(v) = text("MUSTER_DATA_DIR") {
-        config.data_dir = Some(v.into());
-    }
-    if let Some(v) = text("MUSTER_LOG_LEVEL") {
-        config.log_level = v;
+        };
+        let value = match kind {
+            EnvKind::Text => toml::Value::String(text.to_owned()),
+            EnvKind::Bool => match text {
+                "true" => toml::Value::Boolean(true),
+                "false" => toml::Value::Boolean(false),
+                _ => return Err(bad("expected true or false".into())),
+            },
+            EnvKind::Integer => text
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .map_err(|e| bad(e.to_string()))?,
+            EnvKind::List => toml::Value::Array(
+                split_list(text)
+                    .into_iter()
+                    .map(toml::Value::String)
+                    .collect(),
+            ),
+            EnvKind::Pairs => {
+                let mut table = toml::Table::new();
+                for pair in split_list(text) {
+                    let (k, v) = parse_tag(&pair).map_err(bad)?;
+                    table.insert(k, toml::Value::String(v));
+                }
+                toml::Value::Table(table)
+            }
+        };
+        // Through the file's own parser, so a variable means what the key means in a
+        // file (`dns_addr = "off"`, `dns_ttl = "10s"`), and bounds are checked the same.
+        let mut table = toml::Table::try_from(&*config).map_err(|e| bad(e.to_string()))?;
+        table.insert(field.to_owned(), value);
+        *config = AgentConfig::deserialize(table).map_err(|e| bad(e.message().to_owned()))?;
     }
     Ok(())
 }
@@ -393,6 +459,91 @@ mod tests {
             text.contains("`dns_addr`") && text.contains("MUSTER_DNS_ADDR"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn every_setting_but_the_tables_has_a_variable_read_as_its_key_is() {
+        let c = load(
+            None,
+            &env(&[
+                ("MUSTER_NAME", "a"),
+                ("MUSTER_CLUSTER", "prod"),
+                ("MUSTER_LOG_FORMAT", "json"),
+                ("MUSTER_API_READ_TOKEN", "true"),
+                ("MUSTER_API_ALLOWED_HOSTS", "muster.example, api.example"),
+                ("MUSTER_DNS_TTL", "10s"),
+                ("MUSTER_DNS_RATE_LIMIT", "0"),
+                ("MUSTER_MAX_MEMBERS", "500"),
+                ("MUSTER_TAGS", "role=api, tier=1"),
+                ("MUSTER_DEV", "true"),
+            ]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.cluster, "prod");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.api_read_token && c.dev);
+        assert_eq!(c.api_allowed_hosts, ["muster.example", "api.example"]);
+        assert_eq!(c.dns_ttl, std::time::Duration::from_secs(10));
+        assert_eq!((c.dns_rate_limit, c.max_members), (0, 500));
+        assert_eq!(c.tags.get("tier").map(String::as_str), Some("1"));
+        // Every key a config can print, but the tables, has a variable.
+        let full = AgentConfig {
+            name: Some("a".into()),
+            advertise: Some("127.0.0.1:1".parse().unwrap()),
+            api_addr: Listen::At("127.0.0.1:2".parse().unwrap()),
+            api_token_file: Some("t".into()),
+            api_tls_cert: Some("c".into()),
+            api_tls_key: Some("k".into()),
+            dns_addr: Listen::Off,
+            data_dir: Some("d".into()),
+            cluster_key_file: Some("k".into()),
+            tls_ca: Some("ca".into()),
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            tags: [("k".to_owned(), "v".to_owned())].into(),
+            ..AgentConfig::default()
+        };
+        let table = toml::Table::try_from(&full).unwrap();
+        for key in table
+            .keys()
+            .filter(|k| !["hooks", "services"].contains(&k.as_str()))
+        {
+            assert!(
+                ENV_SETTINGS.iter().any(|(field, _)| field == key),
+                "no variable for {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_variables_name_the_field_and_unknown_ones_are_listed() {
+        for (var, value, field) in [
+            ("MUSTER_API_READ_TOKEN", "yes", "api_read_token"),
+            ("MUSTER_DNS_TTL", "forever", "dns_ttl"),
+            ("MUSTER_MAX_MEMBERS", "lots", "max_members"),
+            ("MUSTER_TAGS", "novalue", "tags"),
+            ("MUSTER_LOG_FORMAT", "xml", "log_format"),
+        ] {
+            let err = load(
+                None,
+                &env(&[("MUSTER_NAME", "a"), (var, value)]),
+                Overrides::default(),
+            )
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("`{field}`")) && text.contains(var),
+                "{var}: {text}"
+            );
+        }
+        let found = unknown_vars(&env(&[
+            ("MUSTER_CLUSTR", "typo"),
+            ("MUSTER_CONFIG", "/etc/muster/muster.toml"),
+            ("MUSTER_API_TOKEN", "x"),
+            ("MUSTER_BIND", "127.0.0.1:7946"),
+        ]));
+        assert_eq!(found, ["MUSTER_CLUSTR"]);
     }
 
     #[test]

@@ -259,10 +259,13 @@ fn agent(args: &AgentArgs) -> ExitCode {
     if args.check_config {
         // Secrets (webhook headers and URLs) are hidden: this output ends up in
         // tickets and chat.
+        for var in overrides::unknown_vars(&env) {
+            eprintln!("muster: warning: {var} is not a setting's variable; it is ignored");
+        }
         print!("{}", config.redacted().to_toml());
         return ExitCode::SUCCESS;
     }
-    agent_run::run(config)
+    agent_run::run(config, &overrides::unknown_vars(&env))
 }
 
 /// `muster keygen`: a new cluster key, printed or written to a new private file.

@@ -48,8 +48,15 @@ const SAVE_INTERVAL: Duration = Duration::from_secs(10);
 const API_DRAIN: Duration = Duration::from_secs(5);
 
 /// Sets up logging and runs the agent until a signal; reports a failure to start.
-pub(crate) fn run(config: AgentConfig) -> ExitCode {
+/// `unknown_vars` are `MUSTER_*` variables no setting reads, warned about once.
+pub(crate) fn run(config: AgentConfig, unknown_vars: &[String]) -> ExitCode {
     init_logging(&config);
+    for var in unknown_vars {
+        tracing::warn!(
+            var,
+            "not a setting's variable (MUSTER_ and the setting's key in capitals); ignored"
+        );
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
