@@ -160,6 +160,10 @@ pub struct AgentConfig {
     /// Most members this agent's table holds (a bound on what peers can make it
     /// remember); alive records of new members past it are refused and counted.
     pub max_members: usize,
+    /// CA certificates (PEM) trusted for `https://` checks and webhooks, besides the
+    /// Mozilla roots and the system's trust store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_ca_file: Option<PathBuf>,
     /// Where the agent keeps its state across restarts; none keeps nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -236,6 +240,7 @@ impl Default for AgentConfig {
             dns_ttl: Duration::from_secs(5),
             dns_rate_limit: crate::dns::limiter::DEFAULT_PER_SECOND,
             max_members: crate::proto::DEFAULT_MAX_MEMBERS,
+            https_ca_file: None,
             // Keep nothing on disk unless asked: a restart then rejoins through seeds.
             data_dir: None,
             // Humans read logs more often than collectors parse them.
@@ -399,6 +404,20 @@ impl AgentConfig {
         ApiToken::new(&text)
             .map(Some)
             .map_err(|e| invalid("api_token_file", format!("{}: {e}", path.display())))
+    }
+
+    /// The CA certificates of `https_ca_file`, if set; a file that cannot be read or
+    /// holds no certificate is a config error naming the field.
+    pub fn https_roots(
+        &self,
+    ) -> Result<Option<Vec<rustls::pki_types::CertificateDer<'static>>>, SettingsError> {
+        self.https_ca_file
+            .as_deref()
+            .map(|path| {
+                crate::transport::identity::read_certificates(path)
+                    .map_err(|e| invalid("https_ca_file", e.to_string()))
+            })
+            .transpose()
     }
 
     /// Where the TLS identity comes from, reading the cluster key file if there is one,

@@ -256,6 +256,9 @@ fn agent(args: &AgentArgs) -> ExitCode {
     if let Err(e) = config.api_token() {
         return refuse(&e);
     }
+    if let Err(e) = config.https_roots() {
+        return refuse(&e);
+    }
     if args.check_config {
         // Secrets (webhook headers and URLs) are hidden: this output ends up in
         // tickets and chat.

@@ -12,8 +12,10 @@
 //! make rustls's default builders panic) and the Mozilla roots from `webpki-roots`; the
 //! host's own trust store is not consulted.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -152,13 +154,46 @@ impl std::fmt::Debug for TlsClient {
     }
 }
 
+/// CA certificates trusted besides the Mozilla roots and the system's, for every
+/// `https://` hook and check of this process (`https_ca_file`); set once at start.
+static EXTRA_ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+
+/// Trusts `certs` too for `https://` hooks and checks; only the first call counts
+/// (false for a later one). Call it before starting hooks and services.
+pub fn trust_also(certs: Vec<CertificateDer<'static>>) -> bool {
+    EXTRA_ROOTS.set(certs).is_ok()
+}
+
+/// The system's trusted certificates (`/etc/ssl/certs` and the like), read once; none
+/// where there are none (a `FROM scratch` container).
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static SYSTEM: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    SYSTEM.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::debug!(error = %e, "a system trust store file could not be read");
+        }
+        found.certs
+    })
+}
+
 impl TlsClient {
-    /// Ring provider, safe default protocol versions, the Mozilla roots.
+    /// Ring provider, safe default protocol versions; trusts the Mozilla roots, the
+    /// system's trust store and whatever [`trust_also`] added.
     pub(crate) fn new() -> TlsClient {
+        TlsClient::trusting(EXTRA_ROOTS.get().map_or(&[], Vec::as_slice))
+    }
+
+    /// [`TlsClient::new`] with `extra` as the added CAs.
+    pub(crate) fn trusting(extra: &[CertificateDer<'static>]) -> TlsClient {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        // A certificate the parser cannot take is skipped (counted by rustls), as
+        // browsers skip them: one bad file in a system store must not stop hooks.
+        roots.add_parsable_certificates(system_roots().iter().cloned());
+        roots.add_parsable_certificates(extra.iter().cloned());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("the ring provider supports the default protocol versions")
@@ -581,6 +616,66 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, HookError::Tls { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_https_hook_trusts_a_ca_given_to_it_and_refuses_it_otherwise() {
+        use crate::transport::pki;
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_200);
+        // A private CA, as an operator's internal one, and a server certificate from it.
+        let ca = pki::create_ca("internal CA", now, 30).unwrap();
+        let server = pki::issue_node(&ca, "localhost", now, 10).unwrap();
+        let chain = crate::transport::identity::parse_certificates(
+            std::path::Path::new("server"),
+            server.cert.as_bytes(),
+        )
+        .unwrap();
+        use rustls::pki_types::pem::PemObject;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let url = WebhookUrl::parse(&format!("https://localhost:{}/x", addr.port())).unwrap();
+        let t = Duration::from_secs(20);
+        // Only Mozilla's and the system's roots: the private CA is unknown.
+        let err = post(&url, &[], b"{}", Some(&TlsClient::trusting(&[])), t)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HookError::Tls { .. }), "{err}");
+        // With the CA added (what https_ca_file does), the same server is trusted.
+        let ca_certs = crate::transport::identity::parse_certificates(
+            std::path::Path::new("ca"),
+            ca.cert.as_bytes(),
+        )
+        .unwrap();
+        post(&url, &[], b"{}", Some(&TlsClient::trusting(&ca_certs)), t)
+            .await
+            .unwrap();
     }
 
     /// Serves each of `answers` to one connection, then holds that connection open, so

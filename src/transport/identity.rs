@@ -344,17 +344,8 @@ impl Identity {
             path: path.to_path_buf(),
             reason,
         };
-        let certs = |(path, bytes): (&Path, &[u8])| {
-            let certs = CertificateDer::pem_slice_iter(bytes)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| pem_err(path, e.to_string()))?;
-            if certs.is_empty() {
-                return Err(pem_err(path, "no CERTIFICATE section found".into()));
-            }
-            Ok(certs)
-        };
-        let ca_certs = certs(ca)?;
-        let chain = certs(cert)?;
+        let ca_certs = parse_certificates(ca.0, ca.1)?;
+        let chain = parse_certificates(cert.0, cert.1)?;
         let private = PrivateKeyDer::from_pem_slice(key.1).map_err(|e| {
             pem_err(
                 key.0,
@@ -372,6 +363,35 @@ impl Identity {
             key: private,
         })
     }
+}
+
+/// The certificates of PEM `bytes` (at least one); `path` names them in errors.
+pub fn parse_certificates(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let certs = CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| IdentityError::Pem {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(IdentityError::Pem {
+            path: path.to_path_buf(),
+            reason: "no CERTIFICATE section found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The certificates of the PEM file at `path` (at least one).
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let bytes = std::fs::read(path).map_err(|source| IdentityError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_certificates(path, &bytes)
 }
 
 #[cfg(test)]

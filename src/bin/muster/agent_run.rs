@@ -171,6 +171,14 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let (leave_tx, mut leave_rx) = mpsc::channel::<LeaveRequest>(4);
     // Health checks and route answers: the services in the config, plus any the API
     // registers later.
+    if let Some(roots) = config.https_roots()? {
+        tracing::info!(
+            file = %config.https_ca_file.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(),
+            certificates = roots.len(),
+            "https:// checks and webhooks also trust these CAs"
+        );
+        muster::hooks::webhook::trust_also(roots);
+    }
     let services = muster::routing::services::Services::start(&mesh, &config.services)
         .context("cannot start the services")?;
     if !config.services.is_empty() {
