@@ -115,10 +115,17 @@ pub fn load(
     env: &Environment,
     flags: Overrides,
 ) -> Result<AgentConfig, SettingsError> {
-    let mut config = match file {
-        Some(path) => AgentConfig::from_file(path)?,
-        None => AgentConfig::default(),
-    };
+    let files: Vec<PathBuf> = file.map(Path::to_owned).into_iter().collect();
+    load_files(&files, env, flags)
+}
+
+/// [`load`] from several files, merged in order ([`AgentConfig::from_files`]).
+pub fn load_files(
+    files: &[PathBuf],
+    env: &Environment,
+    flags: Overrides,
+) -> Result<AgentConfig, SettingsError> {
+    let mut config = AgentConfig::from_files(files)?;
     apply_env(&mut config, env)?;
     apply_flags(&mut config, flags);
     if config.name.is_none() {
@@ -546,6 +553,63 @@ mod tests {
             ("MUSTER_BIND", "127.0.0.1:7946"),
         ]));
         assert_eq!(found, ["MUSTER_CLUSTR"]);
+    }
+
+    #[test]
+    fn a_config_dir_adds_its_files_in_name_order_lists_combined() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = write(
+            dir.path(),
+            "name = \"a\"\ndev = true\njoin = [\"127.0.0.1:1\"]\n[tags]\nrole = \"api\"\n",
+        );
+        let conf = dir.path().join("muster.d");
+        std::fs::create_dir(&conf).unwrap();
+        let service = |name: &str, port: u16| {
+            format!(
+                "[[services]]\nname = \"{name}\"\nport = {port}\n[[services.checks]]\ntcp = \"127.0.0.1:{port}\"\n"
+            )
+        };
+        std::fs::write(
+            conf.join("20-db.toml"),
+            "log_level = \"debug\"\n".to_owned() + &service("db", 5432),
+        )
+        .unwrap();
+        std::fs::write(
+            conf.join("10-web.toml"),
+            "log_level = \"warn\"\njoin = [\"127.0.0.1:2\"]\n[tags]\ntier = \"1\"\n".to_owned()
+                + &service("web", 8080),
+        )
+        .unwrap();
+        std::fs::write(conf.join("README.txt"), "not toml").unwrap();
+        let mut files = vec![main];
+        files.extend(AgentConfig::files_in(&conf).unwrap());
+        assert_eq!(files.len(), 3, "{files:?}");
+        let c = load_files(&files, &env(&[]), Overrides::default()).unwrap();
+        let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "db"], "name order");
+        assert_eq!(c.log_level, "debug", "a later file's key wins");
+        assert_eq!(c.join, ["127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(c.tags.len(), 2);
+        // A bad file is named, with its line.
+        std::fs::write(
+            conf.join("30-bad.toml"),
+            "name = \"b\"\nnot_a_setting = 1\n",
+        )
+        .unwrap();
+        let err = load_files(
+            &AgentConfig::files_in(&conf).unwrap(),
+            &env(&[]),
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("30-bad.toml") && err.contains("line 2"),
+            "{err}"
+        );
+        // A directory that cannot be read is an error naming it.
+        let err = AgentConfig::files_in(&dir.path().join("missing")).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
     }
 
     #[test]

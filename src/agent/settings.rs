@@ -306,6 +306,63 @@ impl AgentConfig {
         AgentConfig::from_toml(&text, path)
     }
 
+    /// Reads and merges config files in order (`--config`, then `--config-dir`'s files
+    /// in name order): lists (`services`, `hooks`, `join`, `api_allowed_hosts`) are
+    /// concatenated, `tags` merged, and any other key set by a later file replaces an
+    /// earlier one. Each file must be a valid config on its own, so an error names the
+    /// file and line. No files: the defaults.
+    pub fn from_files(paths: &[PathBuf]) -> Result<AgentConfig, SettingsError> {
+        let mut merged = toml::Table::new();
+        for path in paths {
+            let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            AgentConfig::from_toml(&text, path)?;
+            let table: toml::Table = toml::from_str(&text).map_err(|e| SettingsError::Parse {
+                path: path.to_owned(),
+                line: 0,
+                reason: e.message().to_owned(),
+            })?;
+            for (key, value) in table {
+                match (merged.get_mut(&key), value) {
+                    (Some(toml::Value::Array(earlier)), toml::Value::Array(later)) => {
+                        earlier.extend(later);
+                    }
+                    (Some(toml::Value::Table(earlier)), toml::Value::Table(later)) => {
+                        earlier.extend(later);
+                    }
+                    (_, value) => {
+                        merged.insert(key, value);
+                    }
+                }
+            }
+        }
+        AgentConfig::deserialize(merged).map_err(|e| SettingsError::Parse {
+            path: paths.last().cloned().unwrap_or_default(),
+            line: 0,
+            reason: format!("the files merged: {}", e.message()),
+        })
+    }
+
+    /// The `*.toml` files directly in `dir`, in name order (a configuration management
+    /// tool drops one file per service there).
+    pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, SettingsError> {
+        let read_error = |source| SettingsError::Read {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(read_error)? {
+            let path = entry.map_err(read_error)?.path();
+            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
     /// This config with its secrets hidden, for printing (`--check-config`): webhook
     /// header values, and webhook URLs' paths and queries (a Slack or Teams webhook URL
     /// is itself the secret), become [`REDACTED`]. Key and token files are named by

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use muster::agent::overrides::{self, Environment, Overrides};
-use muster::agent::settings::{Listen, LogFormat};
+use muster::agent::settings::{AgentConfig, Listen, LogFormat};
 use muster::proto::SwimConfig;
 use muster::transport::ClusterKey;
 
@@ -128,6 +128,10 @@ struct AgentArgs {
     /// TOML config file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// A directory of TOML config files, read after --config in name order (lists such
+    /// as services are combined; a later file's other keys win).
+    #[arg(long, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
     /// Unique node name [default: the host name].
     #[arg(long)]
     name: Option<String>,
@@ -245,7 +249,14 @@ fn agent(args: &AgentArgs) -> ExitCode {
         ExitCode::from(EXIT_CONFIG)
     };
     let env = Environment::from_process();
-    let config = match overrides::load(args.config.as_deref(), &env, args.overrides()) {
+    let mut files: Vec<PathBuf> = args.config.iter().cloned().collect();
+    if let Some(dir) = &args.config_dir {
+        match AgentConfig::files_in(dir) {
+            Ok(found) => files.extend(found),
+            Err(e) => return refuse(&e),
+        }
+    }
+    let config = match overrides::load_files(&files, &env, args.overrides()) {
         Ok(config) => config,
         Err(e) => return refuse(&e),
     };
