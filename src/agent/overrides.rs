@@ -190,10 +190,12 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
 ];
 
 /// `MUSTER_*` variables that are not settings but mean something to `muster`: the
-/// CLI's (`--config`, `--token`), and the one a debug build's tests use.
+/// CLI's (`--config`, `--token`), the build's (`MUSTER_COMMIT`, for `--version`; cargo
+/// also sets it for `cargo run`), and the one a debug build's tests use.
 const OTHER_VARS: &[&str] = &[
     "MUSTER_CONFIG",
     "MUSTER_API_TOKEN",
+    "MUSTER_COMMIT",
     "MUSTER_TEST_CRASH_DRIVER",
 ];
 
