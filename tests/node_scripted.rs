@@ -18,8 +18,8 @@ use muster::proto::{
     Channel, Command, CommandError, Event, MAX_RELAYS, Node, NodeOptions, Refusal, SwimConfig, Time,
 };
 use muster::wire::{
-    self, ClusterId, DatagramBuilder, KvChange, KvEntry, KvMapRecord, KvSummary, MemberRecord,
-    MemberState, Message, Name, Profile, SyncPhase, Tags,
+    self, ClusterId, DatagramBuilder, KvChange, KvEntry, KvMapRecord, KvSummary, MAX_KV_VERSION,
+    MemberRecord, MemberState, Message, Name, Profile, SyncPhase, Tags,
 };
 
 // ----- harness ----------------------------------------------------------------------
@@ -2651,6 +2651,82 @@ fn a_restarted_node_that_sees_a_newer_map_of_itself_moves_above_it() {
         )
     });
     assert!(announced.is_some(), "the new epoch is announced");
+}
+
+/// Found by the `node` fuzz target: an update of this node's own map at epoch
+/// `u64::MAX - 1` made it move its map one epoch above every version seen, which
+/// overflowed `u64` (a panic with overflow checks, epoch 0 without). The decoder now
+/// refuses epochs and versions over `MAX_KV_VERSION`, wherever they are carried.
+#[test]
+fn map_epochs_and_versions_past_the_bound_are_dropped_and_counted() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    s.command(set_kv("svc", Some("up"))).unwrap();
+    s.take_events();
+    let a = s.addr("a");
+    let own = s.node.kv(ME).unwrap().summary();
+    let over = MAX_KV_VERSION + 1;
+    let set = |v: &str| KvChange::Set(v.into());
+    let datagrams = [
+        // The fuzzer's input.
+        kv_update(ME, u64::MAX - 1, own.version, "svc/web", set("passing")),
+        kv_update(ME, own.epoch, over, "svc", set("down")),
+        kv_update("a", over, over, "k", set("v")),
+    ];
+    for m in &datagrams {
+        s.deliver(a, std::slice::from_ref(m));
+    }
+    let summary = |epoch, version| KvSummary {
+        epoch,
+        version,
+        hash: 0,
+    };
+    let streams = [
+        Message::KvPush {
+            maps: vec![KvMapRecord {
+                node: ME.into(),
+                epoch: over,
+                entries: Vec::new(),
+            }],
+        },
+        Message::KvPush {
+            maps: vec![KvMapRecord {
+                node: "a".into(),
+                epoch: 1,
+                entries: vec![KvEntry {
+                    key: "k".into(),
+                    version: u64::MAX,
+                    value: Some("v".into()),
+                }],
+            }],
+        },
+        Message::PushPull {
+            phase: SyncPhase::Reply,
+            digest: 1,
+            members: vec![MemberRecord {
+                kv: summary(u64::MAX, u64::MAX),
+                ..record(ME, my_addr(), 0, MemberState::Alive)
+            }],
+        },
+    ];
+    for m in &streams {
+        s.deliver_stream(a, m);
+    }
+    let refused = (datagrams.len() + streams.len()) as u64;
+    assert_eq!(s.node.stats().malformed_dropped, refused);
+    assert_eq!(s.node.kv(ME).unwrap().summary(), own, "its own map is unmoved");
+    assert_eq!(s.node.stats().kv_epoch_bumps, 0);
+    assert!(s.node.kv("a").is_none());
+    assert!(s.take_events().is_empty());
+    // At the bound itself a newer map of its own still moves it above, without overflow.
+    s.deliver(
+        a,
+        &[kv_update(ME, MAX_KV_VERSION, MAX_KV_VERSION, "svc", set("down"))],
+    );
+    assert_eq!(s.node.stats().malformed_dropped, refused);
+    assert_eq!(s.node.stats().kv_epoch_bumps, 1);
+    let map = s.node.kv(ME).unwrap();
+    assert!(map.epoch() > MAX_KV_VERSION, "epoch {}", map.epoch());
+    assert_eq!(map.get("svc").map(|(v, _)| v), Some("up"), "own values kept");
 }
 
 #[test]

@@ -30,7 +30,8 @@
 //! Over UDP an answer fits the client's EDNS buffer size, at most [`MAX_UDP_PAYLOAD`],
 //! or 512 bytes without EDNS; over TCP, 65,535. Past that the additional section goes
 //! first (without TC: it is optional, RFC 2181 §9), then the whole answer RRset, with TC
-//! set so the client retries over TCP.
+//! set so the client retries over TCP, and last the echoed questions (only a NOTIMP to a
+//! message of many questions is that long).
 
 use std::net::IpAddr;
 
@@ -276,6 +277,17 @@ fn finish(mut response: Message, rcode: ResponseCode, limit: usize) -> Reply {
     response.answers.clear();
     response.authorities.clear();
     response.metadata.truncation = true;
+    let bytes = encode(&response);
+    if bytes.len() <= limit {
+        return Reply {
+            bytes,
+            rcode,
+            truncated: true,
+        };
+    }
+    // Only the echoed questions are left to be over: a NOTIMP to a message of many
+    // questions. The header and the OPT alone always fit.
+    response.queries.clear();
     Reply {
         bytes: encode(&response),
         rcode,

@@ -37,6 +37,14 @@ pub const MAX_KV_MAP_LEN: usize = 1024 * 1024;
 /// Most entries (deletion markers included) of one replicated map a node accepts.
 pub const MAX_KV_ENTRIES: usize = 65_536;
 
+/// Largest epoch or version of a replicated map a node accepts (2^62): in a `KvUpdate`,
+/// in a `KvPush` (the map's epoch and every entry's version), and in a member record's
+/// [`KvSummary`]. Epochs are the agent's wall clock in microseconds (2^62 µs is about
+/// 146,000 years) and versions count writes on from there, so no real map comes near
+/// it; what the bound buys is room for the core's arithmetic on them (the next version,
+/// an epoch one above every version seen) to stay far from overflowing `u64`.
+pub const MAX_KV_VERSION: u64 = 1 << 62;
+
 /// Whether `s` holds a control character ([`char::is_control`], Unicode category Cc:
 /// U+0000–U+001F, DEL U+007F and U+0080–U+009F), which no member name, region, zone,
 /// tag key or value, or state key may hold. They reach every member's logs, terminals,
@@ -542,6 +550,13 @@ impl Message {
                 Ok(())
             }
         }
+        fn kv_number(n: u64) -> Result<(), &'static str> {
+            if n > MAX_KV_VERSION {
+                Err("map epoch or version over 2^62")
+            } else {
+                Ok(())
+            }
+        }
         fn profile(p: &Profile) -> Result<(), &'static str> {
             if p.name.is_empty() {
                 return Err("empty member name");
@@ -567,12 +582,22 @@ impl Message {
             }
             Message::Leave { name: n, .. } => name(n),
             Message::Join { members } | Message::PushPull { members, .. } => {
-                members.iter().try_for_each(|m| profile(&m.profile))
+                members.iter().try_for_each(|m| {
+                    profile(&m.profile)?;
+                    kv_number(m.kv.epoch)?;
+                    kv_number(m.kv.version)
+                })
             }
             Message::KvUpdate {
-                node, key, change, ..
+                node,
+                epoch,
+                version,
+                key,
+                change,
             } => {
                 name(node)?;
+                kv_number(*epoch)?;
+                kv_number(*version)?;
                 match change {
                     KvChange::Epoch if key.is_empty() => Ok(()),
                     KvChange::Epoch => Err("an epoch update names no key"),
@@ -582,12 +607,14 @@ impl Message {
             Message::KvPull { nodes } => nodes.iter().try_for_each(name),
             Message::KvPush { maps } => maps.iter().try_for_each(|m| {
                 name(&m.node)?;
+                kv_number(m.epoch)?;
                 if m.entries.len() > MAX_KV_ENTRIES {
                     return Err("replicated map with too many entries");
                 }
                 let mut len = 0usize;
                 for e in &m.entries {
                     kv_key(&e.key)?;
+                    kv_number(e.version)?;
                     // Live entries only, as the owner's own bound counts them.
                     len += e.value.as_ref().map_or(0, |v| e.key.len() + v.len());
                 }
@@ -652,6 +679,59 @@ mod tests {
             ("\u{a0}", false),
         ] {
             assert_eq!(has_control_char(text), control, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn map_epochs_and_versions_validate_up_to_the_bound() {
+        let update = |epoch, version| Message::KvUpdate {
+            node: "a".into(),
+            epoch,
+            version,
+            key: "k".into(),
+            change: KvChange::Delete,
+        };
+        let push = |epoch, version| Message::KvPush {
+            maps: vec![KvMapRecord {
+                node: "a".into(),
+                epoch,
+                entries: vec![KvEntry {
+                    key: "k".into(),
+                    version,
+                    value: None,
+                }],
+            }],
+        };
+        let table = |epoch, version| Message::Join {
+            members: vec![MemberRecord {
+                profile: Profile {
+                    name: "a".into(),
+                    addr: "127.0.0.1:7000".parse().unwrap(),
+                    region: "eu".into(),
+                    zone: "eu-1".into(),
+                    tags: Tags::new(),
+                },
+                incarnation: 0,
+                state: MemberState::Alive,
+                health: 0,
+                kv: KvSummary {
+                    epoch,
+                    version,
+                    hash: u64::MAX,
+                },
+            }],
+        };
+        let (max, over) = (MAX_KV_VERSION, MAX_KV_VERSION + 1);
+        let makers: [fn(u64, u64) -> Message; 3] = [update, push, table];
+        for make in makers {
+            assert_eq!(make(max, max).validate(), Ok(()));
+            for (epoch, version) in [(over, max), (max, over), (u64::MAX, 1), (1, u64::MAX)] {
+                assert_eq!(
+                    make(epoch, version).validate(),
+                    Err("map epoch or version over 2^62"),
+                    "{epoch} {version}"
+                );
+            }
         }
     }
 

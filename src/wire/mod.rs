@@ -18,6 +18,7 @@ pub use codec::{
 };
 pub use message::{
     KvChange, KvEntry, KvMapRecord, KvSummary, MAX_KV_ENTRIES, MAX_KV_KEY_LEN, MAX_KV_MAP_LEN,
+    MAX_KV_VERSION,
     MAX_NAME_LEN, MAX_TAGS, MAX_TAGS_LEN, MemberRecord, MemberState, Message, MessageKind, Name,
     Profile, SyncPhase, Tags, TagsError, has_control_char,
 };

@@ -308,6 +308,29 @@ fn other_opcodes_and_question_counts_are_refused_by_code() {
     }
 }
 
+/// Found by the `dns` fuzz target: a NOTIMP echoes every question, and 18 of them made
+/// a 521-byte UDP answer to a query without EDNS.
+#[test]
+fn a_notimp_echoing_many_questions_still_fits_the_udp_limit() {
+    let mut m = Message::new(3, MessageType::Query, OpCode::Unknown(11));
+    for _ in 0..18 {
+        m.add_query(Query::query(
+            Name::from_ascii("web.service.eu.muster.").unwrap(),
+            RecordType::SOA,
+        ));
+    }
+    let bytes = m.to_vec().unwrap();
+    assert!(bytes.len() > 512, "the query alone is {} bytes", bytes.len());
+    let (udp, reply) = ask_bytes(&bytes, Transport::Udp);
+    assert!(reply.bytes.len() <= 512, "{} bytes", reply.bytes.len());
+    assert_eq!(udp.metadata.response_code, ResponseCode::NotImp);
+    assert!(udp.metadata.truncation && udp.queries.is_empty());
+    let (tcp, reply) = ask_bytes(&bytes, Transport::Tcp);
+    assert_eq!(tcp.metadata.response_code, ResponseCode::NotImp);
+    assert!(!reply.truncated);
+    assert_eq!(tcp.queries.len(), 18, "over TCP every question is echoed");
+}
+
 #[test]
 fn edns_is_answered_with_our_buffer_size_and_newer_versions_get_badvers() {
     let mut edns = Edns::new();
