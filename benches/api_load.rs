@@ -25,9 +25,9 @@ use anyhow::Context;
 use clap::Parser;
 use muster::agent::{Mesh, MeshConfig, TlsSource};
 use muster::api::{self, ApiState};
-use muster::proto::SwimConfig;
+use muster::proto::{NodeSigner, SwimConfig};
 use muster::transport::{ClusterKey, Identity, Transport, TransportOptions};
-use muster::wire::{ClusterId, MemberRecord, MemberState, Message, Profile, Tags, encode_stream};
+use muster::wire::{ClusterId, MemberRecord, Message, Profile, Tags, encode_stream};
 use tokio::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -56,8 +56,10 @@ const CLUSTER: &str = "bench-api";
 /// nothing listens (127.0.1.x / 127.0.2.x ... port 7946), alive at incarnation 1.
 fn phantom(i: usize) -> MemberRecord {
     let addr = SocketAddr::from(([127, 1 + (i / 250) as u8, (i % 250) as u8 + 1, 9], 7946));
-    MemberRecord {
-        profile: Profile {
+    let signer = NodeSigner::from_seed([(i % 251) as u8; 32]);
+    signer.record(
+        ClusterId::from_name(CLUSTER),
+        Profile {
             name: format!("phantom-{i:05}").into(),
             addr,
             region: if i.is_multiple_of(2) {
@@ -69,11 +71,9 @@ fn phantom(i: usize) -> MemberRecord {
             zone: format!("zone-{}", i % 3).into(),
             tags: Tags::from_pairs([("role", "web"), ("build", "2026.11")]).expect("small"),
         },
-        incarnation: 1,
-        state: MemberState::Alive,
-        health: 0,
-        kv: Default::default(),
-    }
+        1,
+        0,
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -101,19 +101,18 @@ async fn main() -> anyhow::Result<()> {
         CLUSTER,
         TransportOptions::default(),
     )?;
-    let mut members = vec![MemberRecord {
-        profile: Profile {
+    let mut members = vec![NodeSigner::from_seed([255; 32]).record(
+        ClusterId::from_name(CLUSTER),
+        Profile {
             name: "injector".into(),
             addr: injector.local_addr(),
             region: "eu-west".into(),
             zone: "zone-0".into(),
             tags: Tags::new(),
         },
-        incarnation: 1,
-        state: MemberState::Alive,
-        health: 0,
-        kv: Default::default(),
-    }];
+        1,
+        0,
+    )];
     members.extend((0..args.members - 2).map(phantom));
     let join = encode_stream(&Message::Join { members }, ClusterId::from_name(CLUSTER))?;
     injector

@@ -1,15 +1,19 @@
-//! Codec and core micro-benchmarks: encoding and decoding one full datagram, and one
-//! ping/ack exchange between two nodes through the sans-IO interface.
+//! Codec and core micro-benchmarks: encoding and decoding one full datagram, one
+//! ping/ack exchange between two nodes through the sans-IO interface, and signing and
+//! verifying a member's signed `Alive` (docs/protocol.md §15).
 //!
 //! Run with `cargo bench --bench codec` (add `-- --quick` for a fast look). The figures
 //! are printed by criterion; nothing here asserts on time.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use muster::proto::{Channel, Command, Node, NodeOptions, SwimConfig, Time};
-use muster::wire::{DatagramBuilder, Message, Name, Profile, Tags, decode_datagram};
+use muster::proto::{Channel, Command, Node, NodeOptions, NodeSigner, SwimConfig, Time, Verifier};
+use muster::wire::{
+    ClusterId, DatagramBuilder, Message, Name, Profile, Tags, decode_datagram, signed,
+};
 
 const CLUSTER: &str = "bench";
 /// The LAN preset's datagram budget.
@@ -40,15 +44,22 @@ fn full_datagram_messages() -> Vec<Message> {
         let name: Name = format!("node-{i:04}.eu-west.example").into();
         let msg = if i % 2 == 0 {
             let addr = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 7946));
+            let profile = profile(&name, addr);
+            let signer = NodeSigner::from_seed([i as u8; 32]);
+            let incarnation = u64::from(i);
+            let statement =
+                signed::alive_statement(ClusterId::from_name(CLUSTER), &profile, incarnation, 0);
             Message::Alive {
-                profile: profile(&name, addr),
-                incarnation: u32::from(i),
+                profile,
+                incarnation,
                 health: 0,
+                key: signer.key(),
+                sig: signer.sign(&statement),
             }
         } else {
             Message::Suspect {
                 name,
-                incarnation: u32::from(i),
+                incarnation: u64::from(i),
                 from: "node-0001.eu-west.example".into(),
             }
         };
@@ -105,6 +116,8 @@ impl Pair {
                 profile: profile(name, addr),
                 cluster: CLUSTER.into(),
                 incarnation: 0,
+                signer: Arc::new(NodeSigner::from_seed([seed as u8; 32])),
+                verifier: Verifier::new(),
                 seed,
                 kv_epoch: 1,
                 proven: false,
@@ -182,5 +195,34 @@ fn exchange(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, codec, exchange);
+/// What a signed record costs: the statement's encoding and signature, the check every
+/// receiver makes before believing it (once per record that changes what it holds).
+fn signatures(c: &mut Criterion) {
+    let cluster = ClusterId::from_name(CLUSTER);
+    let p = profile(
+        "node-0042.eu-west.example",
+        "10.0.0.42:7946".parse().expect("literal"),
+    );
+    let signer = NodeSigner::from_seed([42; 32]);
+    let statement = signed::alive_statement(cluster, &p, 7, 0);
+    let sig = signer.sign(&statement);
+    let verifier = Verifier::new();
+    println!("alive statement: {} bytes", statement.len());
+    let mut g = c.benchmark_group("signed_record");
+    g.bench_function("encode_alive_statement", |b| {
+        b.iter(|| signed::alive_statement(cluster, black_box(&p), 7, 0))
+    });
+    g.bench_function("sign_alive", |b| {
+        b.iter(|| signer.sign(&signed::alive_statement(cluster, black_box(&p), 7, 0)))
+    });
+    g.bench_function("verify_alive", |b| {
+        b.iter(|| {
+            let statement = signed::alive_statement(cluster, black_box(&p), 7, 0);
+            assert!(verifier.verify(&signer.key(), &statement, black_box(&sig)));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, codec, exchange, signatures);
 criterion_main!(benches);

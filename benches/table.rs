@@ -8,12 +8,15 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use muster::proto::member::Proof;
 use muster::proto::rng::node_rng;
-use muster::proto::{MemberTable, Node, NodeOptions, SwimConfig, Time};
+use muster::proto::{MemberTable, Node, NodeOptions, NodeSigner, SwimConfig, Time, Verifier};
 use muster::wire::{
-    ClusterId, MemberRecord, MemberState, Message, Profile, SyncPhase, Tags, encode_stream,
+    ClusterId, MemberRecord, MemberState, Message, Profile, Signature, SyncPhase, Tags,
+    encode_stream,
 };
 
 const CLUSTER: &str = "bench";
@@ -33,8 +36,21 @@ fn table() -> MemberTable {
     let mut t = MemberTable::new();
     let mut rng = node_rng(7);
     t.reserve(MEMBERS);
+    let signer = NodeSigner::from_seed([9; 32]);
     for i in 0..MEMBERS {
-        t.insert(profile(i), 1, MemberState::Alive, Time::ZERO, &mut rng);
+        let proof = Arc::new(Proof {
+            key: signer.key(),
+            sig: Signature([0; 64]),
+            leave_sig: None,
+        });
+        t.insert(
+            profile(i),
+            1,
+            MemberState::Alive,
+            proof,
+            Time::ZERO,
+            &mut rng,
+        );
     }
     t
 }
@@ -70,6 +86,8 @@ fn node(name: &str) -> Node {
         },
         cluster: CLUSTER.into(),
         incarnation: 0,
+        signer: Arc::new(NodeSigner::from_seed([1; 32])),
+        verifier: Verifier::new(),
         seed: 1,
         kv_epoch: 1,
         proven: false,
@@ -88,14 +106,10 @@ fn push_pull(records: &[MemberRecord]) -> Vec<u8> {
 }
 
 fn merges(c: &mut Criterion) {
+    // Every member signs its own record (a merge of new members verifies each).
+    let cluster = ClusterId::from_name(CLUSTER);
     let records: Vec<MemberRecord> = (0..MEMBERS)
-        .map(|i| MemberRecord {
-            profile: profile(i),
-            incarnation: 1,
-            state: MemberState::Alive,
-            health: 0,
-            kv: Default::default(),
-        })
+        .map(|i| NodeSigner::from_seed([(i % 251) as u8; 32]).record(cluster, profile(i), 1, 0))
         .collect();
     let bytes = push_pull(&records);
     let from: SocketAddr = "10.0.0.1:7946".parse().expect("literal");

@@ -39,6 +39,11 @@ impl StableHasher {
         self.write(&v.to_le_bytes())
     }
 
+    /// Feeds a `u64`, little-endian.
+    pub fn write_u64(&mut self, v: u64) -> &mut Self {
+        self.write(&v.to_le_bytes())
+    }
+
     /// The finished, well-mixed hash.
     pub fn finish(&self) -> u64 {
         let mut z = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -49,7 +49,7 @@ async fn start(name: &str, tls: TlsSource, cluster: &str, seeds: Vec<SocketAddr>
 }
 
 /// What a mesh sees, as `(name, incarnation, state)` sorted by name.
-fn view(mesh: &Mesh) -> Vec<(String, u32, MemberState)> {
+fn view(mesh: &Mesh) -> Vec<(String, u64, MemberState)> {
     mesh.members()
         .iter()
         .map(|m| (m.name.to_string(), m.incarnation, m.state))

@@ -9,9 +9,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use muster::wire::{
     ClusterId, DATAGRAM_HEADER_LEN, DatagramBuilder, DecodeError, MAX_DATAGRAM_LEN, MAX_NAME_LEN,
-    MAX_STREAM_LEN, MAX_TAGS_LEN, MemberRecord, MemberState, Message, Name, PROTOCOL_VERSION,
-    Profile, STREAM_HEADER_LEN, SyncPhase, Tags, decode_datagram, decode_stream, encode_message,
-    encode_stream,
+    MAX_STREAM_LEN, MAX_TAGS_LEN, MemberRecord, MemberState, Message, Name, NodeKey,
+    PROTOCOL_VERSION, Profile, STREAM_HEADER_LEN, Signature, SyncPhase, Tags, decode_datagram,
+    decode_stream, encode_message, encode_stream,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -86,16 +86,36 @@ fn sync_phase() -> impl Strategy<Value = SyncPhase> {
     ]
 }
 
+/// A signature-shaped value (the codec does not verify; the core does).
+fn sig_of(seed: [u8; 32]) -> Signature {
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&seed);
+    sig[32..].copy_from_slice(&seed);
+    sig[63] ^= 0x5a;
+    Signature(sig)
+}
+
 fn record() -> impl Strategy<Value = MemberRecord> {
-    (profile(), any::<u32>(), member_state(), any::<u8>()).prop_map(
-        |(profile, incarnation, state, health)| MemberRecord {
-            profile,
-            incarnation,
-            state,
-            health,
-            kv: Default::default(),
-        },
+    (
+        profile(),
+        any::<u64>(),
+        member_state(),
+        any::<u8>(),
+        any::<[u8; 32]>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(profile, incarnation, state, health, key, left)| MemberRecord {
+                profile,
+                incarnation,
+                state,
+                health,
+                kv: Default::default(),
+                key: NodeKey(key),
+                sig: sig_of(key),
+                leave_sig: left.then(|| sig_of(key)),
+            },
+        )
 }
 
 /// Every message that travels in a datagram.
@@ -109,24 +129,34 @@ fn datagram_message() -> impl Strategy<Value = Message> {
             target_addr
         }),
         any::<u32>().prop_map(|seq| Message::Nack { seq }),
-        (profile(), any::<u32>(), any::<u8>()).prop_map(|(profile, incarnation, health)| {
-            Message::Alive {
-                profile,
+        (profile(), any::<u64>(), any::<u8>(), any::<[u8; 32]>()).prop_map(
+            |(profile, incarnation, health, key)| {
+                Message::Alive {
+                    profile,
+                    incarnation,
+                    health,
+                    key: NodeKey(key),
+                    sig: sig_of(key),
+                }
+            }
+        ),
+        (name(), any::<u64>(), name()).prop_map(|(name, incarnation, from)| Message::Suspect {
+            name,
+            incarnation,
+            from
+        }),
+        (name(), any::<u64>(), name()).prop_map(|(name, incarnation, from)| Message::Dead {
+            name,
+            incarnation,
+            from
+        }),
+        (name(), any::<u64>(), any::<Option<[u8; 32]>>()).prop_map(|(name, incarnation, sig)| {
+            Message::Leave {
+                name,
                 incarnation,
-                health,
+                sig: sig.map(sig_of),
             }
         }),
-        (name(), any::<u32>(), name()).prop_map(|(name, incarnation, from)| Message::Suspect {
-            name,
-            incarnation,
-            from
-        }),
-        (name(), any::<u32>(), name()).prop_map(|(name, incarnation, from)| Message::Dead {
-            name,
-            incarnation,
-            from
-        }),
-        (name(), any::<u32>()).prop_map(|(name, incarnation)| Message::Leave { name, incarnation }),
     ]
 }
 
@@ -411,11 +441,15 @@ fn names_and_tags_over_their_bounds_are_invalid() {
             profile: profile(long.clone()),
             incarnation: 1,
             health: 0,
+            key: NodeKey([3; 32]),
+            sig: sig_of([3; 32]),
         },
         Message::Alive {
             profile: profile(Name::default()),
             incarnation: 1,
             health: 0,
+            key: NodeKey([3; 32]),
+            sig: sig_of([3; 32]),
         },
         Message::Alive {
             profile: Profile {
@@ -424,6 +458,8 @@ fn names_and_tags_over_their_bounds_are_invalid() {
             },
             incarnation: 1,
             health: 0,
+            key: NodeKey([3; 32]),
+            sig: sig_of([3; 32]),
         },
     ];
     for msg in &refused {
@@ -442,6 +478,9 @@ fn names_and_tags_over_their_bounds_are_invalid() {
             state: MemberState::Alive,
             health: 0,
             kv: Default::default(),
+            key: NodeKey([3; 32]),
+            sig: sig_of([3; 32]),
+            leave_sig: None,
         }],
     };
     let bytes = encode_stream(&join, CLUSTER).unwrap();
@@ -454,6 +493,8 @@ fn names_and_tags_over_their_bounds_are_invalid() {
         profile: profile(ok),
         incarnation: 1,
         health: 0,
+        key: NodeKey([3; 32]),
+        sig: sig_of([3; 32]),
     };
     assert!(decode_datagram(&pack(std::slice::from_ref(&fine))).is_ok());
 }
@@ -502,6 +543,8 @@ fn sample_messages() -> Vec<Message> {
             profile,
             incarnation: 1 << 30,
             health: 0,
+            key: NodeKey([3; 32]),
+            sig: sig_of([3; 32]),
         },
         Message::Nack { seq: u32::MAX },
         Message::PingReq {
@@ -517,6 +560,7 @@ fn sample_messages() -> Vec<Message> {
         Message::Leave {
             name: "node-44".into(),
             incarnation: 12,
+            sig: Some(sig_of([4; 32])),
         },
     ]
 }

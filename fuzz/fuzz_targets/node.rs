@@ -43,7 +43,9 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use muster::proto::{Channel, Command, Event, Node, NodeOptions, SwimConfig, Time};
+use std::sync::Arc;
+
+use muster::proto::{Channel, Command, Event, Node, NodeOptions, NodeSigner, SwimConfig, Time, Verifier};
 use muster::wire::{
     self, ClusterId, DatagramBuilder, KvChange, KvEntry, KvMapRecord, KvSummary, MemberRecord,
     MemberState, Message, Name, Profile, SyncPhase, Tags,
@@ -390,8 +392,17 @@ fn tags(pairs: &[(KeyArg, ValueArg)]) -> Tags {
     tags
 }
 
-fn shift_u32(base: u32, delta: i8) -> u32 {
-    base.saturating_add_signed(i32::from(delta))
+/// The node key of the member named `name`, fixed by the name: the harness signs every
+/// alive record and leave with its member's key, so the input gets past the signature
+/// checks (a held record with a moved incarnation keeps its old signature, and is the
+/// forgery the node must refuse).
+fn signer_for(name: &str) -> NodeSigner {
+    let mut seed = [0x42; 32];
+    for (i, b) in name.bytes().enumerate().take(31) {
+        seed[i] = b;
+    }
+    seed[31] = name.len() as u8;
+    NodeSigner::from_seed(seed)
 }
 
 fn shift_u64(base: u64, delta: i8) -> u64 {
@@ -399,15 +410,15 @@ fn shift_u64(base: u64, delta: i8) -> u64 {
 }
 
 impl Harness {
-    fn incarnation_of(&self, name: &str) -> u32 {
+    fn incarnation_of(&self, name: &str) -> u64 {
         self.node.member(name).map_or(0, |m| m.incarnation)
     }
 
-    fn inc(&self, arg: IncArg, name: &str) -> u32 {
+    fn inc(&self, arg: IncArg, name: &str) -> u64 {
         match arg {
-            IncArg::Held(d) => shift_u32(self.incarnation_of(name), d),
-            IncArg::Raw(n) => n,
-            IncArg::NearMax(d) => u32::MAX - u32::from(d),
+            IncArg::Held(d) => shift_u64(self.incarnation_of(name), d),
+            IncArg::Raw(n) => u64::from(n),
+            IncArg::NearMax(d) => u64::MAX - u64::from(d),
         }
     }
 
@@ -482,7 +493,7 @@ impl Harness {
                     .nth(usize::from(*index) % members.len())
                     .expect("the table holds this node at least");
                 let mut r = members.record(m);
-                r.incarnation = shift_u32(r.incarnation, *inc);
+                r.incarnation = shift_u64(r.incarnation, *inc);
                 if let Some(state) = state {
                     r.state = state.get();
                 }
@@ -504,12 +515,11 @@ impl Harness {
                     .as_ref()
                     .map(|s| self.summary(s, &profile.name))
                     .unwrap_or_default();
+                let signer = signer_for(&profile.name);
                 MemberRecord {
-                    profile,
-                    incarnation,
                     state: state.get(),
-                    health: *health,
                     kv,
+                    ..signer.record(self.cluster, profile, incarnation, *health)
                 }
             }
         }
@@ -580,11 +590,7 @@ impl Harness {
             } => {
                 let profile = self.profile(profile);
                 let incarnation = self.inc(*inc, &profile.name);
-                Message::Alive {
-                    profile,
-                    incarnation,
-                    health: *health,
-                }
+                signer_for(&profile.name).alive(self.cluster, profile, incarnation, *health)
             }
             MsgArg::Suspect { name: n, inc, from } => {
                 let n = name(n);
@@ -604,8 +610,11 @@ impl Harness {
             }
             MsgArg::Leave { name: n, inc } => {
                 let n = name(n);
+                let incarnation = self.inc(*inc, &n);
+                let statement = wire::signed::leave_statement(self.cluster, &n, incarnation);
                 Message::Leave {
-                    incarnation: self.inc(*inc, &n),
+                    sig: Some(signer_for(&n).sign(&statement)),
+                    incarnation,
                     name: n,
                 }
             }
@@ -703,7 +712,7 @@ struct Harness {
     announced: BTreeSet<Name>,
     /// Ping-reqs and suspicion/death notices fed so far.
     requests: usize,
-    incarnation: u32,
+    incarnation: u64,
     leave_asked: bool,
     leave_completed: bool,
 }
@@ -736,6 +745,8 @@ impl Harness {
             profile,
             cluster: CLUSTER.into(),
             incarnation: 0,
+            signer: Arc::new(signer_for(ME)),
+            verifier: Verifier::new(),
             seed: 1,
             kv_epoch: 1,
             proven,
@@ -763,18 +774,16 @@ impl Harness {
     /// news and state: `e` restarted, `c` suspected, `d` failed, a map each for `me`,
     /// `a` and `b`.
     fn set_up(&mut self) {
-        let record = |name: &str, i: u8, incarnation: u32| MemberRecord {
-            profile: Profile {
+        let cluster = self.cluster;
+        let record = |name: &str, i: u8, incarnation: u64| {
+            let profile = Profile {
                 name: name.into(),
                 addr: host(i),
                 region: if i % 2 == 0 { "eu" } else { "us" }.into(),
                 zone: "z1".into(),
                 tags: Tags::new(),
-            },
-            incarnation,
-            state: MemberState::Alive,
-            health: 0,
-            kv: KvSummary::default(),
+            };
+            signer_for(name).record(cluster, profile, incarnation, 0)
         };
         let now = self.now;
         self.node
@@ -804,11 +813,7 @@ impl Harness {
                 .expect("a small write is accepted");
         }
         let news = [
-            Message::Alive {
-                profile: record("e", 6, 1).profile,
-                incarnation: 1,
-                health: 0,
-            },
+            signer_for("e").alive(cluster, record("e", 6, 1).profile, 1, 0),
             Message::KvUpdate {
                 node: "a".into(),
                 epoch: 1,

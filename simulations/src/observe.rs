@@ -14,7 +14,7 @@ pub struct CrashRecord {
     /// When it crashed.
     pub at: Time,
     /// Its incarnation at the crash: news at or below it is about this life.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// Nodes that were up at the crash (they should all mark it failed).
     pub observers: Vec<usize>,
     /// When it was restarted, if it was: observers that had not yet marked it failed
@@ -102,7 +102,7 @@ pub struct Observer {
 
 impl Observer {
     /// Opens a crash record.
-    pub fn crashed(&mut self, subject: usize, at: Time, incarnation: u32, observers: Vec<usize>) {
+    pub fn crashed(&mut self, subject: usize, at: Time, incarnation: u64, observers: Vec<usize>) {
         self.latest_crash.insert(subject, self.crashes.len());
         self.crashes.push(CrashRecord {
             subject,
@@ -138,6 +138,7 @@ impl Observer {
             Event::JoinFailed { .. } => (9, None),
             Event::LeaveCompleted => (10, None),
             Event::KvChanged { .. } => (11, None),
+            Event::NameTaken { .. } => (12, None),
         };
         self.trace
             .write(&now.as_nanos().to_le_bytes())
@@ -146,7 +147,7 @@ impl Observer {
         let (Some(info), Some(s)) = (info, subject) else {
             return;
         };
-        self.trace.write_str(&info.name).write_u32(info.incarnation);
+        self.trace.write_str(&info.name).write_u64(info.incarnation);
         let crash = self.latest_crash.get(&s.index).copied().filter(|&c| {
             info.incarnation <= self.crashes[c].incarnation && self.crashes[c].at <= now
         });

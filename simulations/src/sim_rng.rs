@@ -15,6 +15,17 @@ pub fn node_seed(seed: u64, index: usize, restart: u32) -> u64 {
     mix(seed ^ mix((index as u64) << 20 ^ u64::from(restart)))
 }
 
+/// The 32-byte seed of node `index`'s node key: the same in every life, as an agent
+/// with a data dir keeps its key across restarts.
+pub fn node_key_seed(seed: u64, index: usize) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (k, chunk) in out.chunks_exact_mut(8).enumerate() {
+        let word = mix(seed ^ mix((index as u64) << 8 ^ (k as u64) ^ 0x6b65_7973));
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    out
+}
+
 fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -10,12 +10,15 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use muster::proto::{Channel, Command, Event, Node, NodeOptions, SwimConfig, Time, Transmit};
-use muster::wire::{self, MemberRecord, MemberState, Message, Name, Profile, SyncPhase, Tags};
+use muster::proto::{
+    Channel, Command, Event, Node, NodeOptions, NodeSigner, SwimConfig, Time, Transmit, Verifier,
+};
+use muster::wire::{self, MemberRecord, Message, Name, Profile, SyncPhase, Tags};
 use rand_pcg::Pcg64Mcg;
 
 use crate::network::{self, Network};
@@ -48,6 +51,8 @@ enum Life {
 
 struct SimNode {
     node: Option<Node>,
+    /// Its node key, the same in every life (an agent with a data dir keeps it).
+    signer: Arc<NodeSigner>,
     name: Name,
     addr: SocketAddr,
     place: (u16, u16),
@@ -141,6 +146,8 @@ pub struct World {
     end: Time,
     rng: Pcg64Mcg,
     nodes: Vec<SimNode>,
+    /// One verifier for every node: each distinct signed record is checked once.
+    verifier: Verifier,
     by_addr: HashMap<SocketAddr, usize>,
     by_name: HashMap<Name, usize>,
     queue: BinaryHeap<Reverse<Scheduled>>,
@@ -188,6 +195,7 @@ impl World {
             end,
             rng: sim_rng::derive(seed, u64::MAX),
             nodes: Vec::with_capacity(nodes),
+            verifier: Verifier::shared_memo(),
             by_addr: HashMap::with_capacity(nodes),
             by_name: HashMap::with_capacity(nodes),
             queue: BinaryHeap::new(),
@@ -265,6 +273,7 @@ impl World {
         self.net.ensure_node(i);
         self.nodes.push(SimNode {
             node: None,
+            signer: Arc::new(NodeSigner::from_seed(sim_rng::node_key_seed(self.seed, i))),
             name,
             addr,
             place,
@@ -299,6 +308,8 @@ impl World {
             profile: self.profile(i),
             cluster: CLUSTER.into(),
             incarnation: 0,
+            signer: self.nodes[i].signer.clone(),
+            verifier: self.verifier.clone(),
             seed: sim_rng::node_seed(self.seed, i, self.nodes[i].restarts),
             // Virtual time: a restart always starts a later epoch than the run before.
             kv_epoch: self.now.as_nanos() / 1_000 + 1,
@@ -329,15 +340,10 @@ impl World {
 
     /// Every node starts knowing every other, through one shared join answer.
     fn start_converged(&mut self) -> anyhow::Result<()> {
+        let cluster = wire::ClusterId::from_name(CLUSTER);
         let members: Vec<MemberRecord> = (0..self.nodes.len())
-            .map(|i| MemberRecord {
-                profile: self.profile(i),
-                incarnation: 0,
-                state: MemberState::Alive,
-                // As if long running: proven healthy (see `boot`).
-                health: 0,
-                kv: Default::default(),
-            })
+            // As if long running: proven healthy (health 0, see `boot`).
+            .map(|i| self.nodes[i].signer.record(cluster, self.profile(i), 0, 0))
             .collect();
         let msg = Message::PushPull {
             phase: SyncPhase::JoinReply,
@@ -592,6 +598,12 @@ impl World {
             | Event::MemberReaped(m) => Some(&m.name),
             Event::JoinFailed { .. } => {
                 self.schedule(self.now + JOIN_RETRY, Action::JoinRetry { node: observer });
+                None
+            }
+            // Every simulated node keeps its key across lives, so none finds its
+            // name held by another key; if one did, it would stop, as an agent does.
+            Event::NameTaken { .. } => {
+                self.take_down(observer, Life::Crashed);
                 None
             }
             Event::LeaveCompleted => {

@@ -6,8 +6,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::proto::{ConfigError, SwimConfig};
+use crate::proto::{ConfigError, NodeSigner, SwimConfig};
 use crate::transport::ClusterKey;
 use crate::transport::tls::ALPN_PREFIX;
 use crate::wire::{Name, Tags};
@@ -63,7 +64,11 @@ pub struct MeshConfig {
     pub seed_names: Vec<String>,
     /// Incarnation to start at: above any this node announced before a restart (kept
     /// in the agent's data dir), so its old records cannot out-bid it.
-    pub incarnation: u32,
+    pub incarnation: u64,
+    /// The node key this node signs its records with (docs/protocol.md §17); `None`
+    /// makes one for this run only (a restart is then a new key, see
+    /// [`crate::agent::node_key`]).
+    pub node_key: Option<Arc<NodeSigner>>,
 }
 
 impl MeshConfig {
@@ -84,6 +89,7 @@ impl MeshConfig {
             seeds: Vec::new(),
             seed_names: Vec::new(),
             incarnation: 0,
+            node_key: None,
         }
     }
 

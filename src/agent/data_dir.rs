@@ -113,7 +113,7 @@ pub struct SavedState {
     /// The node's name.
     pub name: String,
     /// The highest incarnation the node has announced.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// Listening addresses of the other members that did not leave, sorted: live ones,
     /// and failed ones too (they may be back by the time this node restarts, and after a
     /// partition they may be all it knows).
@@ -150,7 +150,7 @@ impl SavedState {
     }
 
     /// The incarnation a restart starts at: above every one announced before.
-    pub fn next_incarnation(&self) -> u32 {
+    pub fn next_incarnation(&self) -> u64 {
         self.incarnation.saturating_add(1)
     }
 }
@@ -274,7 +274,7 @@ mod tests {
     use crate::proto::{MemberInfo, Time};
     use crate::wire::Tags;
 
-    fn state(incarnation: u32) -> SavedState {
+    fn state(incarnation: u64) -> SavedState {
         SavedState {
             name: "a".into(),
             incarnation,

@@ -82,6 +82,9 @@ pub(super) struct Driver {
     pub(super) rng: NodeRng,
     pub(super) join: JoinRetry,
     pub(super) leave_done: Vec<oneshot::Sender<()>>,
+    /// Why the node cannot go on (its name is held by another live key): the driver
+    /// stops after the current input with this reason (see [`Driver::run`]).
+    pub(super) fatal: Option<String>,
     /// Digest and size of the table at the last published snapshot.
     pub(super) published: (u64, usize),
     /// Round-trip times at the last published snapshot ([`rtt_fingerprint`]), and when
@@ -166,8 +169,10 @@ async fn resolved(
 pub(super) const SEED_RECONTACT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Driver {
-    /// Runs until the [`crate::agent::Mesh`] handle is dropped (or the task is aborted).
-    pub(super) async fn run(mut self, seeds: Vec<SocketAddr>) {
+    /// Runs until the [`crate::agent::Mesh`] handle is dropped (or the task is aborted),
+    /// returning `None`; or until the node finds it cannot go on (its name is held by
+    /// another live member), returning why.
+    pub(super) async fn run(mut self, seeds: Vec<SocketAddr>) -> Option<String> {
         self.seeds = seeds.clone();
         if !self.seed_names.is_empty() {
             let names = self.seed_names.clone();
@@ -219,8 +224,13 @@ impl Driver {
                 }
             }
             self.flush();
+            if let Some(reason) = self.fatal.take() {
+                self.transport.close();
+                return Some(reason);
+            }
         }
         tracing::debug!(name = %self.node.name(), "driver stopped");
+        None
     }
 
     /// Hands one message from a peer to the node.
@@ -497,6 +507,20 @@ impl Driver {
                     }
                     None => tracing::debug!(?seeds, "join failed"),
                 }
+                false
+            }
+            Event::NameTaken { addr, state, key } => {
+                let reason = format!(
+                    "name `{}` is held by a live member at {addr} ({}, node key {}); \
+                     choose another name, or, if that was this node before a restart \
+                     without its data dir, wait until the cluster declares it failed",
+                    self.node.name(),
+                    state.as_str(),
+                    key.fingerprint()
+                );
+                tracing::error!("{reason}");
+                self.join.stop();
+                self.fatal = Some(reason);
                 false
             }
             Event::LeaveCompleted => {

@@ -20,7 +20,7 @@ use crate::agent::driver::{self, Driver, Request};
 use crate::agent::join::JoinRetry;
 use crate::agent::kv_view::{self, KvMaps};
 use crate::proto::member::digest_of;
-use crate::proto::{Event, MemberInfo, Node, NodeOptions, Stats, Time, rng};
+use crate::proto::{Event, MemberInfo, Node, NodeOptions, NodeSigner, Stats, Time, Verifier, rng};
 use crate::stable_hash::StableHasher;
 use crate::transport::{Identity, Transport, TransportOptions, TransportStats};
 use crate::wire::{Name, Profile, Tags};
@@ -48,7 +48,7 @@ pub struct Mesh {
     followers: Followers,
     members: watch::Receiver<Members>,
     kv: watch::Receiver<KvMaps>,
-    driver: Option<JoinHandle<()>>,
+    driver: Option<JoinHandle<Option<String>>>,
     leave_wait: Duration,
     clock: Clock,
     seeded: bool,
@@ -56,6 +56,24 @@ pub struct Mesh {
     /// The highest health score (`awareness_max - 1`).
     health_max: u32,
     input_delay: Arc<AtomicU64>,
+}
+
+/// Why a mesh's driver stopped by itself ([`Mesh::driver_ended`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverEnd {
+    /// The node's name is held by another live member (another node key): a
+    /// configuration problem, not a bug. The text says where and what to do.
+    NameTaken(String),
+    /// A bug: the driver panicked or returned.
+    Failed(String),
+}
+
+impl std::fmt::Display for DriverEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DriverEnd::NameTaken(why) | DriverEnd::Failed(why) => f.write_str(why),
+        }
+    }
 }
 
 impl Mesh {
@@ -78,6 +96,7 @@ impl Mesh {
             seeds,
             seed_names,
             incarnation,
+            node_key,
         } = config;
         let identity = match &tls {
             TlsSource::ClusterKey(key) => Identity::from_cluster_key(key, &name)?,
@@ -119,6 +138,8 @@ impl Mesh {
             },
             cluster,
             incarnation,
+            signer: node_key.unwrap_or_else(|| Arc::new(NodeSigner::generate().0)),
+            verifier: Verifier::new(),
             seed,
             kv_epoch: wall_clock_micros(),
             proven: false,
@@ -154,6 +175,7 @@ impl Mesh {
             rng: rng::node_rng(seed ^ 0x9e37_79b9_7f4a_7c15),
             join: JoinRetry::default(),
             leave_done: Vec::new(),
+            fatal: None,
             published: (node_digest, node_len),
             rtt_published: 0,
             rtt_checked_at: tokio::time::Instant::now(),
@@ -336,14 +358,15 @@ impl Mesh {
     /// runs: only a bug (a panic) ends it. Answers why; pending forever once the mesh is
     /// stopped. Whoever runs a mesh for others should stop when this answers, rather
     /// than serve a membership that no longer moves.
-    pub async fn driver_ended(&mut self) -> String {
+    pub async fn driver_ended(&mut self) -> DriverEnd {
         let Some(handle) = self.driver.as_mut() else {
             return std::future::pending().await;
         };
         let outcome = handle.await;
         self.driver = None;
         match outcome {
-            Ok(()) => "the driver returned".to_owned(),
+            Ok(Some(reason)) => DriverEnd::NameTaken(reason),
+            Ok(None) => DriverEnd::Failed("the driver returned".to_owned()),
             Err(e) if e.is_panic() => {
                 let payload = e.into_panic();
                 let message = payload
@@ -351,9 +374,9 @@ impl Mesh {
                     .map(|s| (*s).to_owned())
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "(no message)".to_owned());
-                format!("the driver panicked: {message}")
+                DriverEnd::Failed(format!("the driver panicked: {message}"))
             }
-            Err(e) => format!("the driver ended: {e}"),
+            Err(e) => DriverEnd::Failed(format!("the driver ended: {e}")),
         }
     }
 

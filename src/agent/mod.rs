@@ -27,13 +27,14 @@ mod driver;
 mod join;
 pub mod kv_view;
 mod mesh;
+pub mod node_key;
 pub mod overrides;
 pub mod seeds;
 pub mod settings;
 
 pub use config::{MeshConfig, TlsSource};
 pub use kv_view::{KvMaps, KvValue, MemberKv};
-pub use mesh::{Members, Mesh, MeshControl, MeshView};
+pub use mesh::{DriverEnd, Members, Mesh, MeshControl, MeshView};
 
 use std::time::Duration;
 

@@ -166,6 +166,7 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("cluster", EnvKind::Text),
     ("api_addr", EnvKind::Text),
     ("api_token_file", EnvKind::Text),
+    ("node_key_file", EnvKind::Text),
     ("api_read_token", EnvKind::Bool),
     ("api_allowed_hosts", EnvKind::List),
     ("api_allow_exec_checks", EnvKind::Bool),

@@ -123,6 +123,11 @@ pub struct AgentConfig {
     /// Local HTTP API address; unset, the default rule ([`AgentConfig::api_listen`]).
     #[serde(skip_serializing_if = "Listen::is_default")]
     pub api_addr: Listen,
+    /// The node key file (Ed25519, PKCS#8 PEM) this node signs its own records with;
+    /// none means `<data_dir>/node.key`, generated on first start (no data dir: a key
+    /// for this run only). See `crate::agent::node_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_key_file: Option<PathBuf>,
     /// File holding the bearer token the API's mutating endpoints require; none means
     /// `<data_dir>/api.token`, generated on first start (no data dir and no file: the
     /// API refuses changes; `--dev` on loopback needs no token).
@@ -216,6 +221,8 @@ impl Default for AgentConfig {
             cluster: "default".into(),
             // See `api_listen`: loopback, the port next to the gossip port.
             api_addr: Listen::Default,
+            // `<data_dir>/node.key`, generated on first start.
+            node_key_file: None,
             // `<data_dir>/api.token`, generated on first start: changes need a token
             // that only the host's administrators can read.
             api_token_file: None,
@@ -534,7 +541,7 @@ impl AgentConfig {
     pub fn mesh_config(
         &self,
         seeds: Vec<SocketAddr>,
-        incarnation: u32,
+        incarnation: u64,
     ) -> Result<MeshConfig, SettingsError> {
         self.validate()?;
         let config = MeshConfig {

@@ -103,6 +103,7 @@ impl EventKind {
             Event::MemberReaped(m) => (EventKind::MemberReaped, m),
             Event::Joined { .. }
             | Event::JoinFailed { .. }
+            | Event::NameTaken { .. }
             | Event::LeaveCompleted
             | Event::KvChanged { .. } => {
                 return None;

@@ -68,7 +68,7 @@ pub struct MemberView {
     /// Status as this agent sees it.
     pub status: Status,
     /// Latest incarnation known.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// Tags, by key.
     pub tags: Tags,
     /// Milliseconds since this agent saw the status change (or first heard of the
@@ -94,7 +94,7 @@ struct MemberFields<'a, A: std::fmt::Display> {
     region: &'a str,
     zone: &'a str,
     status: Status,
-    incarnation: u32,
+    incarnation: u64,
     tags: &'a Tags,
     status_changed_ms_ago: u64,
     rtt_ms: Option<f64>,

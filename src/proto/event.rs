@@ -50,6 +50,17 @@ pub enum Event {
         /// Live members known after merging its state.
         members: usize,
     },
+    /// A seed's table holds this node's name as a live member under another node key:
+    /// another agent has the name (or this one restarted with a new key before the
+    /// cluster declared its old self failed). The join is over; the node should stop.
+    NameTaken {
+        /// Where the member holding the name is.
+        addr: SocketAddr,
+        /// Its state there (alive or suspect).
+        state: crate::wire::MemberState,
+        /// The key the name is bound to.
+        key: crate::wire::NodeKey,
+    },
     /// No seed of a join attempt answered within `join_timeout`.
     JoinFailed {
         /// The seeds tried.

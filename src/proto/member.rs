@@ -18,14 +18,16 @@ use std::hash::BuildHasher;
 use crate::proto::rng::{self, NodeRng};
 use crate::proto::time::Time;
 use crate::stable_hash::StableHasher;
-use crate::wire::{MemberRecord, MemberState, Name, Profile, Tags};
+use std::sync::Arc;
+
+use crate::wire::{MemberRecord, MemberState, Name, NodeKey, Profile, Signature, Tags};
 
 /// One member as the local node knows it.
 #[derive(Debug, Clone)]
 pub struct Member {
     name: Name,
     addr: SocketAddr,
-    incarnation: u32,
+    incarnation: u64,
     state: MemberState,
     region: u32,
     zone: u32,
@@ -41,6 +43,23 @@ pub struct Member {
     /// likely holds a connection to it: gossip prefers such members (a first contact
     /// costs a TLS handshake).
     contacted: bool,
+    /// The member's key and signatures behind this record (shared, not copied, when
+    /// many nodes of one process hold the same record: see `Proof`).
+    proof: Arc<Proof>,
+}
+
+/// What a member signed about the record held of it: the key its name is bound to,
+/// its signature of its `Alive` at the held incarnation (with the held profile and
+/// health), and its signature of its leave, if it left by itself. Relayed in tables as
+/// the member made them (docs/protocol.md §17).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Proof {
+    /// The member's node key.
+    pub key: NodeKey,
+    /// Its signature of its `Alive` at the held incarnation.
+    pub sig: Signature,
+    /// Its signature of its leave, when the record is `Left` by its own word.
+    pub leave_sig: Option<Signature>,
 }
 
 impl Member {
@@ -53,7 +72,7 @@ impl Member {
         self.addr
     }
     /// Latest incarnation known.
-    pub fn incarnation(&self) -> u32 {
+    pub fn incarnation(&self) -> u64 {
         self.incarnation
     }
     /// Liveness as this node sees it.
@@ -86,6 +105,16 @@ impl Member {
         self.health
     }
 
+    /// The member's key and signatures behind this record.
+    pub fn proof(&self) -> &Arc<Proof> {
+        &self.proof
+    }
+
+    /// The key the member's name is bound to.
+    pub fn key(&self) -> NodeKey {
+        self.proof.key
+    }
+
     /// Its tags (empty when none).
     pub fn tags(&self) -> &Tags {
         static EMPTY: std::sync::OnceLock<Tags> = std::sync::OnceLock::new();
@@ -103,7 +132,7 @@ pub struct MemberInfo {
     /// Address of its endpoint.
     pub addr: SocketAddr,
     /// Latest incarnation known.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// Liveness as this node sees it.
     pub state: MemberState,
     /// Region.
@@ -120,13 +149,13 @@ pub struct MemberInfo {
 
 /// One record's contribution to the membership digest: live records only, so a node
 /// that never knew a failed member agrees with one that still holds its tombstone.
-fn entry_hash(name: &str, incarnation: u32, state: MemberState) -> u64 {
+fn entry_hash(name: &str, incarnation: u64, state: MemberState) -> u64 {
     if !state.is_live() {
         return 0;
     }
     StableHasher::default()
         .write_str(name)
-        .write_u32(incarnation)
+        .write_u64(incarnation)
         .write(&[state as u8])
         .finish()
 }
@@ -245,8 +274,9 @@ impl MemberTable {
     pub fn insert(
         &mut self,
         profile: Profile,
-        incarnation: u32,
+        incarnation: u64,
         state: MemberState,
+        proof: Arc<Proof>,
         now: Time,
         rng: &mut NodeRng,
     ) -> usize {
@@ -269,6 +299,7 @@ impl MemberTable {
             rttvar_micros: 0,
             health: 0,
             contacted: false,
+            proof,
         };
         self.digest = self
             .digest
@@ -314,7 +345,7 @@ impl MemberTable {
 
     /// Sets incarnation and state, keeping digest and counts true. `state_changed` moves
     /// only when the state does.
-    pub fn set_liveness(&mut self, i: usize, incarnation: u32, state: MemberState, now: Time) {
+    pub fn set_liveness(&mut self, i: usize, incarnation: u64, state: MemberState, now: Time) {
         let m = &mut self.members[i];
         self.digest = self
             .digest
@@ -350,7 +381,12 @@ impl MemberTable {
         changed
     }
 
-    /// Notes that this node sent to the member at its current address.
+    /// Replaces the key and signatures behind member `i`'s record.
+    pub fn set_proof(&mut self, i: usize, proof: Arc<Proof>) {
+        self.members[i].proof = proof;
+    }
+
+    /// Notes that this node has sent to member `i` at its current address.
     pub fn mark_contacted(&mut self, i: usize) {
         self.members[i].contacted = true;
     }
@@ -435,6 +471,9 @@ impl MemberTable {
             state: m.state,
             health: m.health,
             kv: crate::wire::KvSummary::default(),
+            key: m.proof.key,
+            sig: m.proof.sig,
+            leave_sig: m.proof.leave_sig,
         }
     }
 
@@ -459,6 +498,14 @@ mod tests {
     use super::*;
     use crate::proto::rng::node_rng;
 
+    fn test_proof() -> Arc<Proof> {
+        Arc::new(Proof {
+            key: NodeKey([1; 32]),
+            sig: Signature([2; 64]),
+            leave_sig: None,
+        })
+    }
+
     fn profile(name: &str) -> Profile {
         Profile {
             name: name.into(),
@@ -478,6 +525,7 @@ mod tests {
                 profile(&format!("n{i}")),
                 0,
                 MemberState::Alive,
+                test_proof(),
                 Time::ZERO,
                 &mut rng,
             );
@@ -509,6 +557,7 @@ mod tests {
                 profile(&format!("n{i}")),
                 1,
                 MemberState::Alive,
+                test_proof(),
                 Time::ZERO,
                 &mut ra,
             );
@@ -518,6 +567,7 @@ mod tests {
                 profile(&format!("n{i}")),
                 1,
                 MemberState::Alive,
+                test_proof(),
                 Time::ZERO,
                 &mut rb,
             );
@@ -537,6 +587,7 @@ mod tests {
                 profile(&format!("n{i}")),
                 1,
                 MemberState::Alive,
+                test_proof(),
                 Time::ZERO,
                 &mut rc,
             );
@@ -556,10 +607,12 @@ mod tests {
     }
 
     #[test]
-    fn a_record_stays_within_96_bytes() {
+    fn a_record_stays_within_112_bytes() {
         // 10,000 nodes × 10,000 records must fit a 24 GiB machine: see docs/performance.md.
+        // (96 bytes before node keys: the shared proof pointer and 64-bit incarnations
+        // added 16; the proofs themselves are shared between simulated nodes.)
         assert!(
-            std::mem::size_of::<Member>() <= 96,
+            std::mem::size_of::<Member>() <= 112,
             "{} bytes",
             std::mem::size_of::<Member>()
         );
@@ -569,7 +622,14 @@ mod tests {
     fn rtt_is_smoothed() {
         let mut rng = node_rng(1);
         let mut t = MemberTable::new();
-        let i = t.insert(profile("a"), 0, MemberState::Alive, Time::ZERO, &mut rng);
+        let i = t.insert(
+            profile("a"),
+            0,
+            MemberState::Alive,
+            test_proof(),
+            Time::ZERO,
+            &mut rng,
+        );
         assert_eq!(t.at(i).rtt(), None);
         t.record_rtt(i, Duration::from_micros(800));
         t.record_rtt(i, Duration::from_micros(1600));

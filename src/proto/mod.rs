@@ -19,6 +19,7 @@
 //! | `broadcast` | the retransmit-limited update queue |
 //! | `timer` | the timer queue |
 //! | `config` | [`SwimConfig`] and its presets |
+//! | `identity` | node keys: signing this node's records, verifying others' ([`NodeSigner`], [`Verifier`]) |
 //! | `event` | [`Event`], [`Command`], [`Transmit`] |
 //! | `stats` | [`Stats`] counters |
 //! | `time`, `rng` | the injected clock and randomness |
@@ -27,6 +28,7 @@ pub mod awareness;
 pub mod broadcast;
 pub mod config;
 pub mod event;
+pub mod identity;
 pub mod kv;
 mod kv_sync;
 pub mod member;
@@ -42,6 +44,7 @@ mod update;
 
 pub use config::{ConfigError, DEFAULT_MAX_MEMBERS, SwimConfig};
 pub use event::{Channel, Command, CommandError, Event, Transmit};
+pub use identity::{KeyError, NodeSigner, Verifier};
 pub use kv::KvMap;
 pub use kv_sync::KvError;
 pub use member::{Member, MemberInfo, MemberTable};

@@ -14,9 +14,10 @@ use crate::proto::awareness::Awareness;
 use crate::proto::broadcast::BroadcastQueue;
 use crate::proto::config::{ConfigError, SwimConfig};
 use crate::proto::event::{Channel, Command, CommandError, Event, Transmit};
+use crate::proto::identity::{NodeSigner, Verifier};
 use crate::proto::kv::KvMap;
 use crate::proto::kv_sync::KvStore;
-use crate::proto::member::{MemberInfo, MemberTable};
+use crate::proto::member::{MemberInfo, MemberTable, Proof};
 use crate::proto::rng::{self, NodeRng};
 use crate::proto::stats::Stats;
 use crate::proto::suspicion::Suspicion;
@@ -25,6 +26,7 @@ use crate::proto::timer::{Timer, TimerQueue};
 use crate::wire::{
     self, ClusterId, DatagramBuilder, DecodeError, MemberState, Message, Name, Profile,
 };
+use std::sync::Arc;
 
 /// Random draws a gossip round spends looking for contacted members before it fills
 /// the rest of its targets uniformly ([`Node::gossip_targets`]): enough to find three
@@ -46,7 +48,12 @@ pub struct NodeOptions {
     pub cluster: String,
     /// Incarnation to start from: the last one used plus one after a restart with a data
     /// directory, else 0 (a stale record of this node is refuted when seen anyway).
-    pub incarnation: u32,
+    pub incarnation: u64,
+    /// This node's key pair: it signs the node's `Alive` and `Leave`, and its name is
+    /// bound to the public half while it is live (docs/protocol.md §17).
+    pub signer: Arc<NodeSigner>,
+    /// Checks other members' signatures ([`Verifier::new`] for one node).
+    pub verifier: Verifier,
     /// Seed for the node's random generator.
     pub seed: u64,
     /// Epoch this node's replicated key-value map starts at: above every version of its
@@ -90,7 +97,7 @@ pub(super) struct Relay {
 pub(super) struct Check {
     pub(super) target: Name,
     pub(super) addr: SocketAddr,
-    pub(super) incarnation: u32,
+    pub(super) incarnation: u64,
 }
 
 /// Where the node is in its life.
@@ -114,6 +121,8 @@ pub struct Node {
     pub(super) config: SwimConfig,
     pub(super) cluster: ClusterId,
     pub(super) me: Name,
+    pub(super) signer: Arc<NodeSigner>,
+    pub(super) verifier: Verifier,
     pub(super) rng: NodeRng,
     pub(super) members: MemberTable,
     pub(super) suspicions: BTreeMap<Name, Suspicion>,
@@ -172,6 +181,8 @@ impl Node {
             profile,
             cluster,
             incarnation,
+            signer,
+            verifier,
             seed,
             kv_epoch,
             proven,
@@ -181,7 +192,20 @@ impl Node {
         let mut rng = rng::node_rng(seed);
         let mut members = MemberTable::new();
         let me = profile.name.clone();
-        members.insert(profile, incarnation, MemberState::Alive, now, &mut rng);
+        // Signed for real by `announce_self` below, once the health to announce is set.
+        let unsigned = Arc::new(Proof {
+            key: signer.key(),
+            sig: wire::Signature([0; 64]),
+            leave_sig: None,
+        });
+        members.insert(
+            profile,
+            incarnation,
+            MemberState::Alive,
+            unsigned,
+            now,
+            &mut rng,
+        );
         let mut node = Node {
             awareness: Awareness::new(config.awareness_max),
             broadcasts: BroadcastQueue::new(config.max_queued_updates),
@@ -189,6 +213,8 @@ impl Node {
             cluster: ClusterId::from_name(&cluster),
             config,
             me,
+            signer,
+            verifier,
             rng,
             members,
             suspicions: BTreeMap::new(),
@@ -219,6 +245,7 @@ impl Node {
         // A new node is presumed slow until it shows otherwise: its join carries the
         // unproven health, so the cluster waits long enough for its first answers.
         node.set_advertised_health(node.announced_health());
+        node.sign_self();
         // Random first deadlines spread nodes started together across the interval.
         let probe_at = now + node.jitter(node.config.probe_interval);
         node.timers
@@ -352,8 +379,13 @@ impl Node {
         &self.me
     }
 
+    /// The public half of this node's key pair.
+    pub fn key(&self) -> wire::NodeKey {
+        self.signer.key()
+    }
+
     /// This node's current incarnation.
-    pub fn incarnation(&self) -> u32 {
+    pub fn incarnation(&self) -> u64 {
         self.members.get(&self.me).map_or(0, |m| m.incarnation())
     }
 
@@ -432,7 +464,9 @@ impl Node {
                 profile,
                 incarnation,
                 health,
-            } => self.apply_alive(now, profile, incarnation, health),
+                key,
+                sig,
+            } => self.apply_alive(now, profile, incarnation, health, key, sig),
             Message::Suspect {
                 name,
                 incarnation,
@@ -442,11 +476,12 @@ impl Node {
                 name,
                 incarnation,
                 from: by,
-            } => self.apply_dead(now, &name, incarnation, &by, MemberState::Dead),
-            Message::Leave { name, incarnation } => {
-                let by = name.clone();
-                self.apply_dead(now, &name, incarnation, &by, MemberState::Left)
-            }
+            } => self.apply_dead(now, &name, incarnation, &by),
+            Message::Leave {
+                name,
+                incarnation,
+                sig,
+            } => self.apply_leave(now, &name, incarnation, sig),
             Message::Join { members } => self.on_join(now, from, members),
             Message::PushPull {
                 phase,

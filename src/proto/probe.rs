@@ -380,7 +380,7 @@ impl Node {
     /// probability `confirm_probes / (N − 2)` (the suspect and the suspector cannot
     /// check), so about `confirm_probes` members check each suspicion: a failed check confirms the suspicion (Lifeguard
     /// needs independent confirmations), a successful one delivers it to the suspect.
-    pub(super) fn maybe_start_check(&mut self, now: Time, name: &Name, incarnation: u32) {
+    pub(super) fn maybe_start_check(&mut self, now: Time, name: &Name, incarnation: u64) {
         let n = self.cluster_size().saturating_sub(2).max(1);
         let p = self.config.confirm_probes / n as f64;
         if self.phase != Phase::Running || p <= 0.0 || rng::unit(&mut self.rng) >= p {
@@ -392,7 +392,7 @@ impl Node {
     /// Pings `name` (twice, carrying the suspicion) and suspects it in this node's own
     /// name if neither ping is answered: used to confirm someone else's suspicion, and to
     /// verify a stale "dead" from a merged table before believing it.
-    pub(super) fn start_check(&mut self, now: Time, name: &Name, incarnation: u32) {
+    pub(super) fn start_check(&mut self, now: Time, name: &Name, incarnation: u64) {
         if self.phase != Phase::Running {
             return;
         }

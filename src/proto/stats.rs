@@ -53,17 +53,29 @@ pub enum Refusal {
     /// A replicated-state write or push for another member that would take the state
     /// held for others past [`crate::proto::SwimConfig::kv_max_held_bytes`].
     StateHeldFull,
+    /// A record whose signature does not verify with the key it must be signed by: the
+    /// key it carries for a member not yet bound, else the key the name is bound to.
+    BadSignature,
+    /// A record for a live (alive or suspect) member carrying another key than the one
+    /// its name is bound to: someone speaking for a member it is not.
+    NameTaken,
+    /// A suspect or dead notice naming a newer incarnation than the one held: only the
+    /// member itself, signing, moves its incarnation up.
+    AccusationAhead,
 }
 
 impl Refusal {
     /// Every reason, in export order.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::PingReqUnknownTarget,
         Refusal::PingReqRelaysFull,
         Refusal::UnaskedKvPush,
         Refusal::KvEpochAhead,
         Refusal::MembersFull,
         Refusal::StateHeldFull,
+        Refusal::BadSignature,
+        Refusal::NameTaken,
+        Refusal::AccusationAhead,
     ];
 
     /// The `reason` label.
@@ -75,6 +87,9 @@ impl Refusal {
             Refusal::KvEpochAhead => "kv_epoch_ahead",
             Refusal::MembersFull => "members_full",
             Refusal::StateHeldFull => "state_held_full",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::NameTaken => "name_taken",
+            Refusal::AccusationAhead => "accusation_ahead",
         }
     }
 

@@ -31,7 +31,7 @@ pub fn timeout(min: Duration, max: Duration, expected: u32, confirmations: u32) 
 #[derive(Debug, Clone)]
 pub struct Suspicion {
     /// Incarnation the suspicion is about; a higher alive incarnation ends it.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// When this node started suspecting.
     pub start: Time,
     /// Shortest timeout (all confirmations in).
@@ -47,7 +47,7 @@ pub struct Suspicion {
 impl Suspicion {
     /// A new suspicion raised by `from`.
     pub fn new(
-        incarnation: u32,
+        incarnation: u64,
         start: Time,
         min: Duration,
         max: Duration,

@@ -101,13 +101,16 @@ impl Node {
                         m.state() == MemberState::Dead && m.incarnation() == r.incarnation
                     });
                     let addr = r.profile.addr;
-                    self.apply_alive(now, r.profile, r.incarnation, r.health);
+                    self.apply_alive(now, r.profile, r.incarnation, r.health, r.key, r.sig);
                     if revive {
                         self.send_revival(addr, &name, r.incarnation);
                     }
                 }
                 MemberState::Suspect | MemberState::Dead if name == me => {
-                    self.apply_suspect(now, &name, r.incarnation, &me);
+                    // A record of our past life, signed by us, is out-bid above it.
+                    let incarnation = r.incarnation;
+                    self.apply_alive(now, r.profile, incarnation, r.health, r.key, r.sig);
+                    self.apply_suspect(now, &name, incarnation, &me);
                 }
                 MemberState::Suspect | MemberState::Dead => {
                     let local = self
@@ -124,7 +127,7 @@ impl Node {
                         Some((_, inc)) => inc < r.incarnation,
                     };
                     if learn {
-                        self.apply_alive(now, r.profile, r.incarnation, r.health);
+                        self.apply_alive(now, r.profile, r.incarnation, r.health, r.key, r.sig);
                     }
                     let verify = self.members.get(&name).is_some_and(|m| {
                         m.state() == MemberState::Alive && m.incarnation() == r.incarnation
@@ -133,9 +136,7 @@ impl Node {
                         self.start_check(now, &name, r.incarnation);
                     }
                 }
-                MemberState::Left => {
-                    self.apply_dead(now, &name, r.incarnation, &me, MemberState::Left)
-                }
+                MemberState::Left => self.apply_leave(now, &name, r.incarnation, r.leave_sig),
             }
         }
         if !summaries.is_empty() {
@@ -147,7 +148,7 @@ impl Node {
     /// Tells a member we hold as failed that we do, with a ping: if it is alive it
     /// refutes at once, and the refutation rides back on its ack, so one push-pull across
     /// a healed partition revives every member the two tables disagree on.
-    pub(super) fn send_revival(&mut self, addr: SocketAddr, name: &Name, incarnation: u32) {
+    pub(super) fn send_revival(&mut self, addr: SocketAddr, name: &Name, incarnation: u64) {
         let seq = self.next_seq();
         let msgs = [
             Message::Dead {
@@ -252,6 +253,9 @@ impl Node {
             }
             SyncPhase::Final => self.merge(now, from, members),
             SyncPhase::JoinReply => {
+                if self.join.is_some() && self.name_taken(&members) {
+                    return;
+                }
                 self.gossip_muted = true;
                 self.merge(now, from, members);
                 self.gossip_muted = false;
@@ -279,6 +283,29 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Whether a seed's table holds this node's name as a live member under another
+    /// key; if so the join ends with [`Event::NameTaken`] and nothing of the table is
+    /// believed (the agent stops: two nodes must not share a name).
+    fn name_taken(&mut self, members: &[MemberRecord]) -> bool {
+        let mine = self.signer.key();
+        let Some(r) = members
+            .iter()
+            .find(|r| r.profile.name == self.me && r.key != mine && r.state.is_live())
+        else {
+            return false;
+        };
+        self.join = None;
+        self.stats
+            .refused
+            .add(crate::proto::stats::Refusal::NameTaken);
+        self.events.push_back(Event::NameTaken {
+            addr: r.profile.addr,
+            state: r.state,
+            key: r.key,
+        });
+        true
     }
 
     pub(super) fn on_push_pull_timer(&mut self, now: Time) {
@@ -437,12 +464,21 @@ impl Node {
             .members
             .position(&self.me)
             .expect("the local node is always in its table");
-        let incarnation = self.members.at(i).incarnation().saturating_add(1);
+        // A leave overrides every state at the same incarnation: no need to raise it.
+        let incarnation = self.members.at(i).incarnation();
+        let statement = crate::wire::signed::leave_statement(self.cluster, &self.me, incarnation);
+        let sig = self.signer.sign(&statement);
+        let proof = crate::proto::member::Proof {
+            leave_sig: Some(sig),
+            ..crate::proto::member::Proof::clone(self.members.at(i).proof())
+        };
+        self.members.set_proof(i, std::sync::Arc::new(proof));
         self.members
             .set_liveness(i, incarnation, MemberState::Left, now);
         let msg = Message::Leave {
             name: self.me.clone(),
             incarnation,
+            sig: Some(sig),
         };
         self.enqueue(self.me.clone(), &msg);
         self.phase = Phase::Leaving;

@@ -2,9 +2,12 @@
 //! or push-pull, and refuting news about this node.
 //!
 //! Precedence: a higher incarnation wins; at equal incarnation `Alive < Suspect < Dead`,
-//! and a failed member may still be marked `Left` (a force-leave or late leave notice).
-//! Only a member itself raises its incarnation, which is how it refutes. Every accepted
-//! update is queued again for gossip, so news spreads epidemically.
+//! and `Left` overrides every state at its incarnation. Only a member itself raises its
+//! incarnation, which is how it refutes, and it signs what it says about itself: an
+//! `Alive` or `Leave` is believed only if it verifies with the key the member's name is
+//! bound to (first come: the key of its first record, until the member has failed or
+//! left). Anyone may accuse (suspect, dead, force-leave), but only at the incarnation
+//! held. Every accepted update is queued again for gossip, so news spreads epidemically.
 
 use crate::proto::event::{CommandError, Event};
 use crate::proto::node::{Node, Phase};
@@ -12,28 +15,55 @@ use crate::proto::stats::Refusal;
 use crate::proto::suspicion::Suspicion;
 use crate::proto::time::Time;
 use crate::proto::timer::Timer;
-use crate::wire::{MemberState, Message, Name, Profile, Tags};
+use std::sync::Arc;
+
+use crate::proto::member::Proof;
+use crate::wire::{MemberState, Message, Name, NodeKey, Profile, Signature, Tags, signed};
 
 impl Node {
     /// An alive announcement, or an alive record of a table; `health` is the score the
-    /// member announced with this incarnation.
+    /// member announced with this incarnation, `key` and `sig` its node key and its
+    /// signature of the three. Believed only if the signature verifies with the key the
+    /// name is bound to (or, for a name not bound here, with the key it carries); a key
+    /// other than the bound one is refused while the member is live.
     pub(super) fn apply_alive(
         &mut self,
         now: Time,
         profile: Profile,
-        incarnation: u32,
+        incarnation: u64,
         health: u8,
+        key: NodeKey,
+        sig: Signature,
     ) {
         if profile.name == self.me {
-            // A record of us from our past life (or an impostor): out-bid it.
-            if incarnation > self.incarnation() && self.phase == Phase::Running {
+            if key != self.signer.key() {
+                // Someone else claims our name: nobody who holds us believes it.
+                self.stats.refused.add(Refusal::NameTaken);
+                return;
+            }
+            // A record of us from our past life: out-bid it.
+            if incarnation > self.incarnation()
+                && self.phase == Phase::Running
+                && self.verified_alive(&profile, incarnation, health, &key, &sig)
+            {
                 self.refute(now, incarnation);
             }
             return;
         }
+        let verifier = self.verifier.clone();
+        let proof = |leave_sig| {
+            verifier.share(Proof {
+                key,
+                sig,
+                leave_sig,
+            })
+        };
         let Some(i) = self.members.position(&profile.name) else {
             if self.members.len() >= self.config.max_members {
                 self.stats.refused.add(Refusal::MembersFull);
+                return;
+            }
+            if !self.verified_alive(&profile, incarnation, health, &key, &sig) {
                 return;
             }
             let name = profile.name.clone();
@@ -41,26 +71,47 @@ impl Node {
                 profile: profile.clone(),
                 incarnation,
                 health,
+                key,
+                sig,
             };
-            let i =
-                self.members
-                    .insert(profile, incarnation, MemberState::Alive, now, &mut self.rng);
+            let i = self.members.insert(
+                profile,
+                incarnation,
+                MemberState::Alive,
+                proof(None),
+                now,
+                &mut self.rng,
+            );
             self.members.set_health(i, health);
             self.enqueue(name, &msg);
             self.emit(i, Event::MemberJoined);
             return;
         };
         let m = self.members.at(i);
-        if incarnation <= m.incarnation() {
+        let old = m.state();
+        if key == m.key() {
+            if incarnation <= m.incarnation() {
+                return;
+            }
+        } else if old.is_live() {
+            // The name is bound to another key while its member is live.
+            self.stats.refused.add(Refusal::NameTaken);
             return;
         }
-        let old = m.state();
+        // Same key at a newer incarnation; or a new key for a failed or departed name
+        // (a member back with a new key pair), at whatever incarnation it starts from.
+        if !self.verified_alive(&profile, incarnation, health, &key, &sig) {
+            return;
+        }
         let msg = Message::Alive {
             profile: profile.clone(),
             incarnation,
             health,
+            key,
+            sig,
         };
         self.members.set_health(i, health);
+        self.members.set_proof(i, proof(None));
         let changed = self.members.set_profile(i, &profile);
         self.members
             .set_liveness(i, incarnation, MemberState::Alive, now);
@@ -81,22 +132,46 @@ impl Node {
         }
     }
 
-    /// The position of the member a suspect, dead or leave notice is about, unless the
-    /// notice is older than what we know of it, or about a member we never knew. A
-    /// current notice about this node itself is refuted here (and yields `None`).
-    fn accused(&mut self, now: Time, name: &Name, incarnation: u32) -> Option<usize> {
+    /// Whether `sig` is `key`'s signature of this alive record; counts a refusal if not.
+    fn verified_alive(
+        &mut self,
+        profile: &Profile,
+        incarnation: u64,
+        health: u8,
+        key: &NodeKey,
+        sig: &Signature,
+    ) -> bool {
+        let statement = signed::alive_statement(self.cluster, profile, incarnation, health);
+        let good = self.verifier.verify(key, &statement, sig);
+        if !good {
+            self.stats.refused.add(Refusal::BadSignature);
+        }
+        good
+    }
+
+    /// The position of the member a suspect or dead notice is about, if the notice is
+    /// about the incarnation held (an older one is stale; a newer one is refused: an
+    /// accusation never raises an incarnation, only the member itself does). A current
+    /// notice about this node itself is refuted here (and yields `None`).
+    fn accused(&mut self, now: Time, name: &Name, incarnation: u64) -> Option<usize> {
         if *name == self.me {
             if incarnation >= self.incarnation() && self.phase == Phase::Running {
-                self.refute(now, incarnation);
+                let mine = self.incarnation();
+                self.refute(now, mine);
             }
             return None;
         }
         let i = self.members.position(name)?;
-        (incarnation >= self.members.at(i).incarnation()).then_some(i)
+        let held = self.members.at(i).incarnation();
+        if incarnation > held {
+            self.stats.refused.add(Refusal::AccusationAhead);
+            return None;
+        }
+        (incarnation == held).then_some(i)
     }
 
     /// A suspicion raised or confirmed by `from`.
-    pub(super) fn apply_suspect(&mut self, now: Time, name: &Name, incarnation: u32, from: &Name) {
+    pub(super) fn apply_suspect(&mut self, now: Time, name: &Name, incarnation: u64, from: &Name) {
         let Some(i) = self.accused(now, name, incarnation) else {
             return;
         };
@@ -161,45 +236,104 @@ impl Node {
         }
     }
 
-    /// A death (`state == Dead`) or departure (`state == Left`) notice.
-    pub(super) fn apply_dead(
-        &mut self,
-        now: Time,
-        name: &Name,
-        incarnation: u32,
-        from: &Name,
-        state: MemberState,
-    ) {
+    /// A death notice: `from` declared `name` failed.
+    pub(super) fn apply_dead(&mut self, now: Time, name: &Name, incarnation: u64, from: &Name) {
         let Some(i) = self.accused(now, name, incarnation) else {
             return;
         };
-        let m = self.members.at(i);
-        let upgrade_to_left = m.state() == MemberState::Dead && state == MemberState::Left;
-        if !m.state().is_live() && !upgrade_to_left {
+        if !self.members.at(i).state().is_live() {
             return;
         }
-        self.members.set_liveness(i, incarnation, state, now);
+        self.members
+            .set_liveness(i, incarnation, MemberState::Dead, now);
         self.suspicions.remove(name);
-        let msg = match state {
-            MemberState::Left => Message::Leave {
-                name: name.clone(),
-                incarnation,
-            },
-            _ => Message::Dead {
+        self.enqueue(
+            name.clone(),
+            &Message::Dead {
                 name: name.clone(),
                 incarnation,
                 from: from.clone(),
             },
-        };
-        self.enqueue(name.clone(), &msg);
-        match state {
-            MemberState::Left => self.emit(i, Event::MemberLeft),
-            _ => self.emit(i, Event::MemberFailed),
-        }
+        );
+        self.emit(i, Event::MemberFailed);
     }
 
-    /// Out-bids a suspicion or death notice about this node with a higher incarnation.
-    fn refute(&mut self, now: Time, seen: u32) {
+    /// A leave notice. Signed (`sig`), it is the member's own word and moves it to
+    /// `Left` from any state at its incarnation or a newer one; unsigned, it is a
+    /// force-leave by another node, which only moves a member held failed at that very
+    /// incarnation.
+    pub(super) fn apply_leave(
+        &mut self,
+        now: Time,
+        name: &Name,
+        incarnation: u64,
+        sig: Option<Signature>,
+    ) {
+        if *name == self.me {
+            if incarnation >= self.incarnation() && self.phase == Phase::Running {
+                // Our own signed leave from a past life, or anyone's force-leave of us.
+                let past_life = sig.is_some_and(|sig| {
+                    let statement = signed::leave_statement(self.cluster, name, incarnation);
+                    self.verifier.verify(&self.signer.key(), &statement, &sig)
+                });
+                let seen = if past_life {
+                    incarnation
+                } else {
+                    self.incarnation()
+                };
+                self.refute(now, seen);
+            }
+            return;
+        }
+        let Some(i) = self.members.position(name) else {
+            return;
+        };
+        let m = self.members.at(i);
+        let (held, state) = (m.incarnation(), m.state());
+        match sig {
+            Some(sig) => {
+                if incarnation < held || (state == MemberState::Left && incarnation == held) {
+                    return;
+                }
+                let statement = signed::leave_statement(self.cluster, name, incarnation);
+                if !self.verifier.verify(&m.key(), &statement, &sig) {
+                    self.stats.refused.add(Refusal::BadSignature);
+                    return;
+                }
+                let proof = Proof {
+                    leave_sig: Some(sig),
+                    ..Proof::clone(m.proof())
+                };
+                let proof = self.verifier.share(proof);
+                self.members.set_proof(i, proof);
+            }
+            None => {
+                if incarnation > held {
+                    self.stats.refused.add(Refusal::AccusationAhead);
+                    return;
+                }
+                if state != MemberState::Dead || incarnation < held {
+                    return;
+                }
+            }
+        }
+        self.members
+            .set_liveness(i, incarnation, MemberState::Left, now);
+        self.suspicions.remove(name);
+        self.enqueue(
+            name.clone(),
+            &Message::Leave {
+                name: name.clone(),
+                incarnation,
+                sig,
+            },
+        );
+        self.emit(i, Event::MemberLeft);
+    }
+
+    /// Out-bids a suspicion or death notice about this node with a higher incarnation
+    /// than `seen`: our own (for an accusation) or one we signed in a past life.
+    fn refute(&mut self, now: Time, seen: u64) {
         let Some(i) = self.members.position(&self.me) else {
             return;
         };
@@ -213,23 +347,44 @@ impl Node {
         self.stats.refutations += 1;
     }
 
-    /// Queues an alive announcement of this node at its current incarnation.
+    /// Signs and queues an alive announcement of this node at its current incarnation.
     pub(super) fn announce_self(&mut self) {
-        let Some(m) = self.members.get(&self.me) else {
+        let health = self.announced_health();
+        self.set_advertised_health(health);
+        let Some(msg) = self.sign_self() else {
             return;
         };
-        let health = self.announced_health();
-        let msg = Message::Alive {
-            profile: self.members.profile(m),
-            incarnation: m.incarnation(),
-            health,
-        };
-        self.set_advertised_health(health);
         self.enqueue(self.me.clone(), &msg);
     }
 
+    /// Signs this node's record as it stands (profile, incarnation, advertised health),
+    /// keeps the signature in its own record (tables carry it), and returns the `Alive`.
+    pub(super) fn sign_self(&mut self) -> Option<Message> {
+        let i = self.members.position(&self.me)?;
+        let m = self.members.at(i);
+        let (profile, incarnation, health) = (self.members.profile(m), m.incarnation(), m.health());
+        let statement = signed::alive_statement(self.cluster, &profile, incarnation, health);
+        let sig = self.signer.sign(&statement);
+        let key = self.signer.key();
+        self.members.set_proof(
+            i,
+            Arc::new(Proof {
+                key,
+                sig,
+                leave_sig: None,
+            }),
+        );
+        Some(Message::Alive {
+            profile,
+            incarnation,
+            health,
+            key,
+            sig,
+        })
+    }
+
     /// Notes `health` as what this node announces, in its own record too (push-pull
-    /// tables carry it).
+    /// tables carry it). The caller signs the record again.
     pub(super) fn set_advertised_health(&mut self, health: u8) {
         self.advertised_health = health;
         if let Some(i) = self.members.position(&self.me) {
@@ -256,7 +411,7 @@ impl Node {
         self.stats.deaths_declared += 1;
         tracing::debug!(member = %name, "suspicion timed out; declaring failed");
         let me = self.me.clone();
-        self.apply_dead(now, name, incarnation, &me, MemberState::Dead);
+        self.apply_dead(now, name, incarnation, &me);
         // The last word goes to the member itself: if it is alive after all (its acks
         // were lost, not it), it refutes at once. Otherwise it hears of its death only if
         // the gossip happens to reach it, and nobody sends to a member it holds failed,
@@ -307,8 +462,7 @@ impl Node {
             });
         }
         let incarnation = m.incarnation();
-        let me = self.me.clone();
-        self.apply_dead(now, name, incarnation, &me, MemberState::Left);
+        self.apply_leave(now, name, incarnation, None);
         Ok(())
     }
 }

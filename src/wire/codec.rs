@@ -24,8 +24,10 @@ use crate::stable_hash::StableHasher;
 
 /// Version of this wire format. A datagram with another version is dropped and counted.
 /// 2: member records carry a replicated-state summary, and the replicated-state messages
-/// (`KvUpdate`, `KvPull`, `KvPush`) exist. 3: datagrams drop the cluster id.
-pub const PROTOCOL_VERSION: u8 = 3;
+/// (`KvUpdate`, `KvPull`, `KvPush`) exist. 3: datagrams drop the cluster id. 4: members
+/// sign what they say about themselves (node keys, signed `Alive` and `Leave`, signed
+/// table records) and incarnations are 64-bit.
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// Bytes of the datagram header: the version.
 pub const DATAGRAM_HEADER_LEN: usize = 1;
@@ -176,6 +178,13 @@ pub fn encode_message(msg: &Message, buf: &mut Vec<u8>) -> Result<usize, EncodeE
             reason: e.to_string(),
         }
     })
+}
+
+/// The canonical bytes of a signed statement ([`crate::wire::signed`]): the same
+/// encoding as messages, which is deterministic (fixed field order, tags in key order).
+pub(crate) fn encode_statement<T: serde::Serialize>(statement: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(statement, config::standard())
+        .expect("a statement is plain data and always encodes")
 }
 
 /// Encodes a whole stream message: header then the message.

@@ -19,9 +19,9 @@ pub type Name = CompactString;
 pub const MAX_NAME_LEN: usize = 128;
 
 /// Largest total size of a member's tags (sum of key and value lengths). With
-/// [`MAX_TAGS`] it keeps the largest alive update at about 1,060 bytes, below the
-/// default 1,150-byte datagram budget.
-pub const MAX_TAGS_LEN: usize = 512;
+/// [`MAX_TAGS`] it keeps the largest alive update (signed, with its node key) at about
+/// 1,140 bytes, below the default 1,150-byte datagram budget.
+pub const MAX_TAGS_LEN: usize = 496;
 
 /// Most tags a member may carry. With [`MAX_TAGS_LEN`] this bounds the length prefixes
 /// too, so the largest possible alive update (~1,060 bytes) still fits one datagram.
@@ -52,6 +52,58 @@ pub const MAX_KV_VERSION: u64 = 1 << 62;
 /// log line, an escape sequence rewrites a terminal.
 pub fn has_control_char(s: &str) -> bool {
     s.chars().any(char::is_control)
+}
+
+/// A member's node key: the Ed25519 public key every record it originates is signed
+/// with (docs/protocol.md §17). A name is bound to one key while its member is live.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeKey(pub [u8; 32]);
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeKey({})", self.fingerprint())
+    }
+}
+
+impl NodeKey {
+    /// The first eight bytes in hex: enough to tell keys apart in logs and errors.
+    pub fn fingerprint(&self) -> String {
+        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// An Ed25519 signature (64 bytes) over a record's canonical statement
+/// ([`crate::wire::signed`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature(pub [u8; 64]);
+
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let head: String = self.0[..4].iter().map(|b| format!("{b:02x}")).collect();
+        write!(f, "Signature({head}…)")
+    }
+}
+
+// serde implements arrays only up to 32 elements: a signature travels as its two
+// halves, which is the same 64 bytes on the wire.
+impl Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut low = [0u8; 32];
+        let mut high = [0u8; 32];
+        low.copy_from_slice(&self.0[..32]);
+        high.copy_from_slice(&self.0[32..]);
+        (low, high).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (low, high) = <([u8; 32], [u8; 32])>::deserialize(deserializer)?;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&low);
+        sig[32..].copy_from_slice(&high);
+        Ok(Signature(sig))
+    }
 }
 
 /// Liveness of a member as one node sees it. Order of precedence at equal incarnation:
@@ -234,7 +286,7 @@ pub struct MemberRecord {
     /// Who the member is.
     pub profile: Profile,
     /// Its incarnation: only the member itself raises it.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// Its liveness as the sender sees it.
     pub state: MemberState,
     /// The health score the member announced with this incarnation (see `Alive`), so a
@@ -243,6 +295,14 @@ pub struct MemberRecord {
     pub health: u8,
     /// What the sender holds of the member's replicated key-value state.
     pub kv: KvSummary,
+    /// The member's node key.
+    pub key: NodeKey,
+    /// The member's signature of its `Alive` at this incarnation (profile, incarnation,
+    /// health), relayed as the member made it.
+    pub sig: Signature,
+    /// The member's signature of its leave at this incarnation, when it left by itself;
+    /// `None` for any other state, and for a member force-left by another node.
+    pub leave_sig: Option<Signature>,
 }
 
 /// What a node holds of one member's replicated key-value map: enough for two nodes to
@@ -345,18 +405,24 @@ pub enum Message {
         /// The member's profile.
         profile: Profile,
         /// Its incarnation.
-        incarnation: u32,
+        incarnation: u64,
         /// The member's Lifeguard health score when it announced itself (0 = healthy).
         /// Probers stretch their probe timeout toward it by `health + 1`, so a node that
         /// knows it is slow is not suspected over and over by every prober in turn.
         health: u8,
+        /// The member's node key.
+        key: NodeKey,
+        /// The member's signature of profile, incarnation and health: a receiver
+        /// believes the record only if it verifies with the key bound to the name.
+        sig: Signature,
     },
     /// `from` suspects `name` at this incarnation.
     Suspect {
         /// Suspected member.
         name: Name,
-        /// Incarnation the suspicion is about.
-        incarnation: u32,
+        /// Incarnation the suspicion is about: the one the sender holds. An accusation
+        /// never raises the incarnation a receiver holds.
+        incarnation: u64,
         /// Who raised it (distinct senders confirm a suspicion).
         from: Name,
     },
@@ -364,8 +430,8 @@ pub enum Message {
     Dead {
         /// Dead member.
         name: Name,
-        /// Incarnation the declaration is about.
-        incarnation: u32,
+        /// Incarnation the declaration is about (as for `Suspect`).
+        incarnation: u64,
         /// Who declared it.
         from: Name,
     },
@@ -373,8 +439,11 @@ pub enum Message {
     Leave {
         /// Departing member.
         name: Name,
-        /// Its incarnation, raised for the leave so it overrides any older state.
-        incarnation: u32,
+        /// Its incarnation: `Left` overrides every other state at the same one.
+        incarnation: u64,
+        /// The member's own signature of its leave. `None` for a force-leave by
+        /// another node, which only moves a member held failed at this incarnation.
+        sig: Option<Signature>,
     },
     /// Stream: a joining (or reconnecting) node's full state; answered by a
     /// `PushPull { phase: JoinReply }`.
@@ -635,9 +704,11 @@ mod tests {
     #[test]
     fn the_largest_alive_update_fits_one_datagram() {
         let long = |c: char| Name::from(c.to_string().repeat(MAX_NAME_LEN));
-        // 64 tags whose keys and values share the 512 bytes: the most length prefixes.
-        let tags = Tags::from_pairs((0..MAX_TAGS).map(|i| (format!("{i:04}"), "abcd".to_string())))
-            .unwrap();
+        // 64 tags whose keys and values share the 496 bytes: the most length prefixes.
+        let tags = Tags::from_pairs(
+            (0..MAX_TAGS).map(|i| (format!("{i:03}"), if i < 48 { "abcde" } else { "abcd" })),
+        )
+        .unwrap();
         assert_eq!(tags.byte_len(), MAX_TAGS_LEN);
         let msg = Message::Alive {
             profile: Profile {
@@ -649,8 +720,10 @@ mod tests {
                 zone: long('z'),
                 tags,
             },
-            incarnation: u32::MAX,
+            incarnation: u64::MAX,
             health: u8::MAX,
+            key: NodeKey([0xff; 32]),
+            sig: Signature([0xff; 64]),
         };
         let mut d = DatagramBuilder::new(1150);
         assert!(
@@ -719,6 +792,9 @@ mod tests {
                     version,
                     hash: u64::MAX,
                 },
+                key: NodeKey([0; 32]),
+                sig: Signature([0; 64]),
+                leave_sig: None,
             }],
         };
         let (max, over) = (MAX_KV_VERSION, MAX_KV_VERSION + 1);
@@ -752,6 +828,8 @@ mod tests {
             profile: p,
             incarnation: 1,
             health: 0,
+            key: NodeKey([0; 32]),
+            sig: Signature([0; 64]),
         };
         assert_eq!(
             alive(profile("a$(id)`x`;b", &[("k", "v w")])).validate(),

@@ -1,6 +1,7 @@
 //! The wire format: every protocol message and the codec that turns them into bytes.
 //!
 //! - [`message`] holds the closed set of messages ([`Message`]) and the records they carry.
+//! - [`signed`] holds the statements members sign about themselves.
 //! - [`codec`] owns the byte layout: a datagram header (protocol version and cluster id),
 //!   messages packed back to back up to a byte budget, and bounded, panic-free decoding.
 //!
@@ -10,6 +11,7 @@
 
 pub mod codec;
 pub mod message;
+pub mod signed;
 
 pub use codec::{
     ClusterId, DATAGRAM_HEADER_LEN, DatagramBuilder, DecodeError, EncodeError, MAX_DATAGRAM_LEN,
@@ -18,7 +20,6 @@ pub use codec::{
 };
 pub use message::{
     KvChange, KvEntry, KvMapRecord, KvSummary, MAX_KV_ENTRIES, MAX_KV_KEY_LEN, MAX_KV_MAP_LEN,
-    MAX_KV_VERSION,
-    MAX_NAME_LEN, MAX_TAGS, MAX_TAGS_LEN, MemberRecord, MemberState, Message, MessageKind, Name,
-    Profile, SyncPhase, Tags, TagsError, has_control_char,
+    MAX_KV_VERSION, MAX_NAME_LEN, MAX_TAGS, MAX_TAGS_LEN, MemberRecord, MemberState, Message,
+    MessageKind, Name, NodeKey, Profile, Signature, SyncPhase, Tags, TagsError, has_control_char,
 };

@@ -188,6 +188,7 @@ impl AgentConfig {
     fn validate_api(&self) -> Result<(), SettingsError> {
         for (field, path) in [
             ("api_token_file", &self.api_token_file),
+            ("node_key_file", &self.node_key_file),
             ("api_tls_cert", &self.api_tls_cert),
             ("api_tls_key", &self.api_tls_key),
         ] {

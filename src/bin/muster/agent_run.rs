@@ -13,9 +13,11 @@ use anyhow::Context;
 use muster::Mesh;
 use muster::agent::data_dir::{self, DataDir, DataDirError, SavedState};
 use muster::agent::settings::{self, AgentConfig, ListenAddr, LogFormat};
+use muster::agent::{DriverEnd, node_key};
 use muster::api::server::{ServerLimits, ServerStats};
 use muster::api::{self, Access, ApiState, ApiToken, LeaveRequest};
 use muster::dns::{DnsServer, DnsSockets, RateLimit};
+use muster::proto::NodeSigner;
 use muster::proto::{ConfigError, SwimConfig, rng};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -130,7 +132,8 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     // The seeds plus a sample of the remembered members, not all of them: each gets a
     // full-state join, and the driver re-contacts its seeds.
     let seeds = data_dir::join_seeds(&configured, &remembered, &mut rng::node_rng(random_seed()));
-    let mesh_config = config.mesh_config(seeds.clone(), incarnation)?;
+    let mut mesh_config = config.mesh_config(seeds.clone(), incarnation)?;
+    mesh_config.node_key = Some(std::sync::Arc::new(node_key(&config, data_dir.as_ref())?));
     let bound = leave_bound(&mesh_config.swim);
     // Before any socket: the connection limits are sized from it.
     let fd_limit = api::server::raise_fd_limit();
@@ -335,10 +338,16 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
                      restart the agent (SIGTERM leaves gracefully) to apply changes"
                 );
             }
-            why = mesh.driver_ended() => {
-                tracing::error!(why, "the mesh driver stopped; exiting");
-                std::process::exit(EXIT_INTERNAL);
-            }
+            why = mesh.driver_ended() => match why {
+                DriverEnd::NameTaken(why) => {
+                    eprintln!("error: {why}");
+                    std::process::exit(1);
+                }
+                DriverEnd::Failed(why) => {
+                    tracing::error!(why, "the mesh driver stopped; exiting");
+                    std::process::exit(EXIT_INTERNAL);
+                }
+            },
             ended = &mut api_server => {
                 tracing::error!(outcome = ?ended, "the HTTP API server stopped; exiting");
                 std::process::exit(EXIT_INTERNAL);
@@ -504,6 +513,28 @@ fn api_token(config: &AgentConfig, data_dir: Option<&DataDir>) -> anyhow::Result
 
 /// Warns about secret files that other users of the host can read: the cluster key,
 /// the node's TLS key, the API's TLS key and the token file.
+/// The node key: `node_key_file`'s, else the data dir's (generated on first start),
+/// else one for this run only. A file that cannot be used is a config error (exit 2).
+fn node_key(config: &AgentConfig, data_dir: Option<&DataDir>) -> anyhow::Result<NodeSigner> {
+    let loaded = match (&config.node_key_file, data_dir) {
+        (Some(path), _) => node_key::load(path),
+        (None, Some(dir)) => node_key::load_or_create(&dir.path().join(node_key::NODE_KEY_FILE)),
+        (None, None) => {
+            tracing::info!(
+                "no data_dir: this node's key lasts for this run only; after a crash the \
+                 cluster gives the name to the new key once it declares the old one failed"
+            );
+            return Ok(NodeSigner::generate().0);
+        }
+    };
+    let signer = loaded.map_err(|e| ConfigError {
+        field: "node_key_file",
+        reason: e.to_string(),
+    })?;
+    tracing::info!(key = %signer.key().fingerprint(), "node key");
+    Ok(signer)
+}
+
 fn warn_if_readable(config: &AgentConfig, data_dir: Option<&DataDir>) {
     use std::os::unix::fs::PermissionsExt;
     let token = config
@@ -515,6 +546,13 @@ fn warn_if_readable(config: &AgentConfig, data_dir: Option<&DataDir>) {
         ("tls_key", config.tls_key.clone()),
         ("api_tls_key", config.api_tls_key.clone()),
         ("api_token_file", token),
+        (
+            "node_key_file",
+            config
+                .node_key_file
+                .clone()
+                .or_else(|| data_dir.map(|d| d.path().join(node_key::NODE_KEY_FILE))),
+        ),
     ] {
         let Some(path) = path else { continue };
         let Ok(meta) = std::fs::metadata(&path) else {

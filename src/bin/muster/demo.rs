@@ -240,7 +240,7 @@ struct Node {
     api_addr: SocketAddr,
     /// The incarnation to start at next: above any the node announced before a crash,
     /// as the agent's data dir would give it.
-    incarnation: u32,
+    incarnation: u64,
     live: Option<Live>,
     down_since: Option<Instant>,
     /// Since when a restart has found its address still held.
@@ -270,7 +270,7 @@ struct Outage {
     first_failed: bool,
     all_failed: bool,
     /// When it came back, and at which incarnation.
-    restarted: Option<(Instant, u32)>,
+    restarted: Option<(Instant, u64)>,
     /// The restarted node sees every running node alive again.
     rejoined: bool,
     /// Every running node sees it alive at its new incarnation.
@@ -765,7 +765,7 @@ impl Demo {
                 lines.push(format!("all {n} nodes see each other alive"));
             }
         }
-        let state = |j: usize, victim: &str| -> Option<(MemberState, u32)> {
+        let state = |j: usize, victim: &str| -> Option<(MemberState, u64)> {
             views[j]
                 .as_ref()?
                 .iter()
