@@ -23,7 +23,9 @@
 //! # Driving a node
 //!
 //! ```
-//! use muster::proto::{Node, NodeOptions, SwimConfig, Time};
+//! use std::sync::Arc;
+//!
+//! use muster::proto::{Node, NodeOptions, NodeSigner, SwimConfig, Time, Verifier};
 //! use muster::wire::{Profile, Tags};
 //!
 //! let profile = Profile {
@@ -33,7 +35,19 @@
 //!     zone: "eu-1".into(),
 //!     tags: Tags::new(),
 //! };
-//! let options = NodeOptions { config: SwimConfig::lan(), profile, cluster: "demo".into(), incarnation: 0, seed: 1, kv_epoch: 1, proven: false };
+//! // The node key it signs its own records with (an agent keeps it in its data dir).
+//! let (signer, _pkcs8) = NodeSigner::generate();
+//! let options = NodeOptions {
+//!     config: SwimConfig::lan(),
+//!     profile,
+//!     cluster: "demo".into(),
+//!     incarnation: 0,
+//!     signer: Arc::new(signer),
+//!     verifier: Verifier::new(),
+//!     seed: 1,
+//!     kv_epoch: 1,
+//!     proven: false,
+//! };
 //! let mut node = Node::new(options, Time::ZERO).unwrap();
 //! // The driver loop: feed input, run timers, send what the node wants sent.
 //! while let Some(at) = node.poll_timeout() {
