@@ -276,8 +276,18 @@ impl Script {
         self.pump();
     }
 
+    /// Delivers a stream message; the maps of a `KvPush` are signed by their owners
+    /// first, where a test left their signatures zero (tests forge with other bytes).
     fn deliver_stream(&mut self, from: SocketAddr, msg: &Message) {
-        let bytes = wire::encode_stream(msg, cluster()).expect("test stream encodes");
+        let mut msg = msg.clone();
+        if let Message::KvPush { maps } = &mut msg {
+            for map in maps {
+                if map.epoch_sig == wire::Signature([0; 64]) {
+                    signer(&map.node).sign_map(cluster(), map);
+                }
+            }
+        }
+        let bytes = wire::encode_stream(&msg, cluster()).expect("test stream encodes");
         self.node.handle_stream(self.now, from, &bytes);
         self.pump();
     }
@@ -2029,7 +2039,9 @@ fn names_tags_and_state_keys_with_control_characters_are_dropped_and_counted() {
                     key: "k\u{1b}".into(),
                     version: 1,
                     value: Some("v".into()),
+                    sig: wire::Signature([0; 64]),
                 }],
+                epoch_sig: wire::Signature([0; 64]),
             }],
         },
     ];
@@ -2268,14 +2280,9 @@ fn set_kv(key: &str, value: Option<&str>) -> Command {
     }
 }
 
+/// A write to `node`'s map, signed by `node` (as every real one is).
 fn kv_update(node: &str, epoch: u64, version: u64, key: &str, change: KvChange) -> Message {
-    Message::KvUpdate {
-        node: node.into(),
-        epoch,
-        version,
-        key: key.into(),
-        change,
-    }
+    signer(node).kv_update(cluster(), node, epoch, version, key, change)
 }
 
 #[test]
@@ -2392,7 +2399,9 @@ fn a_large_value_notice_or_a_new_epoch_pulls_the_map_from_its_owner() {
                 key: "blob".into(),
                 version: 11,
                 value: Some("x".repeat(2000)),
+                sig: wire::Signature([0; 64]),
             }],
+            epoch_sig: wire::Signature([0; 64]),
         }],
     };
     s.deliver_stream(a, &push);
@@ -2436,7 +2445,9 @@ fn a_push_is_believed_only_from_the_peer_this_node_pulled_that_map_from() {
                 key: "k".into(),
                 version: 11,
                 value: Some(value.into()),
+                sig: wire::Signature([0; 64]),
             }],
+            epoch_sig: wire::Signature([0; 64]),
         }],
     };
     // Nobody asked: b's push of a's map, and a push of this node's own map, are refused.
@@ -2453,7 +2464,7 @@ fn a_push_is_believed_only_from_the_peer_this_node_pulled_that_map_from() {
             .any(|t| t.to == a && t.has(|m| matches!(m, Message::KvPull { .. })))
     );
     s.deliver_stream(b, &push("a", "forged"));
-    assert!(s.node.kv("a").unwrap().get("k").is_none());
+    assert!(s.node.kv("a").is_none_or(|m| m.get("k").is_none()));
     assert_eq!(s.node.stats().refused.of(Refusal::UnaskedKvPush), 3);
     // ...and a's own answer is merged.
     s.deliver_stream(a, &push("a", "real"));
@@ -2641,6 +2652,7 @@ fn map_epochs_and_versions_past_the_bound_are_dropped_and_counted() {
                 node: ME.into(),
                 epoch: over,
                 entries: Vec::new(),
+                epoch_sig: wire::Signature([0; 64]),
             }],
         },
         Message::KvPush {
@@ -2651,7 +2663,9 @@ fn map_epochs_and_versions_past_the_bound_are_dropped_and_counted() {
                     key: "k".into(),
                     version: u64::MAX,
                     value: Some("v".into()),
+                    sig: wire::Signature([0; 64]),
                 }],
+                epoch_sig: wire::Signature([0; 64]),
             }],
         },
         Message::PushPull {
@@ -2796,7 +2810,9 @@ fn state_held_for_others_stops_at_its_bound() {
                 key: "blob".into(),
                 version: 11,
                 value: Some("x".repeat(len)),
+                sig: wire::Signature([0; 64]),
             }],
+            epoch_sig: wire::Signature([0; 64]),
         }],
     };
     // a's large value: pulled from a, pushed, held (700 KB of the 1 MiB bound).
@@ -3107,4 +3123,65 @@ fn a_record_of_this_node_signed_in_a_past_life_is_out_bid() {
     // Incarnations are 64-bit: nothing saturates at the old maximum.
     s.deliver(s.addr("a"), &[alive(profile(ME, host(9)), old_max + 5, 0)]);
     assert_eq!(s.node.incarnation(), old_max + 6);
+}
+
+#[test]
+fn state_writes_are_believed_only_as_their_owner_signed_them() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    let (a, b) = (s.addr("a"), s.addr("b"));
+    s.deliver(a, &[kv_update("a", 10, 11, "svc/web", KvChange::Set("up".into()))]);
+    assert_eq!(s.node.kv("a").unwrap().get("svc/web"), Some(("up", 11)));
+    // b, with its own key, writes into a's map: a value, a deletion, a new epoch.
+    let forger = signer("b");
+    let forged = [
+        forger.kv_update(cluster(), "a", 10, 12, "svc/web", KvChange::Set("pwned".into())),
+        forger.kv_update(cluster(), "a", 10, 13, "svc/web", KvChange::Delete),
+        forger.kv_update(cluster(), "a", 99, 99, "", KvChange::Epoch),
+        forger.kv_update(cluster(), "a", 99, 100, "svc/web", KvChange::Set("pwned".into())),
+    ];
+    for m in &forged {
+        s.deliver(b, std::slice::from_ref(m));
+    }
+    let map = s.node.kv("a").unwrap();
+    assert_eq!((map.epoch(), map.get("svc/web")), (10, Some(("up", 11))));
+    assert_eq!(s.node.stats().refused.of(Refusal::BadSignature), 4);
+    // A large-value notice cannot be checked: it only makes the node pull, from a
+    // (once the pull sent at the first update has lapsed).
+    s.advance(Duration::from_secs(2));
+    s.take_sent();
+    s.deliver(b, &[forger.kv_update(cluster(), "a", 99, 99, "svc/web", KvChange::Large)]);
+    let map = s.node.kv("a").unwrap();
+    assert_eq!((map.epoch(), map.get("svc/web")), (10, Some(("up", 11))));
+    assert!(
+        s.take_sent()
+            .iter()
+            .any(|t| t.to == a && t.has(|m| matches!(m, Message::KvPull { .. })))
+    );
+    // a's answer, with one entry b slipped in (signed by b), and a's real entries.
+    let mut pushed = KvMapRecord {
+        node: "a".into(),
+        epoch: 10,
+        epoch_sig: wire::Signature([0; 64]),
+        entries: vec![KvEntry {
+            key: "role".into(),
+            version: 14,
+            value: Some("db".into()),
+            sig: wire::Signature([0; 64]),
+        }],
+    };
+    signer("a").sign_map(cluster(), &mut pushed);
+    let Message::KvUpdate { sig, .. } = &forged[0] else {
+        unreachable!()
+    };
+    pushed.entries.push(KvEntry {
+        key: "svc/web".into(),
+        version: 12,
+        value: Some("pwned".into()),
+        sig: *sig,
+    });
+    s.deliver_stream(a, &Message::KvPush { maps: vec![pushed] });
+    let map = s.node.kv("a").unwrap();
+    assert_eq!(map.get("role"), Some(("db", 14)), "a's own entry is merged");
+    assert_eq!(map.get("svc/web"), Some(("up", 11)), "b's is dropped");
+    assert_eq!(s.node.stats().refused.of(Refusal::BadSignature), 5);
 }

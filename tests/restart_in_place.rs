@@ -61,6 +61,11 @@ fn a_second_agent_with_a_live_members_name_is_refused_and_exits_1() -> Result<()
     assert!(impostor.tail().contains(&held), "{}", impostor.tail());
     // The real b is untouched: alive at its address on a, never failed or left.
     std::thread::sleep(std::time::Duration::from_secs(2));
-    assert_eq!(a.last_about("b").as_deref(), Some("member joined"), "{}", a.tail());
+    assert_eq!(
+        a.last_about("b").as_deref(),
+        Some("member joined"),
+        "{}",
+        a.tail()
+    );
     Ok(())
 }

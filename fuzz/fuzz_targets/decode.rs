@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use muster::proto::{Node, NodeOptions, SwimConfig, Time};
+use muster::proto::{Node, NodeOptions, NodeSigner, SwimConfig, Time, Verifier};
 use muster::wire::{self, ClusterId, Profile, Tags};
 
 const CLUSTER: &str = "fuzz";
@@ -28,6 +28,8 @@ fn node() -> Node {
         profile,
         cluster: CLUSTER.into(),
         incarnation: 0,
+        signer: std::sync::Arc::new(NodeSigner::from_seed([1; 32])),
+        verifier: Verifier::new(),
         seed: 1,
         kv_epoch: 1,
         proven: false,

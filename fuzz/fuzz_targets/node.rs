@@ -531,11 +531,16 @@ impl Harness {
                 let node: Name = who.name().into();
                 match self.node.kv(&node) {
                     Some(m) => m.record(&node),
-                    None => KvMapRecord {
-                        node,
-                        epoch: 1,
-                        entries: Vec::new(),
-                    },
+                    None => {
+                        let mut m = KvMapRecord {
+                            node,
+                            epoch: 1,
+                            epoch_sig: wire::Signature([0; 64]),
+                            entries: Vec::new(),
+                        };
+                        signer_for(&m.node.clone()).sign_map(self.cluster, &mut m);
+                        m
+                    }
                 }
             }
             MapArg::New {
@@ -551,13 +556,18 @@ impl Harness {
                         key: key(&e.key),
                         version: self.num(e.version, &node, false),
                         value: e.value.as_ref().map(value),
+                        sig: wire::Signature([0; 64]),
                     })
                     .collect();
-                KvMapRecord {
+                // Signed by the map's owner, as every real map is.
+                let mut m = KvMapRecord {
                     node,
                     epoch,
+                    epoch_sig: wire::Signature([0; 64]),
                     entries,
-                }
+                };
+                signer_for(&m.node.clone()).sign_map(self.cluster, &mut m);
+                m
             }
         }
     }
@@ -649,13 +659,11 @@ impl Harness {
                     ChangeArg::Large => (key(k), KvChange::Large),
                     ChangeArg::Epoch => (String::new(), KvChange::Epoch),
                 };
-                Message::KvUpdate {
-                    epoch: self.num(*epoch, &node, true),
-                    version: self.num(*version, &node, false),
-                    node,
-                    key,
-                    change,
-                }
+                let (epoch, version) = (
+                    self.num(*epoch, &node, true),
+                    self.num(*version, &node, false),
+                );
+                signer_for(&node).kv_update(self.cluster, &node, epoch, version, &key, change)
             }
             MsgArg::KvPull { nodes } => Message::KvPull {
                 nodes: nodes.iter().map(name).collect(),
@@ -814,13 +822,7 @@ impl Harness {
         }
         let news = [
             signer_for("e").alive(cluster, record("e", 6, 1).profile, 1, 0),
-            Message::KvUpdate {
-                node: "a".into(),
-                epoch: 1,
-                version: 2,
-                key: "color".into(),
-                change: KvChange::Set("blue".into()),
-            },
+            signer_for("a").kv_update(cluster, "a", 1, 2, "color", KvChange::Set("blue".into())),
             Message::Suspect {
                 name: "c".into(),
                 incarnation: 0,
@@ -833,24 +835,27 @@ impl Harness {
             },
         ];
         self.node.handle_datagram(now, host(2), &datagram(&news));
-        let push = Message::KvPush {
-            maps: vec![KvMapRecord {
-                node: "b".into(),
-                epoch: 5,
-                entries: vec![
-                    KvEntry {
-                        key: "k1".into(),
-                        version: 6,
-                        value: Some("x".into()),
-                    },
-                    KvEntry {
-                        key: "k2".into(),
-                        version: 7,
-                        value: None,
-                    },
-                ],
-            }],
+        let mut map = KvMapRecord {
+            node: "b".into(),
+            epoch: 5,
+            epoch_sig: wire::Signature([0; 64]),
+            entries: vec![
+                KvEntry {
+                    key: "k1".into(),
+                    version: 6,
+                    value: Some("x".into()),
+                    sig: wire::Signature([0; 64]),
+                },
+                KvEntry {
+                    key: "k2".into(),
+                    version: 7,
+                    value: None,
+                    sig: wire::Signature([0; 64]),
+                },
+            ],
         };
+        signer_for("b").sign_map(cluster, &mut map);
+        let push = Message::KvPush { maps: vec![map] };
         let bytes = wire::encode_stream(&push, self.cluster).expect("the push encodes");
         self.node.handle_stream(now, host(3), &bytes);
         self.drain(Fed::default(), self.node.members().len());

@@ -19,7 +19,8 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 
 use crate::proto::member::Proof;
 use crate::wire::{
-    ClusterId, MemberRecord, MemberState, Message, NodeKey, Profile, Signature, signed,
+    ClusterId, KvChange, KvMapRecord, MemberRecord, MemberState, Message, NodeKey, Profile,
+    Signature, signed,
 };
 
 /// Why a node key could not be read.
@@ -113,6 +114,59 @@ impl NodeSigner {
         }
     }
 
+    /// This key's signed write to `node`'s replicated map (for tools, tests and the
+    /// simulator; the node signs its own writes through the core). A `Large` notice is
+    /// signed over an empty value: receivers never check it (it only makes them pull).
+    pub fn kv_update(
+        &self,
+        cluster: ClusterId,
+        node: &str,
+        epoch: u64,
+        version: u64,
+        key: &str,
+        change: KvChange,
+    ) -> Message {
+        let statement = match &change {
+            KvChange::Set(v) => {
+                signed::kv_entry_statement(cluster, node, epoch, key, version, Some(v))
+            }
+            KvChange::Delete => {
+                signed::kv_entry_statement(cluster, node, epoch, key, version, None)
+            }
+            KvChange::Large => {
+                signed::kv_entry_statement(cluster, node, epoch, key, version, Some(""))
+            }
+            KvChange::Epoch => signed::kv_epoch_statement(cluster, node, epoch),
+        };
+        Message::KvUpdate {
+            node: node.into(),
+            epoch,
+            version,
+            key: key.to_owned(),
+            change,
+            sig: self.sign(&statement),
+        }
+    }
+
+    /// Signs a whole map as its owner: its epoch and every entry.
+    pub fn sign_map(&self, cluster: ClusterId, record: &mut KvMapRecord) {
+        record.epoch_sig = self.sign(&signed::kv_epoch_statement(
+            cluster,
+            &record.node,
+            record.epoch,
+        ));
+        for e in &mut record.entries {
+            e.sig = self.sign(&signed::kv_entry_statement(
+                cluster,
+                &record.node,
+                record.epoch,
+                &e.key,
+                e.version,
+                e.value.as_deref(),
+            ));
+        }
+    }
+
     /// This key's signed table record of `profile`, alive, with no replicated state.
     pub fn record(
         &self,
@@ -140,13 +194,16 @@ impl NodeSigner {
     }
 }
 
+/// One shared copy of each proof (see [`Verifier::share`]).
+type SharedProofs = HashMap<Proof, Arc<Proof>>;
+
 /// Checks signatures; optionally remembers the ones it found good (see the module doc).
 #[derive(Debug, Clone, Default)]
 pub struct Verifier {
     memo: Option<Arc<Mutex<HashSet<[u8; 32]>>>>,
     /// With the memo: one shared copy of each proof that member tables hold, so that
     /// thousands of nodes in one process holding the same record hold one allocation.
-    proofs: Option<Arc<Mutex<HashMap<Proof, Arc<Proof>>>>>,
+    proofs: Option<Arc<Mutex<SharedProofs>>>,
 }
 
 impl Verifier {

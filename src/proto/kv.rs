@@ -16,7 +16,11 @@
 use std::collections::BTreeMap;
 
 use crate::stable_hash::StableHasher;
-use crate::wire::{KvEntry, KvMapRecord, KvSummary, Name};
+use crate::wire::{KvEntry, KvMapRecord, KvSummary, Name, Signature};
+
+/// The signature of a map or entry not signed (yet): a map created empty before its
+/// owner signed its epoch. Never verifies.
+pub const UNSIGNED: Signature = Signature([0; 64]);
 
 /// Deletion markers a member keeps before it moves its map to a new epoch to drop them.
 pub const MAX_DELETION_MARKERS: usize = 256;
@@ -27,12 +31,16 @@ struct Slot {
     version: u64,
     /// `None`: deleted.
     value: Option<String>,
+    /// The owner's signature of this write, relayed in pushes.
+    sig: Signature,
 }
 
 /// One member's map, as the local node holds it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvMap {
     epoch: u64,
+    /// The owner's signature of the epoch.
+    epoch_sig: Signature,
     max_version: u64,
     entries: BTreeMap<String, Slot>,
     /// Wrapping sum of `entry_hash` over `entries`.
@@ -50,14 +58,29 @@ fn entry_hash(key: &str, version: u64, deleted: bool) -> u64 {
         .finish()
 }
 
+impl Default for KvMap {
+    fn default() -> Self {
+        KvMap::new(0, UNSIGNED)
+    }
+}
+
 impl KvMap {
-    /// An empty map at `epoch`.
-    pub fn new(epoch: u64) -> KvMap {
+    /// An empty map at `epoch`, with its owner's signature of it.
+    pub fn new(epoch: u64, epoch_sig: Signature) -> KvMap {
         KvMap {
             epoch,
+            epoch_sig,
             max_version: epoch,
-            ..KvMap::default()
+            entries: BTreeMap::new(),
+            hash: 0,
+            live_bytes: 0,
+            markers: 0,
         }
+    }
+
+    /// The owner's signature of the epoch.
+    pub fn epoch_sig(&self) -> Signature {
+        self.epoch_sig
     }
 
     /// The map's epoch (0: never published).
@@ -128,8 +151,14 @@ impl KvMap {
     }
 
     /// Applies a write if it is newer than what is held for the key; returns whether
-    /// anything changed. The caller has checked the epoch.
-    pub fn apply(&mut self, key: &str, version: u64, value: Option<String>) -> bool {
+    /// anything changed. The caller has checked the epoch and the owner's signature.
+    pub fn apply(
+        &mut self,
+        key: &str,
+        version: u64,
+        value: Option<String>,
+        sig: Signature,
+    ) -> bool {
         let old = self.entries.get(key);
         if old.is_some_and(|s| s.version >= version) {
             return false;
@@ -149,7 +178,14 @@ impl KvMap {
             None => self.markers += 1,
         }
         self.max_version = self.max_version.max(version);
-        self.entries.insert(key.to_owned(), Slot { version, value });
+        self.entries.insert(
+            key.to_owned(),
+            Slot {
+                version,
+                value,
+                sig,
+            },
+        );
         true
     }
 
@@ -164,23 +200,27 @@ impl KvMap {
     }
 
     /// Moves to a newer epoch, dropping everything held; returns the live keys dropped.
-    pub fn reset(&mut self, epoch: u64) -> Vec<String> {
+    pub fn reset(&mut self, epoch: u64, epoch_sig: Signature) -> Vec<String> {
         let dropped = self.iter().map(|(k, _, _)| k.to_owned()).collect();
-        *self = KvMap::new(epoch);
+        *self = KvMap::new(epoch, epoch_sig);
         dropped
     }
 
     /// Drops the deletion markers and moves to `epoch` (above every version held),
-    /// keeping the live entries: the owner's compaction.
-    pub fn compact(&mut self, epoch: u64) {
+    /// keeping the live entries at new versions: the owner's compaction. `sign` signs
+    /// the new epoch (`key` `None`) and each entry again (key, version, value).
+    pub fn compact(&mut self, epoch: u64, sign: impl Fn(Option<(&str, u64, &str)>) -> Signature) {
         debug_assert!(epoch > self.max_version);
         let live: Vec<(String, Slot)> = std::mem::take(&mut self.entries)
             .into_iter()
             .filter(|(_, s)| s.value.is_some())
             .collect();
-        *self = KvMap::new(epoch);
+        *self = KvMap::new(epoch, sign(None));
         for (k, s) in live {
-            self.apply(&k, s.version.max(epoch.saturating_add(1)), s.value);
+            let version = s.version.max(epoch.saturating_add(1));
+            let Some(value) = s.value else { continue };
+            let sig = sign(Some((&k, version, &value)));
+            self.apply(&k, version, Some(value), sig);
         }
     }
 
@@ -192,11 +232,11 @@ impl KvMap {
             return changed;
         }
         if record.epoch > self.epoch {
-            changed = self.reset(record.epoch);
+            changed = self.reset(record.epoch, record.epoch_sig);
         }
         for e in &record.entries {
             let before = self.get(&e.key).map(|(v, _)| v.to_owned());
-            if self.apply(&e.key, e.version, e.value.clone())
+            if self.apply(&e.key, e.version, e.value.clone(), e.sig)
                 && before.as_deref() != self.get(&e.key).map(|(v, _)| v)
                 && !changed.contains(&e.key)
             {
@@ -211,6 +251,7 @@ impl KvMap {
         KvMapRecord {
             node: node.clone(),
             epoch: self.epoch,
+            epoch_sig: self.epoch_sig,
             entries: self
                 .entries
                 .iter()
@@ -218,6 +259,7 @@ impl KvMap {
                     key: k.clone(),
                     version: s.version,
                     value: s.value.clone(),
+                    sig: s.sig,
                 })
                 .collect(),
         }
@@ -227,9 +269,9 @@ impl KvMap {
     pub fn wire_len(&self) -> usize {
         self.entries
             .iter()
-            .map(|(k, s)| k.len() + s.value.as_ref().map_or(0, String::len) + 12)
+            .map(|(k, s)| k.len() + s.value.as_ref().map_or(0, String::len) + 76)
             .sum::<usize>()
-            + 32
+            + 96
     }
 }
 
@@ -264,7 +306,7 @@ mod tests {
     use super::*;
 
     fn set(m: &mut KvMap, k: &str, v: u64, val: Option<&str>) -> bool {
-        m.apply(k, v, val.map(str::to_owned))
+        m.apply(k, v, val.map(str::to_owned), UNSIGNED)
     }
 
     #[test]
@@ -275,11 +317,11 @@ mod tests {
             ("a", 13, Some("3")),
             ("b", 14, None),
         ];
-        let mut forward = KvMap::new(10);
+        let mut forward = KvMap::new(10, UNSIGNED);
         for (k, v, val) in writes {
             set(&mut forward, k, v, val);
         }
-        let mut backward = KvMap::new(10);
+        let mut backward = KvMap::new(10, UNSIGNED);
         for (k, v, val) in writes.iter().rev() {
             set(&mut backward, k, *v, *val);
         }
@@ -296,27 +338,27 @@ mod tests {
 
     #[test]
     fn a_newer_epoch_replaces_the_map() {
-        let mut held = KvMap::new(10);
+        let mut held = KvMap::new(10, UNSIGNED);
         set(&mut held, "old", 11, Some("x"));
-        let mut owner = KvMap::new(100);
+        let mut owner = KvMap::new(100, UNSIGNED);
         set(&mut owner, "new", 101, Some("y"));
         let changed = held.merge(&owner.record(&"n".into()));
         assert_eq!(changed, vec!["old".to_string(), "new".to_string()]);
         assert_eq!(held.summary(), owner.summary());
         assert_eq!(held.get("old"), None);
         // An older epoch is ignored.
-        let stale = KvMap::new(10).record(&"n".into());
+        let stale = KvMap::new(10, UNSIGNED).record(&"n".into());
         assert!(held.merge(&stale).is_empty());
         assert_eq!(held.summary(), owner.summary());
     }
 
     #[test]
     fn compaction_drops_markers_and_keeps_values() {
-        let mut m = KvMap::new(1);
+        let mut m = KvMap::new(1, UNSIGNED);
         set(&mut m, "a", 2, Some("1"));
         set(&mut m, "b", 3, Some("2"));
         set(&mut m, "b", 4, None);
-        m.compact(5);
+        m.compact(5, |_| UNSIGNED);
         assert_eq!(m.epoch(), 5);
         assert_eq!(m.markers(), 0);
         assert_eq!(m.get("a").map(|(v, _)| v), Some("1"));
@@ -341,7 +383,7 @@ mod tests {
 
     #[test]
     fn bytes_after_counts_replacements() {
-        let mut m = KvMap::new(1);
+        let mut m = KvMap::new(1, UNSIGNED);
         set(&mut m, "key", 2, Some("value"));
         assert_eq!(m.bytes_after("key", Some("v")), 4);
         assert_eq!(m.bytes_after("key", None), 0);

@@ -18,13 +18,14 @@ use crate::proto::node::Node;
 use crate::proto::stats::Refusal;
 use crate::proto::time::Time;
 use crate::wire::{
-    KvChange, KvSummary, MAX_KV_KEY_LEN, MAX_KV_MAP_LEN, Message, MessageKind, Name,
-    has_control_char,
+    KvChange, KvSummary, MAX_KV_KEY_LEN, MAX_KV_MAP_LEN, Message, MessageKind, Name, NodeKey,
+    Signature, has_control_char, signed,
 };
 
-/// A value longer than this travels as a [`KvChange::Large`] notice plus a pull: half a
-/// datagram, so an update still rides along with probes and other updates.
-const INLINE_VALUE_LEN: usize = 512;
+/// A value longer than this travels as a [`KvChange::Large`] notice plus a pull: under
+/// half a datagram with the owner's 64-byte signature, so an update still rides along
+/// with probes and other updates.
+const INLINE_VALUE_LEN: usize = 448;
 
 /// While a pull of a member's map is unanswered for less than this, news that more of
 /// it exists waits for the answer instead of sending another pull; an answer that still
@@ -192,6 +193,24 @@ impl KvStore {
     }
 }
 
+/// This node's signature of its own map at `epoch`: of the epoch (`entry` `None`) or of
+/// one write (key, version, value).
+fn sign_own(
+    signer: &crate::proto::identity::NodeSigner,
+    cluster: crate::wire::ClusterId,
+    me: &str,
+    epoch: u64,
+    entry: Option<(&str, u64, &str)>,
+) -> Signature {
+    let statement = match entry {
+        None => signed::kv_epoch_statement(cluster, me, epoch),
+        Some((key, version, value)) => {
+            signed::kv_entry_statement(cluster, me, epoch, key, version, Some(value))
+        }
+    };
+    signer.sign(&statement)
+}
+
 /// The subject under which an update waits in the broadcast queue: one per key, so a
 /// newer write replaces an older one of the same key and never news about the member.
 fn subject(node: &str, key: &str) -> Name {
@@ -245,7 +264,7 @@ impl Node {
         }
         let base = self.kv.epoch_base;
         let me = self.me.clone();
-        let empty = KvMap::new(base);
+        let empty = self.new_own_map(base);
         let current = self.kv.maps.get(&me).unwrap_or(&empty);
         if current.get(&key).map(|(v, _)| v) == value.as_deref() {
             return Ok(());
@@ -258,22 +277,70 @@ impl Node {
             }
             .into());
         }
+        let (signer, cluster) = (self.signer.clone(), self.cluster);
         let map = self.kv.maps.entry(me.clone()).or_insert(empty);
         let version = map.version().saturating_add(1);
-        map.apply(&key, version, value.clone());
         let epoch = map.epoch();
+        let sig = signer.sign(&signed::kv_entry_statement(
+            cluster,
+            &me,
+            epoch,
+            &key,
+            version,
+            value.as_deref(),
+        ));
+        map.apply(&key, version, value.clone(), sig);
         if map.markers() > MAX_DELETION_MARKERS {
             // Shed the markers: peers replace the whole map when they see the new epoch.
-            map.compact(version.saturating_add(1));
+            let next = version.saturating_add(1);
+            map.compact(next, |entry| sign_own(&signer, cluster, &me, next, entry));
             self.announce_epoch();
         } else {
-            self.gossip_kv(&me, epoch, version, key.clone(), value);
+            self.gossip_kv(&me, epoch, version, key.clone(), value, sig);
         }
         self.events.push_back(Event::KvChanged {
             node: me,
             keys: vec![key],
         });
         Ok(())
+    }
+
+    /// An empty map of this node's own at `epoch`, its epoch signed.
+    fn new_own_map(&self, epoch: u64) -> KvMap {
+        KvMap::new(
+            epoch,
+            sign_own(&self.signer, self.cluster, &self.me, epoch, None),
+        )
+    }
+
+    /// Whether `sig` is `key`'s signature of `change` to `node`'s map (`Large` cannot be
+    /// checked: it does not carry the value); counts a refusal if not.
+    #[allow(clippy::too_many_arguments)]
+    fn verified_kv(
+        &mut self,
+        key: &NodeKey,
+        node: &str,
+        epoch: u64,
+        entry_key: &str,
+        version: u64,
+        change: &KvChange,
+        sig: &Signature,
+    ) -> bool {
+        let statement = match change {
+            KvChange::Set(v) => {
+                signed::kv_entry_statement(self.cluster, node, epoch, entry_key, version, Some(v))
+            }
+            KvChange::Delete => {
+                signed::kv_entry_statement(self.cluster, node, epoch, entry_key, version, None)
+            }
+            KvChange::Epoch => signed::kv_epoch_statement(self.cluster, node, epoch),
+            KvChange::Large => return false,
+        };
+        let good = self.verifier.verify(key, &statement, sig);
+        if !good {
+            self.stats.refused.add(Refusal::BadSignature);
+        }
+        good
     }
 
     /// Queues one write of `node`'s map for gossip.
@@ -284,6 +351,7 @@ impl Node {
         version: u64,
         key: String,
         value: Option<String>,
+        sig: Signature,
     ) {
         let change = match value {
             Some(v) if v.len() > INLINE_VALUE_LEN => KvChange::Large,
@@ -296,6 +364,7 @@ impl Node {
             version,
             key,
             change,
+            sig,
         };
         self.enqueue_kv(&msg);
     }
@@ -314,6 +383,7 @@ impl Node {
             version: map.version(),
             key: String::new(),
             change: KvChange::Epoch,
+            sig: map.epoch_sig(),
         };
         self.enqueue_kv(&msg);
     }
@@ -326,11 +396,18 @@ impl Node {
             version,
             key,
             change,
+            sig,
         } = update
         else {
             return;
         };
         if node == self.me {
+            // Only this node's own signature says anything about its map (a newer map of
+            // its own from a run whose clock was ahead).
+            let mine = self.signer.key();
+            if !self.verified_kv(&mine, &node, epoch, &key, version, &change, &sig) {
+                return;
+            }
             let seen = KvSummary {
                 epoch,
                 version,
@@ -338,9 +415,31 @@ impl Node {
             };
             return self.check_own_kv(&seen);
         }
-        let Some(owner) = self.members.get(&node).map(|m| (m.addr(), m.state())) else {
+        let Some(owner) = self
+            .members
+            .get(&node)
+            .map(|m| (m.addr(), m.state(), m.key()))
+        else {
             return;
         };
+        let (held_epoch, held_version) = self
+            .kv
+            .maps
+            .get(&node)
+            .map_or((0, 0), |m| (m.epoch(), m.version_of(&key)));
+        if epoch < held_epoch {
+            return;
+        }
+        // What the owner signed is checked before anything held changes, and only when
+        // it would change something. A `Large` notice cannot be checked (it does not
+        // carry the value): it only ever makes this node pull, never changes its copy.
+        let news = epoch > held_epoch || held_version < version;
+        if news
+            && !matches!(change, KvChange::Large)
+            && !self.verified_kv(&owner.2, &node, epoch, &key, version, &change, &sig)
+        {
+            return;
+        }
         // The owner holds its whole map; a failed owner cannot answer, the relay can.
         let source = if owner.1.is_live() { owner.0 } else { from };
         let awaited = self
@@ -349,9 +448,6 @@ impl Node {
             .get(&node)
             .is_some_and(|p| now.saturating_since(p.at) < PULL_PENDING && p.version >= version);
         let map = self.kv.maps.entry(node.clone()).or_default();
-        if epoch < map.epoch() {
-            return;
-        }
         let live_before = map.live_bytes();
         let before = map.summary();
         let mut changed = Vec::new();
@@ -359,8 +455,15 @@ impl Node {
         let mut fresh = false;
         if epoch > map.epoch() {
             // The owner restarted or compacted: what we hold is void, and we cannot
-            // know the rest of the new map from one key.
-            changed = map.reset(epoch);
+            // know the rest of the new map from one key. (A `Large` notice, unchecked,
+            // only makes this node pull the new map.)
+            if !matches!(change, KvChange::Large) {
+                let epoch_sig = match change {
+                    KvChange::Epoch => sig,
+                    _ => kv::UNSIGNED,
+                };
+                changed = map.reset(epoch, epoch_sig);
+            }
             pull = true;
             fresh = true;
         }
@@ -384,7 +487,7 @@ impl Node {
                     self.kv.account(&node, live_before);
                     return;
                 }
-                if map.apply(&key, version, Some(v.clone())) {
+                if map.apply(&key, version, Some(v.clone()), sig) {
                     fresh = true;
                     if !changed.contains(&key) {
                         changed.push(key.clone());
@@ -393,7 +496,7 @@ impl Node {
             }
             KvChange::Delete => {
                 let had = map.get(&key).is_some();
-                if map.apply(&key, version, None) {
+                if map.apply(&key, version, None, sig) {
                     fresh = true;
                     if had && !changed.contains(&key) {
                         changed.push(key.clone());
@@ -430,6 +533,7 @@ impl Node {
                 version,
                 key: key.clone(),
                 change,
+                sig,
             };
             self.enqueue_kv(&msg);
         }
@@ -527,9 +631,12 @@ impl Node {
                 self.stats.refused.add(Refusal::UnaskedKvPush);
                 continue;
             }
-            if self.members.get(&record.node).is_none() {
+            let Some(owner_key) = self.members.get(&record.node).map(|m| m.key()) else {
                 continue;
-            }
+            };
+            let Some(record) = self.verified_map(&owner_key, record) else {
+                continue;
+            };
             let live_before = self.kv.maps.get(&record.node).map_or(0, KvMap::live_bytes);
             let pushed: usize = record
                 .entries
@@ -573,6 +680,75 @@ impl Node {
                 });
             }
         }
+    }
+
+    /// The part of a pushed map its owner signed, or `None` when nothing of it can be
+    /// believed. Only what would change the copy held is checked: entries newer than
+    /// held (all of them when the push moves the map to a newer epoch). A newer epoch is
+    /// the owner's word if its epoch signature verifies or if any of its entries does
+    /// (entries are signed with their epoch). Unsigned entries are dropped and counted.
+    fn verified_map(
+        &mut self,
+        owner: &NodeKey,
+        mut record: crate::wire::KvMapRecord,
+    ) -> Option<crate::wire::KvMapRecord> {
+        let held = self.kv.maps.get(&record.node);
+        let held_epoch = held.map_or(0, KvMap::epoch);
+        if record.epoch < held_epoch {
+            return None;
+        }
+        let resets = record.epoch > held_epoch;
+        let held_versions: Vec<u64> = record
+            .entries
+            .iter()
+            .map(|e| {
+                if resets {
+                    0
+                } else {
+                    held.map_or(0, |m| m.version_of(&e.key))
+                }
+            })
+            .collect();
+        let (cluster, node, epoch) = (self.cluster, record.node.clone(), record.epoch);
+        let mut proven = !resets;
+        let mut bad = 0u64;
+        let mut kept = Vec::with_capacity(record.entries.len());
+        for (e, held_version) in std::mem::take(&mut record.entries)
+            .into_iter()
+            .zip(held_versions)
+        {
+            if e.version <= held_version {
+                kept.push(e);
+                continue;
+            }
+            let statement = signed::kv_entry_statement(
+                cluster,
+                &node,
+                epoch,
+                &e.key,
+                e.version,
+                e.value.as_deref(),
+            );
+            if self.verifier.verify(owner, &statement, &e.sig) {
+                proven = true;
+                kept.push(e);
+            } else {
+                bad += 1;
+            }
+        }
+        if !proven {
+            let statement = signed::kv_epoch_statement(cluster, &node, epoch);
+            proven = self.verifier.verify(owner, &statement, &record.epoch_sig);
+        }
+        for _ in 0..bad {
+            self.stats.refused.add(Refusal::BadSignature);
+        }
+        if !proven {
+            self.stats.refused.add(Refusal::BadSignature);
+            return None;
+        }
+        record.entries = kept;
+        Some(record)
     }
 
     /// After merging a peer's table: pull the maps it holds more of than we do, all from
@@ -626,7 +802,8 @@ impl Node {
             .unwrap_or_default();
         if own.epoch == 0 && base > seen.version {
             // A normal restart: this run's epoch is above the stale map already.
-            self.kv.maps.insert(me, KvMap::new(base));
+            let map = self.new_own_map(base);
+            self.kv.maps.insert(me, map);
             self.announce_epoch();
         } else if seen.epoch > own.epoch || (seen.epoch == own.epoch && seen.version > own.version)
         {
@@ -637,12 +814,10 @@ impl Node {
                 .max(own.version)
                 .max(base)
                 .saturating_add(1);
-            let map = self
-                .kv
-                .maps
-                .entry(me.clone())
-                .or_insert_with(|| KvMap::new(base));
-            map.compact(epoch);
+            let empty = self.new_own_map(base);
+            let (signer, cluster) = (self.signer.clone(), self.cluster);
+            let map = self.kv.maps.entry(me.clone()).or_insert(empty);
+            map.compact(epoch, |entry| sign_own(&signer, cluster, &me, epoch, entry));
             self.kv.epoch_base = epoch;
             self.stats.kv_epoch_bumps += 1;
             self.announce_epoch();

@@ -342,6 +342,9 @@ pub struct KvEntry {
     pub version: u64,
     /// The value, or `None` for a deletion marker.
     pub value: Option<String>,
+    /// The owner's signature of this write (map, epoch, key, version, value), relayed
+    /// as the owner made it.
+    pub sig: Signature,
 }
 
 /// A member's whole replicated map, as one node holds it.
@@ -351,6 +354,9 @@ pub struct KvMapRecord {
     pub node: Name,
     /// The map's epoch.
     pub epoch: u64,
+    /// The owner's signature of the epoch (an empty map at a new epoch replaces what a
+    /// holder has, so the epoch itself is the owner's word too).
+    pub epoch_sig: Signature,
     /// Its entries, deletion markers included.
     pub entries: Vec<KvEntry>,
 }
@@ -464,6 +470,10 @@ pub enum Message {
         key: String,
         /// What happened to it.
         change: KvChange,
+        /// The owner's signature: of the write for `Set`, `Delete` and `Large` (over the
+        /// value, which a `Large` notice does not carry: it is only a hint to pull), of
+        /// the epoch for `Epoch`.
+        sig: Signature,
     },
     /// Stream: "send me your copies of these members' maps", after a push-pull or an
     /// update showed the receiver holds more of them.
@@ -663,6 +673,7 @@ impl Message {
                 version,
                 key,
                 change,
+                ..
             } => {
                 name(node)?;
                 kv_number(*epoch)?;
@@ -763,6 +774,7 @@ mod tests {
             version,
             key: "k".into(),
             change: KvChange::Delete,
+            sig: Signature([0; 64]),
         };
         let push = |epoch, version| Message::KvPush {
             maps: vec![KvMapRecord {
@@ -772,7 +784,9 @@ mod tests {
                     key: "k".into(),
                     version,
                     value: None,
+                    sig: Signature([0; 64]),
                 }],
+                epoch_sig: Signature([0; 64]),
             }],
         };
         let table = |epoch, version| Message::Join {
@@ -863,6 +877,7 @@ mod tests {
                     version: 2,
                     key: "k\n".into(),
                     change: KvChange::Delete,
+                    sig: Signature([0; 64]),
                 },
                 "key with a control character",
             ),
@@ -875,7 +890,9 @@ mod tests {
                             key: "\0".into(),
                             version: 2,
                             value: None,
+                            sig: Signature([0; 64]),
                         }],
+                        epoch_sig: Signature([0; 64]),
                     }],
                 },
                 "key with a control character",
@@ -891,6 +908,7 @@ mod tests {
             version: 2,
             key: "k".into(),
             change: KvChange::Set("line 1\nline 2\0".into()),
+            sig: Signature([0; 64]),
         };
         assert_eq!(value.validate(), Ok(()));
     }

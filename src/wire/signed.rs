@@ -1,7 +1,8 @@
 //! The statements members sign about themselves (docs/protocol.md §17).
 //!
 //! A member signs, with its node key, what it says about itself: that it is alive at an
-//! incarnation with a profile and health score, and that it left at an incarnation.
+//! incarnation with a profile and health score, that it left at an incarnation, and
+//! what its replicated map holds (its epoch, and each write).
 //! The signature covers a canonical encoding of the statement: a domain tag (so a
 //! signature over one kind of statement, or one made for another purpose, is never
 //! taken for another), the cluster id (so a record of one cluster is never replayed in
@@ -28,6 +29,19 @@ enum Statement<'a> {
         cluster: u32,
         name: &'a str,
         incarnation: u64,
+    },
+    KvEpoch {
+        cluster: u32,
+        node: &'a str,
+        epoch: u64,
+    },
+    KvEntry {
+        cluster: u32,
+        node: &'a str,
+        epoch: u64,
+        key: &'a str,
+        version: u64,
+        value: Option<&'a str>,
     },
 }
 
@@ -58,6 +72,41 @@ pub fn leave_statement(cluster: ClusterId, name: &str, incarnation: u64) -> Vec<
             cluster: cluster.0,
             name,
             incarnation,
+        },
+    ))
+}
+
+/// The bytes the owner of a replicated map signs to say its map is at `epoch`.
+pub fn kv_epoch_statement(cluster: ClusterId, node: &str, epoch: u64) -> Vec<u8> {
+    encode_statement(&(
+        DOMAIN,
+        Statement::KvEpoch {
+            cluster: cluster.0,
+            node,
+            epoch,
+        },
+    ))
+}
+
+/// The bytes the owner of a replicated map signs for one write: `key` at `version` of
+/// the map at `epoch` holds `value` (`None`: deleted).
+pub fn kv_entry_statement(
+    cluster: ClusterId,
+    node: &str,
+    epoch: u64,
+    key: &str,
+    version: u64,
+    value: Option<&str>,
+) -> Vec<u8> {
+    encode_statement(&(
+        DOMAIN,
+        Statement::KvEntry {
+            cluster: cluster.0,
+            node,
+            epoch,
+            key,
+            version,
+            value,
         },
     ))
 }
@@ -98,5 +147,17 @@ mod tests {
         }
         assert_ne!(leave_statement(c, "a", 1), leave_statement(c, "a", 2));
         assert_ne!(leave_statement(c, "a", 1), leave_statement(c, "b", 1));
+        let entry = kv_entry_statement(c, "a", 1, "k", 2, Some("v"));
+        for other in [
+            kv_entry_statement(c, "a", 1, "k", 2, None),
+            kv_entry_statement(c, "a", 1, "k", 2, Some("w")),
+            kv_entry_statement(c, "a", 1, "k", 3, Some("v")),
+            kv_entry_statement(c, "a", 2, "k", 2, Some("v")),
+            kv_entry_statement(c, "b", 1, "k", 2, Some("v")),
+            kv_entry_statement(c, "a", 1, "j", 2, Some("v")),
+            kv_epoch_statement(c, "a", 1),
+        ] {
+            assert_ne!(entry, other);
+        }
     }
 }
