@@ -3129,15 +3129,38 @@ fn a_record_of_this_node_signed_in_a_past_life_is_out_bid() {
 fn state_writes_are_believed_only_as_their_owner_signed_them() {
     let mut s = Script::with_peers(config(), &["a", "b"]);
     let (a, b) = (s.addr("a"), s.addr("b"));
-    s.deliver(a, &[kv_update("a", 10, 11, "svc/web", KvChange::Set("up".into()))]);
+    s.deliver(
+        a,
+        &[kv_update(
+            "a",
+            10,
+            11,
+            "svc/web",
+            KvChange::Set("up".into()),
+        )],
+    );
     assert_eq!(s.node.kv("a").unwrap().get("svc/web"), Some(("up", 11)));
     // b, with its own key, writes into a's map: a value, a deletion, a new epoch.
     let forger = signer("b");
     let forged = [
-        forger.kv_update(cluster(), "a", 10, 12, "svc/web", KvChange::Set("pwned".into())),
+        forger.kv_update(
+            cluster(),
+            "a",
+            10,
+            12,
+            "svc/web",
+            KvChange::Set("pwned".into()),
+        ),
         forger.kv_update(cluster(), "a", 10, 13, "svc/web", KvChange::Delete),
         forger.kv_update(cluster(), "a", 99, 99, "", KvChange::Epoch),
-        forger.kv_update(cluster(), "a", 99, 100, "svc/web", KvChange::Set("pwned".into())),
+        forger.kv_update(
+            cluster(),
+            "a",
+            99,
+            100,
+            "svc/web",
+            KvChange::Set("pwned".into()),
+        ),
     ];
     for m in &forged {
         s.deliver(b, std::slice::from_ref(m));
@@ -3149,7 +3172,10 @@ fn state_writes_are_believed_only_as_their_owner_signed_them() {
     // (once the pull sent at the first update has lapsed).
     s.advance(Duration::from_secs(2));
     s.take_sent();
-    s.deliver(b, &[forger.kv_update(cluster(), "a", 99, 99, "svc/web", KvChange::Large)]);
+    s.deliver(
+        b,
+        &[forger.kv_update(cluster(), "a", 99, 99, "svc/web", KvChange::Large)],
+    );
     let map = s.node.kv("a").unwrap();
     assert_eq!((map.epoch(), map.get("svc/web")), (10, Some(("up", 11))));
     assert!(

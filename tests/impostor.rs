@@ -1,0 +1,210 @@
+//! A member speaks only for itself (docs/protocol.md §17), over real QUIC on loopback.
+//!
+//! Three agents share the cluster key; a fourth peer holds the same key (so its
+//! handshakes succeed) and uses the library's lower layers to forge, about `b`: an
+//! `Alive` at another address and higher incarnations (signed with its own key), a
+//! `Suspect` and a `Dead` at `u32::MAX` and `u64::MAX`, a `Leave` (unsigned, and signed
+//! with its own key), and writes into `b`'s replicated state (`muster/svc/web`), by
+//! datagram and by a push-pull table. Once every forged record has reached the other
+//! agents and been refused (their refusal counters show it), `b`'s address, state,
+//! incarnation and state entry are unchanged everywhere.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use muster::agent::{Mesh, MeshConfig, TlsSource};
+use muster::proto::{NodeSigner, Refusal, SwimConfig};
+use muster::transport::{ClusterKey, Identity, Transport, TransportOptions};
+use muster::wire::{
+    self, ClusterId, DatagramBuilder, KvChange, MemberState, Message, Profile, SyncPhase, Tags,
+};
+use support::eventually_async as eventually;
+
+const CLUSTER: &str = "impostor";
+const KEY: &str = "muster/svc/web";
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("a valid address")
+}
+
+async fn start(name: &str, seeds: Vec<SocketAddr>) -> Mesh {
+    let config = MeshConfig {
+        swim: SwimConfig::local(),
+        cluster: CLUSTER.into(),
+        seeds,
+        ..MeshConfig::new(name, loopback(), TlsSource::ClusterKey(ClusterKey::dev()))
+    };
+    Mesh::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+}
+
+/// `b` as `mesh` holds it: (address, incarnation, state, its state entry).
+fn b_seen_by(mesh: &Mesh) -> Option<(SocketAddr, u64, MemberState, Option<String>)> {
+    let m = mesh.members().iter().find(|m| m.name == "b")?.clone();
+    let entry = mesh
+        .kv()
+        .get("b")
+        .and_then(|kv| kv.get(KEY).map(str::to_owned));
+    Some((m.addr, m.incarnation, m.state, entry))
+}
+
+fn datagram(msgs: &[Message]) -> Bytes {
+    let mut d = DatagramBuilder::new(wire::MAX_DATAGRAM_LEN);
+    for m in msgs {
+        assert!(d.push(m).expect("encodes"), "fits");
+    }
+    Bytes::from(d.finish())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_the_cluster_key_cannot_speak_for_another_member() {
+    let a = start("a", vec![]).await;
+    let b = start("b", vec![a.local_addr()]).await;
+    let c = start("c", vec![a.local_addr()]).await;
+    b.set_kv(KEY.into(), Some("passing".into()))
+        .await
+        .expect("b writes its state");
+    let meshes = [a, b, c];
+    eventually(
+        "three agents agree, and hold b's state",
+        || {
+            meshes.iter().all(|m| {
+                m.members()
+                    .iter()
+                    .filter(|x| x.state == MemberState::Alive)
+                    .count()
+                    == 3
+                    && b_seen_by(m).is_some_and(|(_, _, _, e)| e.as_deref() == Some("passing"))
+            })
+        },
+        || format!("{:?}", meshes.iter().map(b_seen_by).collect::<Vec<_>>()),
+    )
+    .await;
+    let [a, b, c] = &meshes;
+    let before = b_seen_by(a).expect("a holds b");
+    assert_eq!(b_seen_by(c), Some(before.clone()));
+    let (b_addr, b_inc, _, _) = before.clone();
+    let epoch = a.kv().get("b").expect("b's map").epoch;
+
+    // The forger: the same cluster key, its own node key, a bare transport.
+    let identity = Identity::from_cluster_key(&ClusterKey::dev(), "forger").expect("identity");
+    let (forger, _incoming) =
+        Transport::bind(loopback(), &identity, CLUSTER, TransportOptions::default())
+            .expect("the forger binds");
+    let key = NodeSigner::from_seed([66; 32]);
+    let cluster = ClusterId::from_name(CLUSTER);
+    let elsewhere = forger.local_addr();
+    let profile = Profile {
+        name: "b".into(),
+        addr: elsewhere,
+        region: String::new().into(),
+        zone: String::new().into(),
+        tags: Tags::new(),
+    };
+    let forged = [
+        key.alive(cluster, profile.clone(), b_inc + 1, 0),
+        key.alive(cluster, profile.clone(), u64::from(u32::MAX), 0),
+        key.alive(cluster, profile.clone(), u64::MAX, 0),
+        Message::Suspect {
+            name: "b".into(),
+            incarnation: u64::from(u32::MAX),
+            from: "forger".into(),
+        },
+        Message::Dead {
+            name: "b".into(),
+            incarnation: u64::MAX,
+            from: "forger".into(),
+        },
+        Message::Leave {
+            name: "b".into(),
+            incarnation: u64::MAX,
+            sig: None,
+        },
+        Message::Leave {
+            name: "b".into(),
+            incarnation: b_inc,
+            sig: Some(key.sign(&wire::signed::leave_statement(cluster, "b", b_inc))),
+        },
+        key.kv_update(
+            cluster,
+            "b",
+            epoch,
+            u64::MAX >> 3,
+            KEY,
+            KvChange::Set("pwned".into()),
+        ),
+        key.kv_update(cluster, "b", epoch + 1, epoch + 2, "", KvChange::Epoch),
+    ];
+    let table = Message::PushPull {
+        phase: SyncPhase::Final,
+        digest: 0,
+        members: vec![key.record(cluster, profile, u64::MAX, 0)],
+    };
+    let stream = wire::encode_stream(&table, cluster).expect("encodes");
+    for target in [a.local_addr(), c.local_addr()] {
+        for msg in &forged {
+            forger
+                .send_datagram(target, datagram(std::slice::from_ref(msg)))
+                .await
+                .expect("the forger sends");
+        }
+        forger
+            .send_stream(target, stream.clone())
+            .await
+            .expect("the forger sends its table");
+    }
+
+    // Every forged record reaches a and c and is refused, and counted by reason.
+    for mesh in [a, c] {
+        eventually(
+            &format!("{} refuses every forged record", mesh.name()),
+            || {
+                let Ok(stats) = futures_lite_block(mesh.node_stats()) else {
+                    return false;
+                };
+                stats.refused.of(Refusal::NameTaken) >= 4
+                    && stats.refused.of(Refusal::AccusationAhead) >= 3
+                    && stats.refused.of(Refusal::BadSignature) >= 3
+            },
+            || {
+                format!(
+                    "{:?}",
+                    futures_lite_block(mesh.node_stats()).map(|s| s.refused)
+                )
+            },
+        )
+        .await;
+        assert_eq!(
+            b_seen_by(mesh),
+            Some(before.clone()),
+            "{} after",
+            mesh.name()
+        );
+    }
+    // And b is none the worse: its own view of itself, and in a while, nobody's view.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for mesh in [a, c] {
+        let (addr, inc, state, entry) = b_seen_by(mesh).expect("b is held");
+        assert_eq!(addr, b_addr);
+        assert_eq!(state, MemberState::Alive);
+        assert_eq!(entry.as_deref(), Some("passing"));
+        assert!(inc <= b_inc + 1, "only b moves its incarnation: {inc}");
+    }
+    assert_eq!(
+        b.kv()
+            .get("b")
+            .and_then(|kv| kv.get(KEY).map(str::to_owned))
+            .as_deref(),
+        Some("passing")
+    );
+    forger.close();
+}
+
+/// Runs a future to completion from a synchronous check (the stats request is answered
+/// by the driver at once).
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
