@@ -6,6 +6,8 @@
 //!   live members (alive or suspect, as memberlist's `NumMembers` counts them: with a
 //!   slow node, some agent holds it suspect at almost every moment);
 //! - false alarms over a steady window: suspicions or failures of live agents;
+//! - join cost: UDP bytes each agent sent, on average, from its start until the join
+//!   completed;
 //! - cost in that window: UDP bytes and packets sent per agent per second (whole QUIC
 //!   packets, as a packet capture sees them), process CPU seconds per agent per second,
 //!   resident memory per agent;
@@ -194,6 +196,13 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let join_live = join_live.expect("the loop ends with the cluster formed");
+    // What the join cost: UDP bytes every agent sent from its start until every agent
+    // listed every other live (handshakes, join streams, the news of each join).
+    let join_bytes_per_agent = meshes
+        .iter()
+        .map(|m| m.transport_stats().udp_bytes_out)
+        .sum::<u64>() as f64
+        / n as f64;
     // The slow agent's own view of the join: N live members, however late.
     let slow_join = match slow_index {
         Some(i) => {
@@ -360,6 +369,7 @@ async fn main() -> anyhow::Result<()> {
         "false_suspicions": false_suspicions,
         "false_failures": false_failures,
         "udp_bytes_per_agent_per_sec": bytes_per_agent_s,
+        "join_udp_bytes_per_agent": join_bytes_per_agent,
         "udp_packets_per_agent_per_sec": packets_per_agent_s,
         "cpu_secs_per_agent_per_sec": cpu_per_agent_s,
         "rss_bytes_per_agent": rss_per_agent,
@@ -384,6 +394,10 @@ async fn main() -> anyhow::Result<()> {
         show(join_alive)
     );
     println!("  join ({who} lists {n} live)    {join_live:.2} s (alive or suspect)");
+    println!(
+        "  join cost                            {:.1} KiB sent per agent until all live (UDP, whole QUIC packets)",
+        join_bytes_per_agent / 1024.0
+    );
     if let Some(t) = slow_join {
         println!(
             "  (the slow agent, whose input is late, listed {n} live after {t:.2} s and marked the crash after {})",

@@ -823,6 +823,9 @@ impl Harness {
         let news = [
             signer_for("e").alive(cluster, record("e", 6, 1).profile, 1, 0),
             signer_for("a").kv_update(cluster, "a", 1, 2, "color", KvChange::Set("blue".into())),
+            // News of a value of b's too large to gossip: the node pulls b's map from b,
+            // whose push (below) answers that pull.
+            signer_for("b").kv_update(cluster, "b", 5, 7, "k2", KvChange::Large),
             Message::Suspect {
                 name: "c".into(),
                 incarnation: 0,
