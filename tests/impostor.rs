@@ -1,7 +1,8 @@
 //! A member speaks only for itself (docs/protocol.md §17), over real QUIC on loopback.
 //!
-//! Three agents share the cluster key; a fourth peer holds the same key (so its
-//! handshakes succeed) and uses the library's lower layers to forge, about `b`: an
+//! Three agents share the cluster key (or certificates of one CA); a fourth peer holds
+//! the same key (or a certificate of that CA named `x`), so its handshakes succeed, and
+//! uses the library's lower layers to forge, about `b`: an
 //! `Alive` at another address and higher incarnations (signed with its own key), a
 //! `Suspect` and a `Dead` at `u32::MAX` and `u64::MAX`, a `Leave` (unsigned, and signed
 //! with its own key), and writes into `b`'s replicated state (`muster/svc/web`), by
@@ -29,12 +30,12 @@ fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("a valid address")
 }
 
-async fn start(name: &str, seeds: Vec<SocketAddr>) -> Mesh {
+async fn start(name: &str, tls: TlsSource, seeds: Vec<SocketAddr>) -> Mesh {
     let config = MeshConfig {
         swim: SwimConfig::local(),
         cluster: CLUSTER.into(),
         seeds,
-        ..MeshConfig::new(name, loopback(), TlsSource::ClusterKey(ClusterKey::dev()))
+        ..MeshConfig::new(name, loopback(), tls)
     };
     Mesh::start(config)
         .await
@@ -61,9 +62,50 @@ fn datagram(msgs: &[Message]) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_the_cluster_key_cannot_speak_for_another_member() {
-    let a = start("a", vec![]).await;
-    let b = start("b", vec![a.local_addr()]).await;
-    let c = start("c", vec![a.local_addr()]).await;
+    let tls = |_: &str| TlsSource::ClusterKey(ClusterKey::dev());
+    let forger = Identity::from_cluster_key(&ClusterKey::dev(), "forger").expect("identity");
+    forge_for_b(tls, forger).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_a_certificate_named_x_cannot_speak_for_b() {
+    use muster::transport::pki;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let now = std::time::SystemTime::now();
+    let ca = pki::create_ca("impostor test CA", now, 1).expect("a CA");
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca.cert).expect("write the CA");
+    let files = |name: &str| {
+        let pair = pki::issue_node(&ca, name, now, 1).expect("a node certificate");
+        let (cert, key) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, &pair.cert).expect("write the certificate");
+        std::fs::write(&key, &pair.key).expect("write the key");
+        (cert, key)
+    };
+    let mut sources = std::collections::HashMap::new();
+    for name in ["a", "b", "c"] {
+        let (cert, key) = files(name);
+        sources.insert(
+            name.to_owned(),
+            TlsSource::Pki {
+                ca: ca_path.clone(),
+                cert,
+                key,
+            },
+        );
+    }
+    let (cert, key) = files("x");
+    let forger = Identity::from_pem_files(&ca_path, &cert, &key).expect("x's identity");
+    forge_for_b(move |name: &str| sources[name].clone(), forger).await;
+}
+
+async fn forge_for_b(tls: impl Fn(&str) -> TlsSource, identity: Identity) {
+    let a = start("a", tls("a"), vec![]).await;
+    let b = start("b", tls("b"), vec![a.local_addr()]).await;
+    let c = start("c", tls("c"), vec![a.local_addr()]).await;
     b.set_kv(KEY.into(), Some("passing".into()))
         .await
         .expect("b writes its state");
@@ -89,8 +131,7 @@ async fn a_peer_with_the_cluster_key_cannot_speak_for_another_member() {
     let (b_addr, b_inc, _, _) = before.clone();
     let epoch = a.kv().get("b").expect("b's map").epoch;
 
-    // The forger: the same cluster key, its own node key, a bare transport.
-    let identity = Identity::from_cluster_key(&ClusterKey::dev(), "forger").expect("identity");
+    // The forger: a valid identity for the cluster, its own node key, a bare transport.
     let (forger, _incoming) =
         Transport::bind(loopback(), &identity, CLUSTER, TransportOptions::default())
             .expect("the forger binds");
