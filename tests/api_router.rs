@@ -81,9 +81,15 @@ async fn members_lists_every_member_sorted_by_name_with_its_record() {
             .collect();
         assert_eq!(
             keys.len(),
-            10,
+            11,
             "{name}: name, addr, region, zone, status, incarnation, tags, \
-             status_changed_ms_ago, rtt_ms, availability: {keys:?}"
+             status_changed_ms_ago, rtt_ms, node_key, availability: {keys:?}"
+        );
+        // The key its name is bound to: 32 bytes in hex, a different one per member.
+        let key = member["node_key"].as_str().expect("a node key");
+        assert!(
+            key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}: {member}"
         );
         let availability = &member["availability"];
         assert_eq!(availability["flaps"], 0, "{name}: {member}");

@@ -422,6 +422,7 @@ fn record(seq: u64, member: &str) -> Arc<EventRecord> {
             tags: Tags::new(),
             status_changed_ms_ago: 0,
             rtt_ms: None,
+            node_key: "00".repeat(32),
             availability: None,
         },
     })

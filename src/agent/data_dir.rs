@@ -344,6 +344,7 @@ mod tests {
             tags: Tags::new(),
             state_changed: Time::ZERO,
             rtt: None,
+            key: crate::wire::NodeKey([0; 32]),
         };
         let members = Arc::new(vec![
             member("a", 1, 4, MemberState::Alive),

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::api::availability::AvailabilityView;
 use crate::proto::{MemberInfo, Time};
-use crate::wire::{MemberState, Tags};
+use crate::wire::{MemberState, NodeKey, Tags};
 
 /// A member's status as the API names it (`Dead` is `failed`, as operators say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -78,6 +78,8 @@ pub struct MemberView {
     /// Smoothed direct-probe round-trip time from this agent, in milliseconds
     /// (microsecond precision); `null` until measured, and always for this agent itself.
     pub rtt_ms: Option<f64>,
+    /// The node key the member's name is bound to, hex (docs/protocol.md §17).
+    pub node_key: String,
     /// Availability history as this agent saw it (member lists and lookups only; absent
     /// in event records).
     pub availability: Option<AvailabilityView>,
@@ -87,7 +89,7 @@ pub struct MemberView {
 /// through it, and member lists ([`MemberRow`]) write straight from the membership
 /// snapshot without copying each record into owned strings first.
 #[derive(Serialize)]
-struct MemberFields<'a, A: std::fmt::Display> {
+struct MemberFields<'a, A: std::fmt::Display, K: std::fmt::Display> {
     name: &'a str,
     #[serde(serialize_with = "as_text")]
     addr: A,
@@ -98,8 +100,19 @@ struct MemberFields<'a, A: std::fmt::Display> {
     tags: &'a Tags,
     status_changed_ms_ago: u64,
     rtt_ms: Option<f64>,
+    #[serde(serialize_with = "as_text")]
+    node_key: K,
     #[serde(skip_serializing_if = "Option::is_none")]
     availability: Option<&'a AvailabilityView>,
+}
+
+/// A node key as lowercase hex, written without an intermediate `String`.
+struct KeyHex<'a>(&'a NodeKey);
+
+impl std::fmt::Display for KeyHex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// Writes a value as its text, without an intermediate `String`.
@@ -129,6 +142,7 @@ impl Serialize for MemberView {
             tags: &self.tags,
             status_changed_ms_ago: self.status_changed_ms_ago,
             rtt_ms: self.rtt_ms,
+            node_key: &self.node_key,
             availability: self.availability.as_ref(),
         }
         .serialize(s)
@@ -148,6 +162,7 @@ impl MemberView {
             tags: m.tags.clone(),
             status_changed_ms_ago: ms_since(now, m.state_changed),
             rtt_ms: rtt_ms(m.rtt),
+            node_key: KeyHex(&m.key).to_string(),
             availability: None,
         }
     }
@@ -198,6 +213,7 @@ impl Serialize for MemberRow<'_> {
             tags: &m.tags,
             status_changed_ms_ago: ms_since(self.now, m.state_changed),
             rtt_ms: rtt_ms(m.rtt),
+            node_key: KeyHex(&m.key),
             availability: Some(&self.availability),
         }
         .serialize(s)

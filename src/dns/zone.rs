@@ -230,6 +230,7 @@ mod tests {
             tags: Tags::new(),
             state_changed: Time::ZERO,
             rtt: None,
+            key: crate::wire::NodeKey([0; 32]),
         }
     }
 

@@ -297,6 +297,7 @@ pub(crate) mod tests {
                 tags: Tags::new(),
                 status_changed_ms_ago: 0,
                 rtt_ms: None,
+                node_key: "00".repeat(32),
                 availability: None,
             },
         }

@@ -145,6 +145,8 @@ pub struct MemberInfo {
     pub state_changed: Time,
     /// Smoothed direct-probe round-trip time, if measured.
     pub rtt: Option<Duration>,
+    /// The node key its name is bound to (docs/protocol.md §17).
+    pub key: NodeKey,
 }
 
 /// One record's contribution to the membership digest: live records only, so a node
@@ -489,6 +491,7 @@ impl MemberTable {
             tags: m.tags().clone(),
             state_changed: m.state_changed,
             rtt: m.rtt(),
+            key: m.proof.key,
         }
     }
 }

@@ -160,6 +160,7 @@ mod tests {
             tags: Tags::new(),
             state_changed: Time::ZERO,
             rtt: rtt_ms.map(Duration::from_millis),
+            key: crate::wire::NodeKey([0; 32]),
         }
     }
 
