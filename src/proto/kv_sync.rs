@@ -402,6 +402,12 @@ impl Node {
             return;
         };
         if node == self.me {
+            // Our own writes come back to us through gossip: nothing to check or do
+            // unless the update claims more of our map than we hold.
+            let own = self.kv.summary(&node);
+            if own.epoch != 0 && (epoch, version) <= (own.epoch, own.version) {
+                return;
+            }
             // Only this node's own signature says anything about its map (a newer map of
             // its own from a run whose clock was ahead).
             let mine = self.signer.key();
