@@ -142,8 +142,10 @@ impl SavedState {
         }
     }
 
-    /// The state to save just before a graceful leave: a leave announces the next
-    /// incarnation, so that one is the last.
+    /// The state to save just before a graceful leave, one incarnation above the last
+    /// announced. Since protocol v4 a leave keeps its incarnation (docs/protocol.md
+    /// §10.6); the margin stays so a restart is above the leave of an agent of v3,
+    /// which raised it.
     pub fn leaving(mut self) -> SavedState {
         self.incarnation = self.incarnation.saturating_add(1);
         self
