@@ -71,6 +71,8 @@ async fn a_peer_with_the_cluster_key_cannot_speak_for_another_member() {
 async fn a_peer_with_a_certificate_named_x_cannot_speak_for_b() {
     use muster::transport::pki;
     let dir = tempfile::tempdir().expect("a temporary directory");
+    // Certificate validity is wall-clock time, as `muster tls` reads it.
+    #[allow(clippy::disallowed_methods)]
     let now = std::time::SystemTime::now();
     let ca = pki::create_ca("impostor test CA", now, 1).expect("a CA");
     let ca_path = dir.path().join("ca.pem");
