@@ -63,6 +63,7 @@ pub mod agent;
 pub mod api;
 pub mod dns;
 pub mod hooks;
+pub mod new_file;
 pub mod process_stats;
 pub mod proto;
 pub mod routing;

@@ -8,7 +8,6 @@
 //! restart is a new key: the cluster then gives the name to the new key only once the
 //! old one's member has left or been declared failed.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::proto::NodeSigner;
@@ -65,27 +64,12 @@ pub fn load_or_create(path: &Path) -> Result<NodeSigner, NodeKeyError> {
     }
     let (signer, pkcs8) = NodeSigner::generate();
     let pem = to_pem(path, &pkcs8)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(pem.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(io)?;
-            Ok(signer)
-        }
+    match crate::new_file::create(path, pem.as_bytes(), 0o600) {
+        Ok(()) => Ok(signer),
         // Another process wrote it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load(path),
         Err(e) => Err(io(e)),
     }
-}
-
-/// A new node key as PEM text, for `muster keygen --node-key`.
-pub fn generate_pem() -> String {
-    let (_, pkcs8) = NodeSigner::generate();
-    to_pem(Path::new("-"), &pkcs8).expect("rcgen reads the key ring generated")
 }
 
 fn to_pem(path: &Path, pkcs8: &[u8]) -> Result<String, NodeKeyError> {
@@ -125,9 +109,8 @@ mod tests {
         }
         assert_eq!(load_or_create(&path).unwrap().key(), first.key());
         assert_eq!(load(&path).unwrap().key(), first.key());
-        let other = dir.path().join("other.key");
-        std::fs::write(&other, generate_pem()).unwrap();
-        assert_ne!(load(&other).unwrap().key(), first.key());
+        let other = load_or_create(&dir.path().join("other.key")).unwrap();
+        assert_ne!(other.key(), first.key());
     }
 
     #[test]

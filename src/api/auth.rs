@@ -4,7 +4,6 @@
 //! `<data dir>/`[`TOKEN_FILE`] (mode 0600), where the CLI on the same host finds it.
 //! Who needs it for what is decided in [`super::access`].
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -102,17 +101,9 @@ impl ApiToken {
             path: path.to_owned(),
             reason,
         })?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(path) {
-            Ok(mut file) => {
-                file.write_all(format!("{}\n", token.as_str()).as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(error)?;
-                Ok(token)
-            }
+        let line = format!("{}\n", token.as_str());
+        match crate::new_file::create(path, line.as_bytes(), 0o600) {
+            Ok(()) => Ok(token),
             // Another process wrote it first: use theirs.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 ApiToken::load_or_create(path)

@@ -2,8 +2,6 @@
 //! (docs/operations.md §2.4), made by [`muster::transport::pki`]. Existing files are
 //! never overwritten; private keys are written with mode 0600.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -154,14 +152,6 @@ fn write_pair(dir: &Path, stem: &str, pair: &PemPair) -> Result<(PathBuf, PathBu
 
 /// Creates `path` with `mode` and writes `text` to it; an existing file is an error.
 pub fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), String> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .and_then(|mut file| {
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })
+    muster::new_file::create(path, text.as_bytes(), mode)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
