@@ -260,39 +260,31 @@ fn finish(mut response: Message, rcode: ResponseCode, limit: usize) -> Reply {
             header_only(m.metadata.id, flags, ResponseCode::ServFail).bytes
         }
     };
-    // Whole, then without the additional section (clients can look the targets up).
-    for drop_additionals in [false, true] {
-        if drop_additionals {
-            response.additionals.clear();
+    // Whole; then without the additional section (clients can look the targets up);
+    // then without the answers, TC set (the client retries over TCP); last without the
+    // echoed questions (only a NOTIMP to a message of many questions is that long; the
+    // header and the OPT alone always fit).
+    for step in 0..=3 {
+        match step {
+            0 => {}
+            1 => response.additionals.clear(),
+            2 => {
+                response.answers.clear();
+                response.authorities.clear();
+                response.metadata.truncation = true;
+            }
+            _ => response.queries.clear(),
         }
         let bytes = encode(&response);
-        if bytes.len() <= limit {
+        if bytes.len() <= limit || step >= 3 {
             return Reply {
                 bytes,
                 rcode,
-                truncated: false,
+                truncated: step >= 2,
             };
         }
     }
-    response.answers.clear();
-    response.authorities.clear();
-    response.metadata.truncation = true;
-    let bytes = encode(&response);
-    if bytes.len() <= limit {
-        return Reply {
-            bytes,
-            rcode,
-            truncated: true,
-        };
-    }
-    // Only the echoed questions are left to be over: a NOTIMP to a message of many
-    // questions. The header and the OPT alone always fit.
-    response.queries.clear();
-    Reply {
-        bytes: encode(&response),
-        rcode,
-        truncated: true,
-    }
+    unreachable!("the last step always answers")
 }
 
 /// The third header byte of a request that `response` answers: opcode and RD (what
