@@ -363,19 +363,8 @@ fn an_agent_whose_mesh_driver_dies_exits_rather_than_answer_from_a_frozen_view()
     // Debug builds make the driver panic on request (MUSTER_TEST_CRASH_DRIVER): a bug's
     // stand-in. The agent must exit non-zero at once, not keep serving /v1/health.
     let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let mut cmd = command();
-    cmd.args([
-        "agent",
-        "--dev",
-        "--profile",
-        "local",
-        "--log-format",
-        "json",
-    ])
-    .args(["--name", "crash", "--bind", &bind])
-    .args(["--api-addr", "127.0.0.1:0", "--dns-addr", "off"])
-    .env("MUSTER_TEST_CRASH_DRIVER", "1");
+    let mut cmd = support::dev_command("crash", port, None, &[]);
+    cmd.env("MUSTER_TEST_CRASH_DRIVER", "1");
     let mut agent = support::Agent::spawn("crash", port, cmd)?;
     let status = agent.wait_exit()?;
     assert_eq!(status.code(), Some(70), "{}", agent.tail());

@@ -229,6 +229,12 @@ pub fn muster(args: &[&str]) -> Result<Output> {
 /// Starts `muster agent` named `name` on `port`, joining through `join` if given, with
 /// `extra` arguments.
 pub fn start_dev(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Result<Agent> {
+    Agent::spawn(name, port, dev_command(name, port, join, extra))
+}
+
+/// The command [`start_dev`] runs, for a test that adds to it (environment variables)
+/// before spawning it with [`Agent::spawn`].
+pub fn dev_command(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Command {
     let bind = format!("127.0.0.1:{port}");
     let mut command = command();
     command
@@ -248,7 +254,7 @@ pub fn start_dev(name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Re
     if let Some(seed) = join {
         command.args(["--join", &format!("127.0.0.1:{seed}")]);
     }
-    Agent::spawn(name, port, command)
+    command
 }
 
 /// `muster agent --dev` with its API on any free loopback port; returns it and the API
