@@ -40,7 +40,7 @@ fn table() -> MemberTable {
     for i in 0..MEMBERS {
         let proof = Arc::new(Proof {
             key: signer.key(),
-            sig: Signature([0; 64]),
+            sig: Signature::UNSIGNED,
             leave_sig: None,
         });
         t.insert(

@@ -282,7 +282,7 @@ impl Script {
         let mut msg = msg.clone();
         if let Message::KvPush { maps } = &mut msg {
             for map in maps {
-                if map.epoch_sig == wire::Signature([0; 64]) {
+                if map.epoch_sig == wire::Signature::UNSIGNED {
                     signer(&map.node).sign_map(cluster(), map);
                 }
             }
@@ -2039,9 +2039,9 @@ fn names_tags_and_state_keys_with_control_characters_are_dropped_and_counted() {
                     key: "k\u{1b}".into(),
                     version: 1,
                     value: Some("v".into()),
-                    sig: wire::Signature([0; 64]),
+                    sig: wire::Signature::UNSIGNED,
                 }],
-                epoch_sig: wire::Signature([0; 64]),
+                epoch_sig: wire::Signature::UNSIGNED,
             }],
         },
     ];
@@ -2399,9 +2399,9 @@ fn a_large_value_notice_or_a_new_epoch_pulls_the_map_from_its_owner() {
                 key: "blob".into(),
                 version: 11,
                 value: Some("x".repeat(2000)),
-                sig: wire::Signature([0; 64]),
+                sig: wire::Signature::UNSIGNED,
             }],
-            epoch_sig: wire::Signature([0; 64]),
+            epoch_sig: wire::Signature::UNSIGNED,
         }],
     };
     s.deliver_stream(a, &push);
@@ -2445,9 +2445,9 @@ fn a_push_is_believed_only_from_the_peer_this_node_pulled_that_map_from() {
                 key: "k".into(),
                 version: 11,
                 value: Some(value.into()),
-                sig: wire::Signature([0; 64]),
+                sig: wire::Signature::UNSIGNED,
             }],
-            epoch_sig: wire::Signature([0; 64]),
+            epoch_sig: wire::Signature::UNSIGNED,
         }],
     };
     // Nobody asked: b's push of a's map, and a push of this node's own map, are refused.
@@ -2652,7 +2652,7 @@ fn map_epochs_and_versions_past_the_bound_are_dropped_and_counted() {
                 node: ME.into(),
                 epoch: over,
                 entries: Vec::new(),
-                epoch_sig: wire::Signature([0; 64]),
+                epoch_sig: wire::Signature::UNSIGNED,
             }],
         },
         Message::KvPush {
@@ -2663,9 +2663,9 @@ fn map_epochs_and_versions_past_the_bound_are_dropped_and_counted() {
                     key: "k".into(),
                     version: u64::MAX,
                     value: Some("v".into()),
-                    sig: wire::Signature([0; 64]),
+                    sig: wire::Signature::UNSIGNED,
                 }],
-                epoch_sig: wire::Signature([0; 64]),
+                epoch_sig: wire::Signature::UNSIGNED,
             }],
         },
         Message::PushPull {
@@ -2753,7 +2753,7 @@ fn a_push_pull_of_300000_made_up_members_fills_the_table_only_to_its_cap() {
                         health: 0,
                         kv: Default::default(),
                         key: forger.key(),
-                        sig: wire::Signature([0; 64]),
+                        sig: wire::Signature::UNSIGNED,
                         leave_sig: None,
                     }
                 }
@@ -2810,9 +2810,9 @@ fn state_held_for_others_stops_at_its_bound() {
                 key: "blob".into(),
                 version: 11,
                 value: Some("x".repeat(len)),
-                sig: wire::Signature([0; 64]),
+                sig: wire::Signature::UNSIGNED,
             }],
-            epoch_sig: wire::Signature([0; 64]),
+            epoch_sig: wire::Signature::UNSIGNED,
         }],
     };
     // a's large value: pulled from a, pushed, held (700 KB of the 1 MiB bound).
@@ -3187,12 +3187,12 @@ fn state_writes_are_believed_only_as_their_owner_signed_them() {
     let mut pushed = KvMapRecord {
         node: "a".into(),
         epoch: 10,
-        epoch_sig: wire::Signature([0; 64]),
+        epoch_sig: wire::Signature::UNSIGNED,
         entries: vec![KvEntry {
             key: "role".into(),
             version: 14,
             value: Some("db".into()),
-            sig: wire::Signature([0; 64]),
+            sig: wire::Signature::UNSIGNED,
         }],
     };
     signer("a").sign_map(cluster(), &mut pushed);

@@ -405,6 +405,19 @@ fn signer_for(name: &str) -> NodeSigner {
     NodeSigner::from_seed(seed)
 }
 
+/// A map of `node`'s at `epoch`, signed by `node` (as every real map is).
+fn owner_signed(cluster: ClusterId, node: Name, epoch: u64, entries: Vec<KvEntry>) -> KvMapRecord {
+    let signer = signer_for(&node);
+    let mut map = KvMapRecord {
+        node,
+        epoch,
+        epoch_sig: wire::Signature::UNSIGNED,
+        entries,
+    };
+    signer.sign_map(cluster, &mut map);
+    map
+}
+
 fn shift_u64(base: u64, delta: i8) -> u64 {
     base.saturating_add_signed(i64::from(delta))
 }
@@ -531,16 +544,7 @@ impl Harness {
                 let node: Name = who.name().into();
                 match self.node.kv(&node) {
                     Some(m) => m.record(&node),
-                    None => {
-                        let mut m = KvMapRecord {
-                            node,
-                            epoch: 1,
-                            epoch_sig: wire::Signature([0; 64]),
-                            entries: Vec::new(),
-                        };
-                        signer_for(&m.node.clone()).sign_map(self.cluster, &mut m);
-                        m
-                    }
+                    None => owner_signed(self.cluster, node, 1, Vec::new()),
                 }
             }
             MapArg::New {
@@ -556,18 +560,10 @@ impl Harness {
                         key: key(&e.key),
                         version: self.num(e.version, &node, false),
                         value: e.value.as_ref().map(value),
-                        sig: wire::Signature([0; 64]),
+                        sig: wire::Signature::UNSIGNED,
                     })
                     .collect();
-                // Signed by the map's owner, as every real map is.
-                let mut m = KvMapRecord {
-                    node,
-                    epoch,
-                    epoch_sig: wire::Signature([0; 64]),
-                    entries,
-                };
-                signer_for(&m.node.clone()).sign_map(self.cluster, &mut m);
-                m
+                owner_signed(self.cluster, node, epoch, entries)
             }
         }
     }
@@ -838,26 +834,21 @@ impl Harness {
             },
         ];
         self.node.handle_datagram(now, host(2), &datagram(&news));
-        let mut map = KvMapRecord {
-            node: "b".into(),
-            epoch: 5,
-            epoch_sig: wire::Signature([0; 64]),
-            entries: vec![
-                KvEntry {
-                    key: "k1".into(),
-                    version: 6,
-                    value: Some("x".into()),
-                    sig: wire::Signature([0; 64]),
-                },
-                KvEntry {
-                    key: "k2".into(),
-                    version: 7,
-                    value: None,
-                    sig: wire::Signature([0; 64]),
-                },
-            ],
-        };
-        signer_for("b").sign_map(cluster, &mut map);
+        let entries = vec![
+            KvEntry {
+                key: "k1".into(),
+                version: 6,
+                value: Some("x".into()),
+                sig: wire::Signature::UNSIGNED,
+            },
+            KvEntry {
+                key: "k2".into(),
+                version: 7,
+                value: None,
+                sig: wire::Signature::UNSIGNED,
+            },
+        ];
+        let map = owner_signed(cluster, "b".into(), 5, entries);
         let push = Message::KvPush { maps: vec![map] };
         let bytes = wire::encode_stream(&push, self.cluster).expect("the push encodes");
         self.node.handle_stream(now, host(3), &bytes);

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::api::availability::AvailabilityView;
 use crate::proto::{MemberInfo, Time};
-use crate::wire::{MemberState, NodeKey, Tags};
+use crate::wire::{MemberState, Tags};
 
 /// A member's status as the API names it (`Dead` is `failed`, as operators say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -106,15 +106,6 @@ struct MemberFields<'a, A: std::fmt::Display, K: std::fmt::Display> {
     availability: Option<&'a AvailabilityView>,
 }
 
-/// A node key as lowercase hex, written without an intermediate `String`.
-struct KeyHex<'a>(&'a NodeKey);
-
-impl std::fmt::Display for KeyHex<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
 /// Writes a value as its text, without an intermediate `String`.
 fn as_text<A: std::fmt::Display, S: serde::Serializer>(value: &A, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
@@ -162,7 +153,7 @@ impl MemberView {
             tags: m.tags.clone(),
             status_changed_ms_ago: ms_since(now, m.state_changed),
             rtt_ms: rtt_ms(m.rtt),
-            node_key: KeyHex(&m.key).to_string(),
+            node_key: m.key.to_string(),
             availability: None,
         }
     }
@@ -213,7 +204,7 @@ impl Serialize for MemberRow<'_> {
             tags: &m.tags,
             status_changed_ms_ago: ms_since(self.now, m.state_changed),
             rtt_ms: rtt_ms(m.rtt),
-            node_key: KeyHex(&m.key),
+            node_key: m.key,
             availability: Some(&self.availability),
         }
         .serialize(s)

@@ -90,6 +90,22 @@ impl NodeSigner {
         Signature(sig)
     }
 
+    /// This key's signature of an `Alive` of `profile` at `incarnation` with `health`.
+    pub fn sign_alive(
+        &self,
+        cluster: ClusterId,
+        profile: &Profile,
+        incarnation: u64,
+        health: u8,
+    ) -> Signature {
+        self.sign(&signed::alive_statement(
+            cluster,
+            profile,
+            incarnation,
+            health,
+        ))
+    }
+
     /// This key's signed `Alive` for `profile` (the node itself announces through the
     /// core; tools, tests and the simulator's pre-converged start use this).
     pub fn alive(
@@ -99,12 +115,7 @@ impl NodeSigner {
         incarnation: u64,
         health: u8,
     ) -> Message {
-        let sig = self.sign(&signed::alive_statement(
-            cluster,
-            &profile,
-            incarnation,
-            health,
-        ));
+        let sig = self.sign_alive(cluster, &profile, incarnation, health);
         Message::Alive {
             profile,
             incarnation,
@@ -126,18 +137,11 @@ impl NodeSigner {
         key: &str,
         change: KvChange,
     ) -> Message {
-        let statement = match &change {
-            KvChange::Set(v) => {
-                signed::kv_entry_statement(cluster, node, epoch, key, version, Some(v))
-            }
-            KvChange::Delete => {
-                signed::kv_entry_statement(cluster, node, epoch, key, version, None)
-            }
-            KvChange::Large => {
+        // A `Large` notice's signature is never checked: signed over an empty value.
+        let statement = signed::kv_change_statement(cluster, node, epoch, key, version, &change)
+            .unwrap_or_else(|| {
                 signed::kv_entry_statement(cluster, node, epoch, key, version, Some(""))
-            }
-            KvChange::Epoch => signed::kv_epoch_statement(cluster, node, epoch),
-        };
+            });
         Message::KvUpdate {
             node: node.into(),
             epoch,
@@ -148,22 +152,39 @@ impl NodeSigner {
         }
     }
 
+    /// This key's signature of `node`'s map being at `epoch` (the key is the owner's).
+    pub fn sign_kv_epoch(&self, cluster: ClusterId, node: &str, epoch: u64) -> Signature {
+        self.sign(&signed::kv_epoch_statement(cluster, node, epoch))
+    }
+
+    /// This key's signature of one write to `node`'s map: `key` at `version` of the map
+    /// at `epoch` holds `value` (`None`: deleted).
+    pub fn sign_kv_entry(
+        &self,
+        cluster: ClusterId,
+        node: &str,
+        epoch: u64,
+        key: &str,
+        version: u64,
+        value: Option<&str>,
+    ) -> Signature {
+        self.sign(&signed::kv_entry_statement(
+            cluster, node, epoch, key, version, value,
+        ))
+    }
+
     /// Signs a whole map as its owner: its epoch and every entry.
     pub fn sign_map(&self, cluster: ClusterId, record: &mut KvMapRecord) {
-        record.epoch_sig = self.sign(&signed::kv_epoch_statement(
-            cluster,
-            &record.node,
-            record.epoch,
-        ));
+        record.epoch_sig = self.sign_kv_epoch(cluster, &record.node, record.epoch);
         for e in &mut record.entries {
-            e.sig = self.sign(&signed::kv_entry_statement(
+            e.sig = self.sign_kv_entry(
                 cluster,
                 &record.node,
                 record.epoch,
                 &e.key,
                 e.version,
                 e.value.as_deref(),
-            ));
+            );
         }
     }
 
@@ -175,12 +196,7 @@ impl NodeSigner {
         incarnation: u64,
         health: u8,
     ) -> MemberRecord {
-        let sig = self.sign(&signed::alive_statement(
-            cluster,
-            &profile,
-            incarnation,
-            health,
-        ));
+        let sig = self.sign_alive(cluster, &profile, incarnation, health);
         MemberRecord {
             profile,
             incarnation,

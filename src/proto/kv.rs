@@ -18,10 +18,6 @@ use std::collections::BTreeMap;
 use crate::stable_hash::StableHasher;
 use crate::wire::{KvEntry, KvMapRecord, KvSummary, Name, Signature};
 
-/// The signature of a map or entry not signed (yet): a map created empty before its
-/// owner signed its epoch. Never verifies.
-pub const UNSIGNED: Signature = Signature([0; 64]);
-
 /// Deletion markers a member keeps before it moves its map to a new epoch to drop them.
 pub const MAX_DELETION_MARKERS: usize = 256;
 
@@ -60,7 +56,7 @@ fn entry_hash(key: &str, version: u64, deleted: bool) -> u64 {
 
 impl Default for KvMap {
     fn default() -> Self {
-        KvMap::new(0, UNSIGNED)
+        KvMap::new(0, Signature::UNSIGNED)
     }
 }
 
@@ -207,19 +203,24 @@ impl KvMap {
     }
 
     /// Drops the deletion markers and moves to `epoch` (above every version held),
-    /// keeping the live entries at new versions: the owner's compaction. `sign` signs
-    /// the new epoch (`key` `None`) and each entry again (key, version, value).
-    pub fn compact(&mut self, epoch: u64, sign: impl Fn(Option<(&str, u64, &str)>) -> Signature) {
+    /// keeping the live entries at new versions: the owner's compaction, with its
+    /// signature of the new epoch; `sign` signs each entry again (key, version, value).
+    pub fn compact(
+        &mut self,
+        epoch: u64,
+        epoch_sig: Signature,
+        sign: impl Fn(&str, u64, &str) -> Signature,
+    ) {
         debug_assert!(epoch > self.max_version);
         let live: Vec<(String, Slot)> = std::mem::take(&mut self.entries)
             .into_iter()
             .filter(|(_, s)| s.value.is_some())
             .collect();
-        *self = KvMap::new(epoch, sign(None));
+        *self = KvMap::new(epoch, epoch_sig);
         for (k, s) in live {
             let version = s.version.max(epoch.saturating_add(1));
             let Some(value) = s.value else { continue };
-            let sig = sign(Some((&k, version, &value)));
+            let sig = sign(&k, version, &value);
             self.apply(&k, version, Some(value), sig);
         }
     }
@@ -306,7 +307,7 @@ mod tests {
     use super::*;
 
     fn set(m: &mut KvMap, k: &str, v: u64, val: Option<&str>) -> bool {
-        m.apply(k, v, val.map(str::to_owned), UNSIGNED)
+        m.apply(k, v, val.map(str::to_owned), Signature::UNSIGNED)
     }
 
     #[test]
@@ -317,11 +318,11 @@ mod tests {
             ("a", 13, Some("3")),
             ("b", 14, None),
         ];
-        let mut forward = KvMap::new(10, UNSIGNED);
+        let mut forward = KvMap::new(10, Signature::UNSIGNED);
         for (k, v, val) in writes {
             set(&mut forward, k, v, val);
         }
-        let mut backward = KvMap::new(10, UNSIGNED);
+        let mut backward = KvMap::new(10, Signature::UNSIGNED);
         for (k, v, val) in writes.iter().rev() {
             set(&mut backward, k, *v, *val);
         }
@@ -338,27 +339,27 @@ mod tests {
 
     #[test]
     fn a_newer_epoch_replaces_the_map() {
-        let mut held = KvMap::new(10, UNSIGNED);
+        let mut held = KvMap::new(10, Signature::UNSIGNED);
         set(&mut held, "old", 11, Some("x"));
-        let mut owner = KvMap::new(100, UNSIGNED);
+        let mut owner = KvMap::new(100, Signature::UNSIGNED);
         set(&mut owner, "new", 101, Some("y"));
         let changed = held.merge(&owner.record(&"n".into()));
         assert_eq!(changed, vec!["old".to_string(), "new".to_string()]);
         assert_eq!(held.summary(), owner.summary());
         assert_eq!(held.get("old"), None);
         // An older epoch is ignored.
-        let stale = KvMap::new(10, UNSIGNED).record(&"n".into());
+        let stale = KvMap::new(10, Signature::UNSIGNED).record(&"n".into());
         assert!(held.merge(&stale).is_empty());
         assert_eq!(held.summary(), owner.summary());
     }
 
     #[test]
     fn compaction_drops_markers_and_keeps_values() {
-        let mut m = KvMap::new(1, UNSIGNED);
+        let mut m = KvMap::new(1, Signature::UNSIGNED);
         set(&mut m, "a", 2, Some("1"));
         set(&mut m, "b", 3, Some("2"));
         set(&mut m, "b", 4, None);
-        m.compact(5, |_| UNSIGNED);
+        m.compact(5, Signature::UNSIGNED, |_, _, _| Signature::UNSIGNED);
         assert_eq!(m.epoch(), 5);
         assert_eq!(m.markers(), 0);
         assert_eq!(m.get("a").map(|(v, _)| v), Some("1"));
@@ -383,7 +384,7 @@ mod tests {
 
     #[test]
     fn bytes_after_counts_replacements() {
-        let mut m = KvMap::new(1, UNSIGNED);
+        let mut m = KvMap::new(1, Signature::UNSIGNED);
         set(&mut m, "key", 2, Some("value"));
         assert_eq!(m.bytes_after("key", Some("v")), 4);
         assert_eq!(m.bytes_after("key", None), 0);

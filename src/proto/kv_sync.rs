@@ -193,24 +193,6 @@ impl KvStore {
     }
 }
 
-/// This node's signature of its own map at `epoch`: of the epoch (`entry` `None`) or of
-/// one write (key, version, value).
-fn sign_own(
-    signer: &crate::proto::identity::NodeSigner,
-    cluster: crate::wire::ClusterId,
-    me: &str,
-    epoch: u64,
-    entry: Option<(&str, u64, &str)>,
-) -> Signature {
-    let statement = match entry {
-        None => signed::kv_epoch_statement(cluster, me, epoch),
-        Some((key, version, value)) => {
-            signed::kv_entry_statement(cluster, me, epoch, key, version, Some(value))
-        }
-    };
-    signer.sign(&statement)
-}
-
 /// The subject under which an update waits in the broadcast queue: one per key, so a
 /// newer write replaces an older one of the same key and never news about the member.
 fn subject(node: &str, key: &str) -> Name {
@@ -281,19 +263,15 @@ impl Node {
         let map = self.kv.maps.entry(me.clone()).or_insert(empty);
         let version = map.version().saturating_add(1);
         let epoch = map.epoch();
-        let sig = signer.sign(&signed::kv_entry_statement(
-            cluster,
-            &me,
-            epoch,
-            &key,
-            version,
-            value.as_deref(),
-        ));
+        let sig = signer.sign_kv_entry(cluster, &me, epoch, &key, version, value.as_deref());
         map.apply(&key, version, value.clone(), sig);
         if map.markers() > MAX_DELETION_MARKERS {
             // Shed the markers: peers replace the whole map when they see the new epoch.
             let next = version.saturating_add(1);
-            map.compact(next, |entry| sign_own(&signer, cluster, &me, next, entry));
+            let epoch_sig = signer.sign_kv_epoch(cluster, &me, next);
+            map.compact(next, epoch_sig, |k, v, value| {
+                signer.sign_kv_entry(cluster, &me, next, k, v, Some(value))
+            });
             self.announce_epoch();
         } else {
             self.gossip_kv(&me, epoch, version, key.clone(), value, sig);
@@ -309,38 +287,8 @@ impl Node {
     fn new_own_map(&self, epoch: u64) -> KvMap {
         KvMap::new(
             epoch,
-            sign_own(&self.signer, self.cluster, &self.me, epoch, None),
+            self.signer.sign_kv_epoch(self.cluster, &self.me, epoch),
         )
-    }
-
-    /// Whether `sig` is `key`'s signature of `change` to `node`'s map (`Large` cannot be
-    /// checked: it does not carry the value); counts a refusal if not.
-    #[allow(clippy::too_many_arguments)]
-    fn verified_kv(
-        &mut self,
-        key: &NodeKey,
-        node: &str,
-        epoch: u64,
-        entry_key: &str,
-        version: u64,
-        change: &KvChange,
-        sig: &Signature,
-    ) -> bool {
-        let statement = match change {
-            KvChange::Set(v) => {
-                signed::kv_entry_statement(self.cluster, node, epoch, entry_key, version, Some(v))
-            }
-            KvChange::Delete => {
-                signed::kv_entry_statement(self.cluster, node, epoch, entry_key, version, None)
-            }
-            KvChange::Epoch => signed::kv_epoch_statement(self.cluster, node, epoch),
-            KvChange::Large => return false,
-        };
-        let good = self.verifier.verify(key, &statement, sig);
-        if !good {
-            self.stats.refused.add(Refusal::BadSignature);
-        }
-        good
     }
 
     /// Queues one write of `node`'s map for gossip.
@@ -411,7 +359,9 @@ impl Node {
             // Only this node's own signature says anything about its map (a newer map of
             // its own from a run whose clock was ahead).
             let mine = self.signer.key();
-            if !self.verified_kv(&mine, &node, epoch, &key, version, &change, &sig) {
+            let statement =
+                signed::kv_change_statement(self.cluster, &node, epoch, &key, version, &change);
+            if !statement.is_some_and(|s| self.verified(&mine, &s, &sig)) {
                 return;
             }
             let seen = KvSummary {
@@ -441,8 +391,9 @@ impl Node {
         // carry the value): it only ever makes this node pull, never changes its copy.
         let news = epoch > held_epoch || held_version < version;
         if news
-            && !matches!(change, KvChange::Large)
-            && !self.verified_kv(&owner.2, &node, epoch, &key, version, &change, &sig)
+            && let Some(statement) =
+                signed::kv_change_statement(self.cluster, &node, epoch, &key, version, &change)
+            && !self.verified(&owner.2, &statement, &sig)
         {
             return;
         }
@@ -466,7 +417,7 @@ impl Node {
             if !matches!(change, KvChange::Large) {
                 let epoch_sig = match change {
                     KvChange::Epoch => sig,
-                    _ => kv::UNSIGNED,
+                    _ => Signature::UNSIGNED,
                 };
                 changed = map.reset(epoch, epoch_sig);
             }
@@ -698,60 +649,40 @@ impl Node {
         owner: &NodeKey,
         mut record: crate::wire::KvMapRecord,
     ) -> Option<crate::wire::KvMapRecord> {
-        let held = self.kv.maps.get(&record.node);
-        let held_epoch = held.map_or(0, KvMap::epoch);
+        let held_epoch = self.kv.maps.get(&record.node).map_or(0, KvMap::epoch);
         if record.epoch < held_epoch {
             return None;
         }
         let resets = record.epoch > held_epoch;
-        let held_versions: Vec<u64> = record
-            .entries
-            .iter()
-            .map(|e| {
-                if resets {
-                    0
-                } else {
-                    held.map_or(0, |m| m.version_of(&e.key))
-                }
-            })
-            .collect();
-        let (cluster, node, epoch) = (self.cluster, record.node.clone(), record.epoch);
         let mut proven = !resets;
-        let mut bad = 0u64;
-        let mut kept = Vec::with_capacity(record.entries.len());
-        for (e, held_version) in std::mem::take(&mut record.entries)
-            .into_iter()
-            .zip(held_versions)
-        {
-            if e.version <= held_version {
-                kept.push(e);
-                continue;
-            }
-            let statement = signed::kv_entry_statement(
-                cluster,
-                &node,
-                epoch,
-                &e.key,
-                e.version,
-                e.value.as_deref(),
-            );
-            if self.verifier.verify(owner, &statement, &e.sig) {
+        let entries = std::mem::take(&mut record.entries);
+        let mut kept = Vec::with_capacity(entries.len());
+        for e in entries {
+            let held_version = match self.kv.maps.get(&record.node) {
+                Some(m) if !resets => m.version_of(&e.key),
+                _ => 0,
+            };
+            if e.version > held_version {
+                let statement = signed::kv_entry_statement(
+                    self.cluster,
+                    &record.node,
+                    record.epoch,
+                    &e.key,
+                    e.version,
+                    e.value.as_deref(),
+                );
+                if !self.verified(owner, &statement, &e.sig) {
+                    continue;
+                }
                 proven = true;
-                kept.push(e);
-            } else {
-                bad += 1;
             }
+            kept.push(e);
         }
         if !proven {
-            let statement = signed::kv_epoch_statement(cluster, &node, epoch);
-            proven = self.verifier.verify(owner, &statement, &record.epoch_sig);
-        }
-        for _ in 0..bad {
-            self.stats.refused.add(Refusal::BadSignature);
-        }
-        if !proven {
-            self.stats.refused.add(Refusal::BadSignature);
-            return None;
+            let statement = signed::kv_epoch_statement(self.cluster, &record.node, record.epoch);
+            if !self.verified(owner, &statement, &record.epoch_sig) {
+                return None;
+            }
         }
         record.entries = kept;
         Some(record)
@@ -823,7 +754,10 @@ impl Node {
             let empty = self.new_own_map(base);
             let (signer, cluster) = (self.signer.clone(), self.cluster);
             let map = self.kv.maps.entry(me.clone()).or_insert(empty);
-            map.compact(epoch, |entry| sign_own(&signer, cluster, &me, epoch, entry));
+            let epoch_sig = signer.sign_kv_epoch(cluster, &me, epoch);
+            map.compact(epoch, epoch_sig, |k, v, value| {
+                signer.sign_kv_entry(cluster, &me, epoch, k, v, Some(value))
+            });
             self.kv.epoch_base = epoch;
             self.stats.kv_epoch_bumps += 1;
             self.announce_epoch();

@@ -193,11 +193,7 @@ impl Node {
         let mut members = MemberTable::new();
         let me = profile.name.clone();
         // Signed for real by `announce_self` below, once the health to announce is set.
-        let unsigned = Arc::new(Proof {
-            key: signer.key(),
-            sig: wire::Signature([0; 64]),
-            leave_sig: None,
-        });
+        let unsigned = Arc::new(Proof::alive(signer.key(), wire::Signature::UNSIGNED));
         members.insert(
             profile,
             incarnation,

@@ -468,11 +468,7 @@ impl Node {
         let incarnation = self.members.at(i).incarnation();
         let statement = crate::wire::signed::leave_statement(self.cluster, &self.me, incarnation);
         let sig = self.signer.sign(&statement);
-        let proof = crate::proto::member::Proof {
-            leave_sig: Some(sig),
-            ..crate::proto::member::Proof::clone(self.members.at(i).proof())
-        };
-        self.members.set_proof(i, std::sync::Arc::new(proof));
+        self.set_leave_sig(i, sig);
         self.members
             .set_liveness(i, incarnation, MemberState::Left, now);
         let msg = Message::Leave {

@@ -10,14 +10,12 @@
 //! held. Every accepted update is queued again for gossip, so news spreads epidemically.
 
 use crate::proto::event::{CommandError, Event};
+use crate::proto::member::Proof;
 use crate::proto::node::{Node, Phase};
 use crate::proto::stats::Refusal;
 use crate::proto::suspicion::Suspicion;
 use crate::proto::time::Time;
 use crate::proto::timer::Timer;
-use std::sync::Arc;
-
-use crate::proto::member::Proof;
 use crate::wire::{MemberState, Message, Name, NodeKey, Profile, Signature, Tags, signed};
 
 impl Node {
@@ -50,14 +48,6 @@ impl Node {
             }
             return;
         }
-        let verifier = self.verifier.clone();
-        let proof = |leave_sig| {
-            verifier.share(Proof {
-                key,
-                sig,
-                leave_sig,
-            })
-        };
         let Some(i) = self.members.position(&profile.name) else {
             if self.members.len() >= self.config.max_members {
                 self.stats.refused.add(Refusal::MembersFull);
@@ -74,11 +64,12 @@ impl Node {
                 key,
                 sig,
             };
+            let proof = self.verifier.share(Proof::alive(key, sig));
             let i = self.members.insert(
                 profile,
                 incarnation,
                 MemberState::Alive,
-                proof(None),
+                proof,
                 now,
                 &mut self.rng,
             );
@@ -111,7 +102,8 @@ impl Node {
             sig,
         };
         self.members.set_health(i, health);
-        self.members.set_proof(i, proof(None));
+        let proof = self.verifier.share(Proof::alive(key, sig));
+        self.members.set_proof(i, proof);
         let changed = self.members.set_profile(i, &profile);
         self.members
             .set_liveness(i, incarnation, MemberState::Alive, now);
@@ -142,7 +134,13 @@ impl Node {
         sig: &Signature,
     ) -> bool {
         let statement = signed::alive_statement(self.cluster, profile, incarnation, health);
-        let good = self.verifier.verify(key, &statement, sig);
+        self.verified(key, &statement, sig)
+    }
+
+    /// Whether `sig` is `key`'s signature of `statement`; counts a refusal
+    /// (`bad_signature`) if not. Every check of another member's word goes through here.
+    pub(super) fn verified(&mut self, key: &NodeKey, statement: &[u8], sig: &Signature) -> bool {
+        let good = self.verifier.verify(key, statement, sig);
         if !good {
             self.stats.refused.add(Refusal::BadSignature);
         }
@@ -295,17 +293,12 @@ impl Node {
                 if incarnation < held || (state == MemberState::Left && incarnation == held) {
                     return;
                 }
+                let key = m.key();
                 let statement = signed::leave_statement(self.cluster, name, incarnation);
-                if !self.verifier.verify(&m.key(), &statement, &sig) {
-                    self.stats.refused.add(Refusal::BadSignature);
+                if !self.verified(&key, &statement, &sig) {
                     return;
                 }
-                let proof = Proof {
-                    leave_sig: Some(sig),
-                    ..Proof::clone(m.proof())
-                };
-                let proof = self.verifier.share(proof);
-                self.members.set_proof(i, proof);
+                self.set_leave_sig(i, sig);
             }
             None => {
                 if incarnation > held {
@@ -363,17 +356,12 @@ impl Node {
         let i = self.members.position(&self.me)?;
         let m = self.members.at(i);
         let (profile, incarnation, health) = (self.members.profile(m), m.incarnation(), m.health());
-        let statement = signed::alive_statement(self.cluster, &profile, incarnation, health);
-        let sig = self.signer.sign(&statement);
+        let sig = self
+            .signer
+            .sign_alive(self.cluster, &profile, incarnation, health);
         let key = self.signer.key();
-        self.members.set_proof(
-            i,
-            Arc::new(Proof {
-                key,
-                sig,
-                leave_sig: None,
-            }),
-        );
+        let proof = self.verifier.share(Proof::alive(key, sig));
+        self.members.set_proof(i, proof);
         Some(Message::Alive {
             profile,
             incarnation,
@@ -381,6 +369,16 @@ impl Node {
             key,
             sig,
         })
+    }
+
+    /// Keeps member `i`'s signature of its leave with its record (tables relay it).
+    pub(super) fn set_leave_sig(&mut self, i: usize, sig: Signature) {
+        let proof = Proof {
+            leave_sig: Some(sig),
+            ..Proof::clone(self.members.at(i).proof())
+        };
+        let proof = self.verifier.share(proof);
+        self.members.set_proof(i, proof);
     }
 
     /// Notes `health` as what this node announces, in its own record too (push-pull

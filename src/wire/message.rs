@@ -65,10 +65,20 @@ impl std::fmt::Debug for NodeKey {
     }
 }
 
+/// The whole key in lowercase hex, as the API shows it.
+impl std::fmt::Display for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 impl NodeKey {
-    /// The first eight bytes in hex: enough to tell keys apart in logs and errors.
+    /// The first eight bytes in hex (a prefix of the [`Display`](std::fmt::Display)
+    /// form): enough to tell keys apart in logs and errors.
     pub fn fingerprint(&self) -> String {
-        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+        let mut hex = self.to_string();
+        hex.truncate(16);
+        hex
     }
 }
 
@@ -76,6 +86,13 @@ impl NodeKey {
 /// ([`crate::wire::signed`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signature(pub [u8; 64]);
+
+impl Signature {
+    /// No signature yet: what a record holds before its owner signed it (a map created
+    /// empty on a holder, a node's own record before its first announcement). Never
+    /// verifies.
+    pub const UNSIGNED: Signature = Signature([0; 64]);
+}
 
 impl std::fmt::Debug for Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -774,7 +791,7 @@ mod tests {
             version,
             key: "k".into(),
             change: KvChange::Delete,
-            sig: Signature([0; 64]),
+            sig: Signature::UNSIGNED,
         };
         let push = |epoch, version| Message::KvPush {
             maps: vec![KvMapRecord {
@@ -784,9 +801,9 @@ mod tests {
                     key: "k".into(),
                     version,
                     value: None,
-                    sig: Signature([0; 64]),
+                    sig: Signature::UNSIGNED,
                 }],
-                epoch_sig: Signature([0; 64]),
+                epoch_sig: Signature::UNSIGNED,
             }],
         };
         let table = |epoch, version| Message::Join {
@@ -807,7 +824,7 @@ mod tests {
                     hash: u64::MAX,
                 },
                 key: NodeKey([0; 32]),
-                sig: Signature([0; 64]),
+                sig: Signature::UNSIGNED,
                 leave_sig: None,
             }],
         };
@@ -843,7 +860,7 @@ mod tests {
             incarnation: 1,
             health: 0,
             key: NodeKey([0; 32]),
-            sig: Signature([0; 64]),
+            sig: Signature::UNSIGNED,
         };
         assert_eq!(
             alive(profile("a$(id)`x`;b", &[("k", "v w")])).validate(),
@@ -877,7 +894,7 @@ mod tests {
                     version: 2,
                     key: "k\n".into(),
                     change: KvChange::Delete,
-                    sig: Signature([0; 64]),
+                    sig: Signature::UNSIGNED,
                 },
                 "key with a control character",
             ),
@@ -890,9 +907,9 @@ mod tests {
                             key: "\0".into(),
                             version: 2,
                             value: None,
-                            sig: Signature([0; 64]),
+                            sig: Signature::UNSIGNED,
                         }],
-                        epoch_sig: Signature([0; 64]),
+                        epoch_sig: Signature::UNSIGNED,
                     }],
                 },
                 "key with a control character",
@@ -908,7 +925,7 @@ mod tests {
             version: 2,
             key: "k".into(),
             change: KvChange::Set("line 1\nline 2\0".into()),
-            sig: Signature([0; 64]),
+            sig: Signature::UNSIGNED,
         };
         assert_eq!(value.validate(), Ok(()));
     }

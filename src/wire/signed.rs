@@ -12,7 +12,7 @@
 use serde::Serialize;
 
 use super::codec::{ClusterId, encode_statement};
-use super::message::Profile;
+use super::message::{KvChange, Profile};
 
 /// Opens every statement; the version follows the protocol version that introduced it.
 const DOMAIN: &str = "muster signed statement v4";
@@ -109,6 +109,32 @@ pub fn kv_entry_statement(
             value,
         },
     ))
+}
+
+/// The statement a [`KvChange`] of a `KvUpdate` is signed over: the write for `Set` and
+/// `Delete`, the epoch for `Epoch`. `None` for `Large`, which does not carry the value its
+/// signature covers (receivers cannot check it; it only makes them pull).
+pub fn kv_change_statement(
+    cluster: ClusterId,
+    node: &str,
+    epoch: u64,
+    key: &str,
+    version: u64,
+    change: &KvChange,
+) -> Option<Vec<u8>> {
+    match change {
+        KvChange::Set(v) => Some(kv_entry_statement(
+            cluster,
+            node,
+            epoch,
+            key,
+            version,
+            Some(v),
+        )),
+        KvChange::Delete => Some(kv_entry_statement(cluster, node, epoch, key, version, None)),
+        KvChange::Epoch => Some(kv_epoch_statement(cluster, node, epoch)),
+        KvChange::Large => None,
+    }
 }
 
 #[cfg(test)]
