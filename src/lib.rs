@@ -13,6 +13,7 @@
 //! | [`wire`] | protocol messages and their codec: versioned, size-bounded, panic-free |
 //! | [`process_stats`] | this process's resident memory and CPU time, for benchmarks and reports |
 //! | [`stable_hash`] | the platform-independent hash behind cluster ids and digests |
+//! | [`new_file`] | creating a file that must be new, with its mode from the start (tokens, keys) |
 //! | [`transport`] | the QUIC endpoint, mutual-TLS identities (cluster key or PKI), connection cache |
 //! | [`agent`] | the tokio driver of a [`proto::Node`] and the library API, [`agent::Mesh`] |
 //! | [`api`] | the agent's local HTTP API (axum): members, self, cluster, health |
