@@ -391,7 +391,8 @@ fn write_pki_for(dir: &TempDir, nodes: &[(&str, bool)]) -> Vec<TlsSource> {
     nodes
         .iter()
         .map(|&(name, for_cluster)| {
-            let key = KeyPair::generate().expect("node key");
+            // Ed25519: in PKI mode the certificate's key is the node key.
+            let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("node key");
             let mut names = vec![name.to_string()];
             if for_cluster {
                 names.push(CLUSTER_SERVER_NAME.to_string());

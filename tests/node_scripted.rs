@@ -17,8 +17,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use muster::proto::{
-    Channel, Command, CommandError, Event, MAX_RELAYS, Node, NodeOptions, NodeSigner, Refusal,
-    SwimConfig, Time, Verifier,
+    Channel, Command, CommandError, Event, MAX_RELAYS, Node, NodeOptions, NodeSigner,
+    PeerCertificate, Refusal, SwimConfig, Time, Verifier,
 };
 use muster::wire::{
     self, ClusterId, DatagramBuilder, KvChange, KvEntry, KvMapRecord, KvSummary, MAX_KV_VERSION,
@@ -269,6 +269,12 @@ impl Script {
 
     fn deliver(&mut self, from: SocketAddr, msgs: &[Message]) {
         self.deliver_bytes(from, &datagram(msgs));
+    }
+
+    /// Hands the node what the certificate of `from`'s connection says (PKI mode).
+    fn certify(&mut self, from: SocketAddr, cert: Arc<PeerCertificate>) {
+        self.node.handle_certificate(self.now, from, &cert);
+        self.pump();
     }
 
     fn deliver_bytes(&mut self, from: SocketAddr, bytes: &[u8]) {
@@ -3210,4 +3216,111 @@ fn state_writes_are_believed_only_as_their_owner_signed_them() {
     assert_eq!(map.get("role"), Some(("db", 14)), "a's own entry is merged");
     assert_eq!(map.get("svc/web"), Some(("up", 11)), "b's is dropped");
     assert_eq!(s.node.stats().refused.of(Refusal::BadSignature), 5);
+}
+
+// ----- names bound by certificate: PKI mode (protocol.md §17.4) ----------------------
+
+/// What a CA certificate for `names` with `name`'s node key says.
+fn certificate(names: &[&str], key_of: &str) -> Arc<PeerCertificate> {
+    Arc::new(PeerCertificate {
+        names: names.iter().map(|n| Name::from(*n)).collect(),
+        key: Some(signer(key_of).key()),
+    })
+}
+
+#[test]
+fn a_certificate_settles_a_name_another_key_claimed_first() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    let a = s.addr("a");
+    // A squatter's record of y, relayed: nobody here has seen y's certificate.
+    let squatter = signer("squatter");
+    s.deliver(
+        a,
+        &[alive_signed_by(&squatter, profile("y", host(66)), 5, 0)],
+    );
+    assert_eq!(s.node.member("y").unwrap().key, squatter.key());
+    s.take_events();
+    // y connects with its certificate: the squatter's record is declared failed at its
+    // incarnation (gossiped), and y's own record is then believed.
+    let y = host(9);
+    s.certify(y, certificate(&["y"], "y"));
+    assert_eq!(s.node.stats().refused.of(Refusal::NotCertified), 1);
+    assert_eq!(s.node.member("y").unwrap().state, MemberState::Dead);
+    assert_eq!(s.event_tags(), ["failed y"]);
+    s.deliver(y, &[alive(profile("y", y), 0, 0)]);
+    let held = s.node.member("y").unwrap();
+    assert_eq!(
+        (held.addr, held.state, held.key),
+        (y, MemberState::Alive, signer("y").key())
+    );
+    // From now on no other key speaks for y, whatever its state or incarnation.
+    s.deliver(
+        a,
+        &[alive_signed_by(
+            &squatter,
+            profile("y", host(66)),
+            u64::MAX,
+            0,
+        )],
+    );
+    assert_eq!(s.node.member("y").unwrap().addr, y);
+    assert_eq!(s.node.stats().refused.of(Refusal::NotCertified), 2);
+    // The same certificate again changes nothing.
+    s.certify(y, certificate(&["y"], "y"));
+    assert_eq!(s.node.member("y").unwrap().state, MemberState::Alive);
+}
+
+#[test]
+fn a_peer_certified_as_x_cannot_announce_another_name_from_its_address() {
+    let mut s = Script::with_peers(config(), &["a"]);
+    let x = host(50);
+    s.certify(x, certificate(&["x"], "x"));
+    // Its own key, its own address, another name: the certificate at x names x only.
+    s.deliver(x, &[alive_signed_by(&signer("x"), profile("y", x), 1, 0)]);
+    // Another key for its own name: refused too.
+    s.deliver(x, &[alive_signed_by(&signer("z"), profile("x", x), 1, 0)]);
+    assert!(s.node.member("y").is_none());
+    assert!(s.node.member("x").is_none());
+    assert_eq!(s.node.stats().refused.of(Refusal::NotCertified), 2);
+    // What the certificate vouches for is believed.
+    s.deliver(x, &[alive(profile("x", x), 1, 0)]);
+    assert_eq!(s.node.member("x").unwrap().state, MemberState::Alive);
+}
+
+#[test]
+fn a_certificate_at_an_address_fails_a_record_that_put_another_name_there() {
+    let mut s = Script::with_peers(config(), &["a", "b"]);
+    let b = s.addr("b");
+    // First come: a record put "ghost" at b's address under its own key.
+    s.deliver(s.addr("a"), &[alive(profile("ghost", b), 3, 0)]);
+    assert_eq!(s.node.member("ghost").unwrap().state, MemberState::Alive);
+    s.take_events();
+    // The peer at that address is certified as b: ghost is not there.
+    s.certify(b, certificate(&["b"], "b"));
+    assert_eq!(s.node.member("ghost").unwrap().state, MemberState::Dead);
+    assert_eq!(s.node.member("b").unwrap().state, MemberState::Alive);
+    assert_eq!(s.event_tags(), ["failed ghost"]);
+    // The failure is gossiped at ghost's incarnation, so every node frees the name.
+    s.advance(Duration::from_secs(1));
+    assert!(s.take_sent().iter().any(|t| t.has(|m| matches!(
+        m,
+        Message::Dead { name, incarnation: 3, .. } if name == "ghost"
+    ))));
+}
+
+#[test]
+fn without_certificates_names_stay_first_come() {
+    // Cluster-key mode: the driver never hands certificates over.
+    let mut s = Script::with_peers(config(), &["a"]);
+    s.deliver(
+        s.addr("a"),
+        &[alive_signed_by(
+            &signer("anyone"),
+            profile("y", host(66)),
+            1,
+            0,
+        )],
+    );
+    assert_eq!(s.node.member("y").unwrap().key, signer("anyone").key());
+    assert_eq!(s.node.stats().refused.of(Refusal::NotCertified), 0);
 }

@@ -236,6 +236,9 @@ impl Driver {
     /// Hands one message from a peer to the node.
     fn handle_input(&mut self, msg: Incoming) {
         let now = self.clock.now();
+        if let Some(cert) = &msg.peer {
+            self.node.handle_certificate(now, msg.from, cert);
+        }
         match msg.channel {
             Channel::Datagram => self.node.handle_datagram(now, msg.from, &msg.bytes),
             Channel::Stream => self.node.handle_stream(now, msg.from, &msg.bytes),

@@ -22,7 +22,9 @@ use crate::agent::kv_view::{self, KvMaps};
 use crate::proto::member::digest_of;
 use crate::proto::{Event, MemberInfo, Node, NodeOptions, NodeSigner, Stats, Time, Verifier, rng};
 use crate::stable_hash::StableHasher;
-use crate::transport::{Identity, Transport, TransportOptions, TransportStats};
+use crate::transport::{
+    Identity, IdentityError, Transport, TransportOptions, TransportStats, peer_cert,
+};
 use crate::wire::{Name, Profile, Tags};
 
 /// An immutable snapshot of the membership, sorted by name, this node included.
@@ -116,8 +118,29 @@ impl Mesh {
                 digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
             }
         };
+        // In PKI mode the node key is the certificate's key, and peers bind names by
+        // certificate (proto::certified); with a cluster key, the node's own key.
+        let (signer, certified_names) = match &tls {
+            TlsSource::Pki { .. } => {
+                let signer = peer_cert::node_signer(&identity, &name)?;
+                if node_key.as_ref().is_some_and(|k| k.key() != signer.key()) {
+                    return Err(IdentityError::NodeCertificate(
+                        "a node key was given apart from the certificate: in PKI mode the \
+                         node key is the certificate's key"
+                            .into(),
+                    )
+                    .into());
+                }
+                (Arc::new(signer), true)
+            }
+            TlsSource::ClusterKey(_) => (
+                node_key.unwrap_or_else(|| Arc::new(NodeSigner::generate().0)),
+                false,
+            ),
+        };
         let options = TransportOptions {
             reset_secret: Some(reset_secret),
+            certified_names,
             ..TransportOptions::default()
         };
         let (transport, incoming) = Transport::bind(bind, &identity, &cluster, options)?;
@@ -138,7 +161,7 @@ impl Mesh {
             },
             cluster,
             incarnation,
-            signer: node_key.unwrap_or_else(|| Arc::new(NodeSigner::generate().0)),
+            signer,
             verifier: Verifier::new(),
             seed,
             kv_epoch: wall_clock_micros(),

@@ -23,7 +23,7 @@ use crate::agent::seeds::{self, Seed};
 use crate::api::ApiToken;
 use crate::proto::{ConfigError, SwimConfig};
 use crate::routing::service::ServiceSpec;
-use crate::transport::{ClusterKey, Identity, IdentityError};
+use crate::transport::{ClusterKey, Identity, IdentityError, peer_cert};
 use crate::wire::{Name, Tags};
 
 pub use listen::{Listen, ListenAddr};
@@ -125,7 +125,8 @@ pub struct AgentConfig {
     pub api_addr: Listen,
     /// The node key file (Ed25519, PKCS#8 PEM) this node signs its own records with;
     /// none means `<data_dir>/node.key`, generated on first start (no data dir: a key
-    /// for this run only). See `crate::agent::node_key`.
+    /// for this run only). See `crate::agent::node_key`. Not with `tls_cert`: in PKI
+    /// mode the certificate's key is the node key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_key_file: Option<PathBuf>,
     /// File holding the bearer token the API's mutating endpoints require; none means
@@ -514,18 +515,26 @@ impl AgentConfig {
                         invalid(field, format!("cannot read {}: {e}", path.display()))
                     })?);
                 }
-                Identity::from_pem(&pem[0], &pem[1], &pem[2]).map_err(|e| match e {
-                    IdentityError::Pem { path, reason } => {
-                        let (field, file) = match path.to_str() {
-                            Some("<ca>") => files[0],
-                            Some("<key>") => files[2],
-                            _ => files[1],
-                        };
-                        invalid(field, format!("{}: {reason}", file.display()))
-                    }
-                    e => invalid("tls_cert", e.to_string()),
-                })?;
+                let identity =
+                    Identity::from_pem(&pem[0], &pem[1], &pem[2]).map_err(|e| match e {
+                        IdentityError::Pem { path, reason } => {
+                            let (field, file) = match path.to_str() {
+                                Some("<ca>") => files[0],
+                                Some("<key>") => files[2],
+                                _ => files[1],
+                            };
+                            invalid(field, format!("{}: {reason}", file.display()))
+                        }
+                        e => invalid("tls_cert", e.to_string()),
+                    })?;
                 check_key_matches(cert, &pem[1], key, &pem[2])?;
+                // The node key is the certificate's: it must name this node and be Ed25519.
+                peer_cert::node_signer(&identity, self.node_name()).map_err(|e| match e {
+                    IdentityError::NotANodeKey(_) => {
+                        invalid("tls_key", format!("{}: {e}", key.display()))
+                    }
+                    e => invalid("tls_cert", format!("{}: {e}", cert.display())),
+                })?;
                 Ok(TlsSource::Pki {
                     ca: ca.clone(),
                     cert: cert.clone(),
@@ -684,6 +693,19 @@ mod tests {
     use std::str::FromStr;
 
     /// A valid dev-mode config, for tests here and in `validate`.
+    /// A self-signed node certificate for `name` on an Ed25519 key, as PKI mode needs.
+    pub(super) fn self_signed(name: &str) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        rcgen::CertifiedKey {
+            cert,
+            signing_key: key,
+        }
+    }
+
     pub(super) fn dev() -> AgentConfig {
         AgentConfig {
             name: Some("a".into()),
@@ -828,13 +850,18 @@ k = 1
             std::fs::write(&path, text).unwrap();
             path
         };
-        let made = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        let made = self_signed("a");
         // Distinct files: an error names the field by the file it is about.
         let ca = write("ca.pem", &made.cert.pem());
         let cert = write("cert.pem", &made.cert.pem());
         let key = write("key.pem", &made.signing_key.serialize_pem());
-        let other = rcgen::generate_simple_self_signed(vec!["b".into()]).unwrap();
+        let other = self_signed("b");
         let other_key = write("other-key.pem", &other.signing_key.serialize_pem());
+        // Chains and matches, but is not this node's: ECDSA, or naming another node.
+        let ecdsa = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        let ecdsa_cert = write("ecdsa.pem", &ecdsa.cert.pem());
+        let ecdsa_key = write("ecdsa-key.pem", &ecdsa.signing_key.serialize_pem());
+        let b_cert = write("b.pem", &other.cert.pem());
         let garbage = write("garbage.pem", "-----BEGIN GARBAGE-----\nnot pem\n");
         let missing = dir.path().join("missing.pem");
         let pki = |ca: &Path, cert: &Path, key: &Path| AgentConfig {
@@ -853,6 +880,8 @@ k = 1
             (pki(&ca, &cert, &garbage), "tls_key"),
             (pki(&ca, &cert, &cert), "tls_key"),
             (pki(&ca, &cert, &other_key), "tls_key"),
+            (pki(&ecdsa_cert, &ecdsa_cert, &ecdsa_key), "tls_key"),
+            (pki(&b_cert, &b_cert, &other_key), "tls_cert"),
         ] {
             match config.mesh_config(Vec::new(), 0) {
                 Err(SettingsError::Invalid(e)) => assert_eq!(e.field, expected, "{e}"),

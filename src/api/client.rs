@@ -22,6 +22,9 @@ const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 /// Longest header or SSE line accepted.
 const MAX_LINE: usize = 1024 * 1024;
 
+/// Most header lines read from an answer (the agent sends about ten).
+const MAX_HEADERS: usize = 256;
+
 /// Why a request to the agent failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -161,6 +164,9 @@ fn read_head(reader: &mut impl BufRead, addr: SocketAddr) -> Result<Head, Client
         if line.is_empty() {
             break;
         }
+        if headers.len() == MAX_HEADERS {
+            return Err(ClientError::Malformed { addr });
+        }
         let (k, v) = line
             .split_once(':')
             .ok_or(ClientError::Malformed { addr })?;
@@ -184,7 +190,11 @@ impl<R: BufRead> Read for Chunked<R> {
         }
         if self.left == 0 {
             let mut size = String::new();
-            if self.inner.read_line(&mut size)? == 0 {
+            if (&mut self.inner)
+                .take(MAX_LINE as u64)
+                .read_line(&mut size)?
+                == 0
+            {
                 return Ok(0);
             }
             let size = size.trim().split(';').next().unwrap_or("");
@@ -210,10 +220,20 @@ impl<R: BufRead> Read for Chunked<R> {
 
 /// Sends `call` to the agent's API at `addr`: the status code and the body.
 pub fn request(addr: SocketAddr, call: Call<'_>) -> Result<(u16, String), ClientError> {
-    let io = |source| ClientError::Io { addr, source };
     let mut stream = connect(addr, Some(TIMEOUT))?;
     send(&mut stream, addr, &call, "application/json", "")?;
-    let mut reader = BufReader::new(stream);
+    read_response(BufReader::new(stream), addr)
+}
+
+/// Reads one answer from `reader`: its status code and its body, framed by
+/// `Content-Length`, by chunks, or by the end of the stream, at most [`MAX_RESPONSE`]
+/// bytes. `addr` only names the server in errors. (The fuzz target `http` feeds it
+/// arbitrary bytes.)
+pub fn read_response(
+    mut reader: impl BufRead,
+    addr: SocketAddr,
+) -> Result<(u16, String), ClientError> {
+    let io = |source| ClientError::Io { addr, source };
     let head = read_head(&mut reader, addr)?;
     let mut raw = Vec::new();
     if head.chunked() {

@@ -417,6 +417,21 @@ impl Exchange {
     }
 }
 
+/// Reads one answer from `stream` as a webhook or an HTTP check does once its request is
+/// sent: the status code and, when `body_limit` is above zero, up to that many bytes of
+/// the body (dechunked), whatever arrived before `deadline`. (The fuzz target `http`
+/// feeds it arbitrary bytes.)
+pub async fn read_answer(
+    stream: impl AsyncRead + Unpin,
+    body_limit: usize,
+    deadline: Instant,
+) -> Result<(u16, Vec<u8>), HookError> {
+    let answer = Exchange::new(deadline, body_limit)
+        .run(tokio::io::join(stream, tokio::io::sink()), b"")
+        .await?;
+    Ok((answer.status, answer.body))
+}
+
 /// Where the body starts: after the first empty line (`\r\n\r\n`, or a bare `\n\n`
 /// from a sloppy server).
 fn head_end(head: &[u8]) -> Option<usize> {

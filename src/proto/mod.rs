@@ -26,6 +26,7 @@
 
 pub mod awareness;
 pub mod broadcast;
+pub mod certified;
 pub mod config;
 pub mod event;
 pub mod identity;
@@ -42,6 +43,7 @@ pub mod time;
 pub mod timer;
 mod update;
 
+pub use certified::PeerCertificate;
 pub use config::{ConfigError, DEFAULT_MAX_MEMBERS, SwimConfig};
 pub use event::{Channel, Command, CommandError, Event, Transmit};
 pub use identity::{KeyError, NodeSigner, Verifier};

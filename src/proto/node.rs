@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::proto::awareness::Awareness;
 use crate::proto::broadcast::BroadcastQueue;
+use crate::proto::certified::CertBook;
 use crate::proto::config::{ConfigError, SwimConfig};
 use crate::proto::event::{Channel, Command, CommandError, Event, Transmit};
 use crate::proto::identity::{NodeSigner, Verifier};
@@ -171,6 +172,8 @@ pub struct Node {
     pub(super) heal_sync_at: Option<Time>,
     /// Every member's replicated key-value map held here, this node's own included.
     pub(super) kv: KvStore,
+    /// What peers' certificates said (PKI mode; empty otherwise).
+    pub(super) certificates: CertBook,
 }
 
 impl Node {
@@ -237,6 +240,7 @@ impl Node {
             joined_at: None,
             heal_sync_at: None,
             kv: KvStore::new(kv_epoch),
+            certificates: CertBook::default(),
         };
         // A new node is presumed slow until it shows otherwise: its join carries the
         // unproven health, so the cluster waits long enough for its first answers.

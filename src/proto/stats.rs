@@ -62,11 +62,15 @@ pub enum Refusal {
     /// A suspect or dead notice naming a newer incarnation than the one held: only the
     /// member itself, signing, moves its incarnation up.
     AccusationAhead,
+    /// In PKI mode, an alive record that a peer's certificate contradicts: its name is
+    /// certified to another key, or the certificate at its address names another member
+    /// (see [`crate::proto::certified`]).
+    NotCertified,
 }
 
 impl Refusal {
     /// Every reason, in export order.
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::PingReqUnknownTarget,
         Refusal::PingReqRelaysFull,
         Refusal::UnaskedKvPush,
@@ -76,6 +80,7 @@ impl Refusal {
         Refusal::BadSignature,
         Refusal::NameTaken,
         Refusal::AccusationAhead,
+        Refusal::NotCertified,
     ];
 
     /// The `reason` label.
@@ -90,6 +95,7 @@ impl Refusal {
             Refusal::BadSignature => "bad_signature",
             Refusal::NameTaken => "name_taken",
             Refusal::AccusationAhead => "accusation_ahead",
+            Refusal::NotCertified => "not_certified",
         }
     }
 

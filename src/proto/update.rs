@@ -48,6 +48,9 @@ impl Node {
             }
             return;
         }
+        if !self.certified_alive(&profile.name, profile.addr, &key) {
+            return;
+        }
         let Some(i) = self.members.position(&profile.name) else {
             if self.members.len() >= self.config.max_members {
                 self.stats.refused.add(Refusal::MembersFull);

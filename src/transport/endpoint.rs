@@ -16,14 +16,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, ConnectionError, VarInt};
+use rustls::pki_types::CertificateDer;
 use tokio::sync::mpsc;
 
-use crate::proto::Channel;
+use crate::proto::{Channel, PeerCertificate};
 use crate::transport::conn_cache::{ConnCache, Lookup};
 use crate::transport::identity::{CLUSTER_SERVER_NAME, Identity};
 use crate::transport::socket::{MeteredSocket, WireMeter};
 use crate::transport::stats::{Counters, TransportStats, add};
-use crate::transport::{DialError, Incoming, QueueCharge, TransportError, tls};
+use crate::transport::{DialError, Incoming, QueueCharge, TransportError, peer_cert, tls};
 use crate::wire::MAX_STREAM_LEN;
 
 /// Application close code: the agent is shutting down.
@@ -86,6 +87,10 @@ pub struct TransportOptions {
     /// life, which they recognise, instead of those peers sending into a connection
     /// nobody knows until the idle timeout. `None`: a random key per process.
     pub reset_secret: Option<[u8; 32]>,
+    /// Hand each message over with what its connection's peer certificate says (node
+    /// names and key, [`Incoming::peer`]): in PKI mode, where the CA vouches for names.
+    /// Off with a cluster key, whose every holder issues itself any name.
+    pub certified_names: bool,
 }
 
 impl Default for TransportOptions {
@@ -113,6 +118,7 @@ impl Default for TransportOptions {
             incoming_bytes: 2 * MAX_STREAM_LEN,
             loss: 0.0,
             reset_secret: None,
+            certified_names: false,
         }
     }
 }
@@ -442,17 +448,17 @@ impl Shared {
         }
     }
 
-    fn deliver_datagram(&self, from: SocketAddr, bytes: Bytes) {
+    fn deliver_datagram(&self, from: SocketAddr, peer: &Peer, bytes: Bytes) {
         add(&self.counters.datagrams_in, 1);
         add(&self.counters.datagram_bytes_in, bytes.len() as u64);
-        if !self.enqueue(from, bytes, Channel::Datagram) {
+        if !self.enqueue(from, peer, bytes, Channel::Datagram) {
             add(&self.counters.incoming_dropped, 1);
         }
     }
 
     /// Queues a message for the driver, charged to the queue's byte budget; false (and
     /// nothing queued) when the queue is full in messages or in bytes.
-    fn enqueue(&self, from: SocketAddr, bytes: Bytes, channel: Channel) -> bool {
+    fn enqueue(&self, from: SocketAddr, peer: &Peer, bytes: Bytes, channel: Channel) -> bool {
         let Some(charge) =
             QueueCharge::take(&self.queued_bytes, bytes.len(), self.options.incoming_bytes)
         else {
@@ -460,6 +466,7 @@ impl Shared {
         };
         let msg = Incoming {
             from,
+            peer: peer.clone(),
             bytes,
             channel,
             charge,
@@ -536,17 +543,33 @@ async fn accept_loop(shared: Arc<Shared>) {
     tracing::debug!("endpoint closed; accept loop done");
 }
 
+/// What a connection's peer certificate says, when the transport reports it.
+type Peer = Option<Arc<PeerCertificate>>;
+
+/// The peer certificate's names and key, if [`TransportOptions::certified_names`].
+fn peer_of(shared: &Shared, conn: &Connection) -> Peer {
+    if !shared.options.certified_names {
+        return None;
+    }
+    let chain = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    peer_cert::read(chain.first()?).map(Arc::new)
+}
+
 /// Reads one connection's datagrams and streams until it closes.
 async fn read_connection(shared: Arc<Shared>, conn: Connection, from: SocketAddr) {
+    let peer = peer_of(&shared, &conn);
     let reason = loop {
         tokio::select! {
             datagram = conn.read_datagram() => match datagram {
-                Ok(bytes) => shared.deliver_datagram(from, bytes),
+                Ok(bytes) => shared.deliver_datagram(from, &peer, bytes),
                 Err(e) => break e,
             },
             stream = conn.accept_uni() => match stream {
                 Ok(recv) => {
-                    tokio::spawn(read_stream(shared.clone(), recv, from));
+                    tokio::spawn(read_stream(shared.clone(), recv, from, peer.clone()));
                 }
                 Err(e) => break e,
             },
@@ -569,9 +592,9 @@ async fn read_connection(shared: Arc<Shared>, conn: Connection, from: SocketAddr
 /// Reads one stream message whole and hands it to the driver. At most
 /// [`MAX_STREAM_READS`] are read at once; a message the driver has no room for is dropped
 /// (anti-entropy and joins retry), never queued ahead of probes.
-async fn read_stream(shared: Arc<Shared>, recv: quinn::RecvStream, from: SocketAddr) {
+async fn read_stream(shared: Arc<Shared>, recv: quinn::RecvStream, from: SocketAddr, cert: Peer) {
     let peer = shared.peer_permits(from);
-    read_stream_with(&shared, &peer, recv, from).await;
+    read_stream_with(&shared, &peer, recv, from, &cert).await;
     shared.release_peer(from, peer);
 }
 
@@ -582,6 +605,7 @@ async fn read_stream_with(
     peer: &tokio::sync::Semaphore,
     mut recv: quinn::RecvStream,
     from: SocketAddr,
+    cert: &Peer,
 ) {
     // The peer's own permit first: a peer with all of its reads stalled waits here
     // without holding one of the shared permits.
@@ -596,7 +620,7 @@ async fn read_stream_with(
         Ok(Ok(bytes)) => {
             add(&shared.counters.streams_in, 1);
             add(&shared.counters.stream_bytes_in, bytes.len() as u64);
-            if !shared.enqueue(from, Bytes::from(bytes), Channel::Stream) {
+            if !shared.enqueue(from, cert, Bytes::from(bytes), Channel::Stream) {
                 add(&shared.counters.streams_dropped, 1);
             }
         }

@@ -92,6 +92,12 @@ pub enum IdentityError {
         /// What is wrong with it.
         reason: String,
     },
+    /// In PKI mode, the certificate cannot be this node's: it does not name the node.
+    #[error("{0}")]
+    NodeCertificate(String),
+    /// In PKI mode, the certificate's key cannot sign the node's records (not Ed25519).
+    #[error("{0}")]
+    NotANodeKey(String),
 }
 
 /// The cluster's shared secret: 32 random bytes from which every agent derives the same
@@ -227,9 +233,7 @@ impl ClusterCa {
     }
 
     /// Issues a node certificate for `node_name` with a fresh key pair, and returns the
-    /// identity built on it. The name goes in the subject's common name, and also in the
-    /// subject alternative names when it is plain ASCII; [`CLUSTER_SERVER_NAME`] always
-    /// does.
+    /// identity built on it, named as [`node_cert_params`] says.
     pub fn issue(&self, node_name: &str) -> Result<Identity, IdentityError> {
         let node_key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
         let mut params = node_cert_params(node_name)?;
@@ -244,16 +248,29 @@ impl ClusterCa {
     }
 }
 
-/// What every node certificate holds, whoever issues it: [`CLUSTER_SERVER_NAME`] and
-/// the node name (when it is plain ASCII) as DNS names, the node name as the common
-/// name, digital-signature key usage, server- and client-auth extended key usage, and
-/// the issuer's key identifier. The validity is the caller's.
+/// What every node certificate holds, whoever issues it: [`CLUSTER_SERVER_NAME`] as a
+/// DNS name; the node name as a DNS name when it is one (letters, digits, `-`, `_`, `.`),
+/// else as the URI `urn:muster:node:NAME` (percent-encoded), which is where peers read it
+/// ([`crate::transport::peer_cert`]); the node name as the common name too, for people;
+/// digital-signature key usage, server- and client-auth extended key usage, and the
+/// issuer's key identifier. The validity is the caller's.
 pub(super) fn node_cert_params(node_name: &str) -> Result<CertificateParams, IdentityError> {
     let mut params = CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_string()])?;
-    if let Ok(name) = rcgen::string::Ia5String::try_from(node_name)
-        && node_name != CLUSTER_SERVER_NAME
-    {
-        params.subject_alt_names.push(SanType::DnsName(name));
+    let dns_like = !node_name.is_empty()
+        && node_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if dns_like && node_name != CLUSTER_SERVER_NAME {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(rcgen::string::Ia5String::try_from(
+                node_name,
+            )?));
+    } else {
+        let uri = super::peer_cert::node_uri(node_name);
+        params
+            .subject_alt_names
+            .push(SanType::URI(rcgen::string::Ia5String::try_from(uri)?));
     }
     params
         .distinguished_name

@@ -9,6 +9,7 @@
 //! | file | holds |
 //! |---|---|
 //! | `identity` | [`ClusterKey`], the derived cluster CA, node certificates, PKI files |
+//! | `peer_cert` | a peer certificate's node names and key, for the core's name binding in PKI mode |
 //! | `pki` | a CA and node certificates for `tls_ca`/`tls_cert`/`tls_key` (`muster tls`) |
 //! | `tls` | rustls and quinn configs: TLS 1.3, mutual auth, ALPN bound to the cluster name |
 //! | `endpoint` | [`Transport`]: the endpoint, dialing, sending, the per-connection readers |
@@ -29,6 +30,7 @@
 mod conn_cache;
 mod endpoint;
 pub mod identity;
+pub mod peer_cert;
 pub mod pki;
 mod socket;
 mod stats;
@@ -51,6 +53,9 @@ use crate::proto::Channel;
 pub struct Incoming {
     /// The peer's listening address (see the module docs).
     pub from: SocketAddr,
+    /// What the peer's certificate says (names, key), when
+    /// [`TransportOptions::certified_names`] asks for it.
+    pub peer: Option<Arc<crate::proto::PeerCertificate>>,
     /// The datagram, or the whole stream message.
     pub bytes: Bytes,
     /// Which channel it came on.

@@ -3,8 +3,11 @@
 //! ([`node_cert_params`]: `muster.cluster`, the node name, both extended key usages).
 //! `muster tls ca create` and `muster tls cert create` are the command-line form.
 //!
-//! Keys are ECDSA P-256, which every TLS stack and secret store takes; certificates are
-//! valid from a few minutes before now (for clocks slightly behind) for the days asked.
+//! The CA's key is ECDSA P-256, which every TLS stack and secret store takes. A node's
+//! key is Ed25519: in PKI mode it is also the node key that signs the node's membership
+//! records, and peers bind the node's name to it through the certificate. Certificates
+//! are valid from a few minutes before now (for clocks slightly behind) for the days
+//! asked.
 
 use std::time::{Duration, SystemTime};
 
@@ -60,7 +63,7 @@ pub fn create_ca(common_name: &str, now: SystemTime, days: u32) -> Result<PemPai
 
 /// A node certificate for `node_name` issued by the CA in `ca` (its certificate and key,
 /// PEM, as [`create_ca`] writes them or any other CA's), valid from `now` for `days`, with a fresh
-/// key. The certificate file it goes in holds the leaf only: add intermediates after it
+/// Ed25519 key (the node key in PKI mode). The certificate file it goes in holds the leaf only: add intermediates after it
 /// when `ca` is one.
 pub fn issue_node(
     ca: &PemPair,
@@ -76,7 +79,7 @@ pub fn issue_node(
         .map_err(|e| pem_error(format!("the CA key does not parse: {e}")))?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key)
         .map_err(|e| pem_error(format!("the CA certificate does not parse: {e}")))?;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
     let mut params = node_cert_params(node_name)?;
     set_validity(&mut params, now, days)?;
     let cert = params.signed_by(&key, &issuer)?;

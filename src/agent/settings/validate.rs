@@ -137,6 +137,12 @@ impl AgentConfig {
                 "dev mode uses the fixed development key; drop cluster_key_file and tls_*",
             ));
         }
+        if pki_set == 3 && self.node_key_file.is_some() {
+            return Err(invalid(
+                "node_key_file",
+                "with tls_cert the node key is the certificate's key; drop node_key_file",
+            ));
+        }
         if !self.dev && !has_key && pki_set == 0 {
             return Err(SettingsError::NoIdentity);
         }
@@ -578,7 +584,7 @@ mod tests {
             Err(SettingsError::Invalid(e)) => assert_eq!(e.field, "tls_ca"),
             other => panic!("expected tls_ca to be named, got {other:?}"),
         }
-        let made = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        let made = super::super::tests::self_signed("a");
         std::fs::write(&ca, made.cert.pem()).unwrap();
         std::fs::write(&cert, made.cert.pem()).unwrap();
         std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();

@@ -133,7 +133,7 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     // full-state join, and the driver re-contacts its seeds.
     let seeds = data_dir::join_seeds(&configured, &remembered, &mut rng::node_rng(random_seed()));
     let mut mesh_config = config.mesh_config(seeds.clone(), incarnation)?;
-    mesh_config.node_key = Some(std::sync::Arc::new(node_key(&config, data_dir.as_ref())?));
+    mesh_config.node_key = node_key(&config, data_dir.as_ref())?.map(std::sync::Arc::new);
     let bound = leave_bound(&mesh_config.swim);
     // Before any socket: the connection limits are sized from it.
     let fd_limit = api::server::raise_fd_limit();
@@ -511,11 +511,16 @@ fn api_token(config: &AgentConfig, data_dir: Option<&DataDir>) -> anyhow::Result
     }
 }
 
-/// Warns about secret files that other users of the host can read: the cluster key,
-/// the node's TLS key, the API's TLS key and the token file.
 /// The node key: `node_key_file`'s, else the data dir's (generated on first start),
-/// else one for this run only. A file that cannot be used is a config error (exit 2).
-fn node_key(config: &AgentConfig, data_dir: Option<&DataDir>) -> anyhow::Result<NodeSigner> {
+/// else one for this run only; none in PKI mode, where the certificate's key is the node
+/// key (the mesh takes it from there). A file that cannot be used is a config error (exit 2).
+fn node_key(
+    config: &AgentConfig,
+    data_dir: Option<&DataDir>,
+) -> anyhow::Result<Option<NodeSigner>> {
+    if config.tls_cert.is_some() {
+        return Ok(None);
+    }
     let loaded = match (&config.node_key_file, data_dir) {
         (Some(path), _) => node_key::load(path),
         (None, Some(dir)) => node_key::load_or_create(&dir.path().join(node_key::NODE_KEY_FILE)),
@@ -524,7 +529,7 @@ fn node_key(config: &AgentConfig, data_dir: Option<&DataDir>) -> anyhow::Result<
                 "no data_dir: this node's key lasts for this run only; after a crash the \
                  cluster gives the name to the new key once it declares the old one failed"
             );
-            return Ok(NodeSigner::generate().0);
+            return Ok(Some(NodeSigner::generate().0));
         }
     };
     let signer = loaded.map_err(|e| ConfigError {
@@ -532,9 +537,11 @@ fn node_key(config: &AgentConfig, data_dir: Option<&DataDir>) -> anyhow::Result<
         reason: e.to_string(),
     })?;
     tracing::info!(key = %signer.key().fingerprint(), "node key");
-    Ok(signer)
+    Ok(Some(signer))
 }
 
+/// Warns about secret files that other users of the host can read: the cluster key,
+/// the node's TLS key, the API's TLS key, the token file and the node key.
 fn warn_if_readable(config: &AgentConfig, data_dir: Option<&DataDir>) {
     use std::os::unix::fs::PermissionsExt;
     let token = config

@@ -1,0 +1,88 @@
+//! Fuzz target `http`: the two HTTP/1.1 answer readers, fed whatever a hostile or broken
+//! server could send: the webhook and HTTP check reader (`hooks::webhook::read_answer`,
+//! async, over an in-memory stream) and the CLI's reader of the agent's answers
+//! (`api::client::read_response`, blocking).
+//!
+//! Invariants checked:
+//! - no panic, whatever the bytes (status lines, header framing, `Content-Length`,
+//!   chunk sizes in hex with extensions, cut-off chunks, no blank line at all);
+//! - the webhook reader keeps at most `body_limit` bytes of body and reports a status
+//!   code in 100..1000, and with a limit of zero reads no body;
+//! - the CLI reader's body is never longer than the bytes it was given (dechunking only
+//!   removes bytes), and a status it reports came from the first line.
+
+#![no_main]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use muster::api::client::read_response;
+use muster::hooks::webhook::read_answer;
+
+#[derive(Arbitrary, Debug)]
+struct Input<'a> {
+    /// Body bytes the webhook reader may keep (a check keeps 4 KiB; bounded here so the
+    /// limit matters).
+    body_limit: u16,
+    /// Start from a plausible head instead of raw bytes, so the fuzzer reaches bodies.
+    head: Option<HeadArg>,
+    bytes: &'a [u8],
+}
+
+#[derive(Arbitrary, Debug)]
+struct HeadArg {
+    status: u16,
+    length: Option<u32>,
+    chunked: bool,
+}
+
+fn answer_bytes(input: &Input<'_>) -> Vec<u8> {
+    let Some(head) = &input.head else {
+        return input.bytes.to_vec();
+    };
+    let mut text = format!("HTTP/1.1 {} X\r\n", head.status);
+    if let Some(len) = head.length {
+        text.push_str(&format!("Content-Length: {len}\r\n"));
+    }
+    if head.chunked {
+        text.push_str("Transfer-Encoding: chunked\r\n");
+    }
+    text.push_str("\r\n");
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(input.bytes);
+    bytes
+}
+
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+}
+
+fuzz_target!(|input: Input<'_>| {
+    let bytes = answer_bytes(&input);
+    let limit = usize::from(input.body_limit);
+    let webhook = RUNTIME.with(|rt| {
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            read_answer(bytes.as_slice(), limit, deadline).await
+        })
+    });
+    if let Ok((status, body)) = webhook {
+        assert!((100..1000).contains(&status), "status {status}");
+        assert!(body.len() <= limit, "{} body bytes over the limit {limit}", body.len());
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], 7947));
+    if let Ok((status, body)) = read_response(bytes.as_slice(), addr) {
+        assert!(body.len() <= bytes.len());
+        let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+        let code = status.to_string();
+        assert!(
+            first.windows(code.len()).any(|w| w == code.as_bytes()),
+            "status {status} is not in the first line"
+        );
+    }
+});
