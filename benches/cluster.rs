@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
     /// Agent-1 handles all its input this late (e.g. 1s, 5s).
-    #[arg(long, value_parser = muster::agent::settings::duration::parse_duration)]
+    #[arg(long, value_parser = muster::duration::parse_duration)]
     slow_node: Option<Duration>,
     /// Seconds between the join and the steady window [default: nodes + 5, at most 70].
     #[arg(long)]

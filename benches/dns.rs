@@ -33,8 +33,8 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use muster::agent::Mesh;
 use muster::dns::{DnsServer, DnsSockets, RateLimit};
-use muster::routing::service::ServiceSpec;
 use muster::routing::services::Services;
+use muster::routing::spec::ServiceSpec;
 use muster::wire::MemberState;
 
 #[derive(Parser, Debug)]

@@ -5,7 +5,7 @@ with each other. Run by deploy/check.sh (needs PyYAML, which kubernetes-validate
     lint.py REPO [--image-files LIST] [--probes-out FILE]
 
 - every MUSTER_* variable set in the unit, the Containerfile and the manifests is one
-  `muster agent` reads (ENV_SETTINGS in src/agent/overrides.rs);
+  `muster agent` reads (ENV_SETTINGS in src/daemon/overrides.rs);
 - the Kubernetes manifests: a headless Service with not-ready addresses published and
   only the gossip port (UDP 7946); StatefulSet/PDB/Service selectors that match the pod
   labels; a grace period of at least 30 s; exec probes on /v1/health (readiness), a
@@ -37,12 +37,12 @@ def check(ok, message):
 
 def agent_variables(repo):
     """The MUSTER_* names `muster agent` reads: MUSTER_ and each key of ENV_SETTINGS in
-    src/agent/overrides.rs, in capitals."""
-    source = (repo / "src/agent/overrides.rs").read_text()
+    src/daemon/overrides.rs, in capitals."""
+    source = (repo / "src/daemon/overrides.rs").read_text()
     source = source.split("#[cfg(test)]")[0]
     table = source.split("const ENV_SETTINGS", 1)[-1].split("];", 1)[0]
     names = {"MUSTER_" + key.upper() for key in re.findall(r'\("([a-z_]+)", EnvKind::', table)}
-    check(len(names) >= 10, f"found only {sorted(names)} in src/agent/overrides.rs")
+    check(len(names) >= 10, f"found only {sorted(names)} in src/daemon/overrides.rs")
     return names
 
 

@@ -309,7 +309,7 @@ async fn metrics_text(router: &axum::Router) -> String {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
-        Some(api::metrics::CONTENT_TYPE)
+        Some(muster::metrics::CONTENT_TYPE)
     );
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 22)
         .await
@@ -335,7 +335,7 @@ async fn metrics_parse_as_prometheus_text_and_count_the_cluster() {
     let (a, b, c) = three("api-metrics").await;
     // With a hook, so its families are in the exposition too.
     let state = ApiState::new(&a);
-    let hook = muster::agent::settings::HookConfig::command(&["member-failed"], &["true"]);
+    let hook = muster::hooks::HookConfig::command(&["member-failed"], &["true"]);
     let runner = std::sync::Arc::new(
         muster::hooks::HookRunner::spawn(&[hook], state.journal().subscribe()).expect("a hook"),
     );

@@ -25,12 +25,12 @@ use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query, ResponseC
 use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use muster::agent::Mesh;
-use muster::api::metrics::{Exposition, MetricsSource};
 use muster::dns::{DnsServer, DnsSockets, DnsStats, RateLimit};
+use muster::metrics::{Exposition, MetricsSource};
 use muster::routing::router::RouteQuery;
 use muster::routing::rule::{Failback, FailoverRule};
-use muster::routing::service::{CheckSpec, ServiceSpec};
 use muster::routing::services::Services;
+use muster::routing::spec::{CheckSpec, ServiceSpec};
 use muster::wire::MemberState;
 use support::DEADLINE;
 use support::meshes::describe;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use muster::routing::HealthStatus;
 use muster::routing::check::{CheckState, HealthReport, HealthRunner};
-use muster::routing::service::{CheckSpec, ServiceSpec};
+use muster::routing::spec::{CheckSpec, ServiceSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -304,7 +304,8 @@ async fn services_added_and_removed_at_runtime_come_and_go_from_the_report() {
     assert!(!runner.remove("db"));
     assert_eq!(runner.report().status("plain"), Some(HealthStatus::Passing));
 
-    let (field, reason) = runner.add(service("bad name", vec![])).unwrap_err();
+    let muster::field_error::FieldError { field, reason } =
+        runner.add(service("bad name", vec![])).unwrap_err();
     assert_eq!(field, "name", "{reason}");
 }
 

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use muster::agent::Mesh;
-use muster::agent::settings::HookConfig;
-use muster::api::journal::{EventKind, EventRecord, Journal};
 use muster::api::{MemberView, Status};
+use muster::events::journal::{EventKind, EventRecord, Journal};
+use muster::hooks::HookConfig;
 use muster::hooks::{Backoff, HookRunner, HookStats, RunnerOptions, USER_AGENT};
 use muster::wire::{MAX_NAME_LEN, MemberState, Tags};
 use serde_json::Value;

@@ -11,8 +11,8 @@ mod support;
 use std::net::SocketAddr;
 
 use muster::Mesh;
-use muster::routing::service::{ServiceMode, ServiceSpec};
 use muster::routing::services::{PrimaryChange, Services};
+use muster::routing::spec::{ServiceMode, ServiceSpec};
 use muster::wire::MemberState;
 use support::eventually_async;
 use support::meshes::{all_alive, describe, start};

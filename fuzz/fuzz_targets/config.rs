@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use muster::agent::settings::AgentConfig;
+use muster::daemon::settings::AgentConfig;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -1,5 +1,6 @@
 //! Fuzz target `http`: the two HTTP/1.1 answer readers, fed whatever a hostile or broken
-//! server could send: the webhook and HTTP check reader (`hooks::webhook::read_answer`,
+//! server could send: the agent's HTTP client on hyper, as webhooks and checks use it
+//! (`http_client::read_answer`,
 //! async, over an in-memory stream) and the CLI's reader of the agent's answers
 //! (`api::client::read_response`, blocking).
 //!
@@ -19,7 +20,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use muster::api::client::read_response;
-use muster::hooks::webhook::read_answer;
+use muster::http_client::read_answer;
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
@@ -68,7 +69,7 @@ fuzz_target!(|input: Input<'_>| {
     let webhook = RUNTIME.with(|rt| {
         rt.block_on(async {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            read_answer(bytes.as_slice(), limit, deadline).await
+            read_answer(std::io::Cursor::new(bytes.clone()), limit, deadline).await
         })
     });
     if let Ok((status, body)) = webhook {

@@ -17,11 +17,9 @@
 //! | [`primaries`] | primary roles: each node's election, agreement and kill figures |
 //! | [`report`] | the JSON report and its summary |
 //! | [`chart`] | SVG charts |
-//! | [`duration`] | `500ms` / `2s` parsing |
 //! | [`sim_rng`] | seed derivation |
 
 pub mod chart;
-pub mod duration;
 pub mod network;
 pub mod observe;
 pub mod primaries;

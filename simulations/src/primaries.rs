@@ -15,7 +15,7 @@ use muster::proto::{Node, Time};
 use muster::routing::HealthStatus;
 use muster::routing::primary::{Candidate, Election};
 use muster::routing::record::{self, ServiceRecord};
-use muster::routing::service::{ServiceMode, ServiceSpec};
+use muster::routing::spec::{ServiceMode, ServiceSpec};
 use muster::wire::Name;
 use serde::Serialize;
 

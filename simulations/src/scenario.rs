@@ -9,8 +9,6 @@ use anyhow::{Context, bail};
 use muster::proto::SwimConfig;
 use serde::Deserialize;
 
-use crate::duration::serde_str;
-
 /// How the cluster forms at time zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -35,7 +33,7 @@ pub struct Scenario {
     /// Cluster size (overridden by `--nodes`).
     pub nodes: usize,
     /// Virtual time to run.
-    #[serde(with = "serde_str")]
+    #[serde(with = "muster::duration")]
     pub duration: Duration,
     /// World seed (overridden by `--seed`).
     #[serde(default = "default_seed")]
@@ -47,7 +45,7 @@ pub struct Scenario {
     #[serde(default)]
     pub start: Start,
     /// With `start = "join"`: join times are spread uniformly over this window.
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub join_spread: Option<Duration>,
     /// Number of seed nodes (the first ones).
     #[serde(default = "default_seeds")]
@@ -79,7 +77,7 @@ pub struct PrimarySpec {
     /// How many services (`svc-0`, `svc-1`, ...), each with its own priority order.
     pub services: usize,
     /// How often every running node's answer is checked.
-    #[serde(default = "default_primary_check", with = "serde_str")]
+    #[serde(default = "default_primary_check", with = "muster::duration")]
     pub check: Duration,
 }
 
@@ -105,10 +103,10 @@ pub struct StateSpec {
     #[serde(default)]
     pub delete_share: f64,
     /// When writing starts.
-    #[serde(default, with = "serde_str")]
+    #[serde(default, with = "muster::duration")]
     pub from: Duration,
     /// When writing stops (the report checks state agreement at the end).
-    #[serde(with = "serde_str")]
+    #[serde(with = "muster::duration")]
     pub until: Duration,
 }
 
@@ -134,9 +132,9 @@ fn default_seeds() -> usize {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct ConfigOverrides {
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub probe_interval: Option<Duration>,
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub probe_timeout: Option<Duration>,
     pub indirect_checks: Option<u32>,
     pub suspicion_mult: Option<f64>,
@@ -144,17 +142,17 @@ pub struct ConfigOverrides {
     pub expected_confirmations: Option<u32>,
     pub confirm_probes: Option<f64>,
     pub awareness_max: Option<u32>,
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub gossip_interval: Option<Duration>,
     pub gossip_fanout: Option<u32>,
     pub retransmit_mult: Option<u32>,
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub push_pull_interval: Option<Duration>,
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub reconnect_interval: Option<Duration>,
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub dead_retention: Option<Duration>,
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub left_retention: Option<Duration>,
 }
 
@@ -187,7 +185,7 @@ impl ConfigOverrides {
 
     /// Sets one override by name from a string (for `sweep --param`).
     pub fn set(&mut self, param: &str, value: &str) -> anyhow::Result<()> {
-        let dur = || crate::duration::parse(value).map_err(anyhow::Error::msg);
+        let dur = || muster::duration::parse_duration(value).map_err(anyhow::Error::msg);
         let float = || {
             value
                 .parse::<f64>()
@@ -298,10 +296,10 @@ fn one() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
     /// Mean one-way latency.
-    #[serde(with = "serde_str")]
+    #[serde(with = "muster::duration")]
     pub mean: Duration,
     /// Uniform jitter around the mean (±).
-    #[serde(with = "serde_str")]
+    #[serde(with = "muster::duration")]
     pub jitter: Duration,
     /// Extra random loss on these links, added to the global loss.
     #[serde(default)]
@@ -369,7 +367,7 @@ pub enum FaultAction {
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     /// When it happens.
-    #[serde(with = "serde_str")]
+    #[serde(with = "muster::duration")]
     pub at: Duration,
     /// What happens.
     pub action: FaultAction,
@@ -389,18 +387,18 @@ pub struct FaultSpec {
     /// For `loss`.
     pub loss: Option<f64>,
     /// For `slow`.
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub delay: Option<Duration>,
     /// For `churn`: end of the churn window.
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub until: Option<Duration>,
     /// For `churn`: share of the nodes replaced per minute.
     pub rate: Option<f64>,
     /// For `rolling-restart`: time between successive restarts.
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub interval: Option<Duration>,
     /// For `rolling-restart`: how long each node is down.
-    #[serde(default, with = "serde_str::option")]
+    #[serde(default, with = "muster::duration::option")]
     pub downtime: Option<Duration>,
 }
 

@@ -16,11 +16,16 @@ use tokio::time::Instant;
 use crate::agent::clock::Clock;
 use crate::agent::join::JoinRetry;
 use crate::agent::kv_view::{self, KvMaps};
-use crate::agent::mesh::{Followers, Members};
 use crate::proto::rng::{self, NodeRng};
-use crate::proto::{Channel, Command, CommandError, Event, Node, Stats, Transmit};
+use crate::proto::{Channel, Command, CommandError, Event, MemberInfo, Node, Stats, Transmit};
 use crate::transport::{Incoming, Transport};
 use crate::wire::{Name, Tags};
+
+/// An immutable snapshot of the membership, sorted by name, this node included.
+pub type Members = Arc<Vec<MemberInfo>>;
+
+/// The receivers of [`super::Mesh::follow`], shared with the driver that feeds them.
+pub(super) type Followers = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Event>>>>;
 
 /// A request from the [`crate::agent::Mesh`] handle.
 #[derive(Debug)]

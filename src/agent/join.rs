@@ -9,31 +9,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Delay after the first failure.
-pub(super) const BACKOFF_START: Duration = Duration::from_secs(1);
+use crate::backoff::Backoff;
 
-/// Longest delay: a seed that comes back up is found within half a minute.
-pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Retry delays: 1 s after the first failure, doubling up to 30 s, so a seed that
+/// comes back up is found within half a minute.
+pub(super) const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(30),
+};
 
 /// Each delay is scaled by a random factor in `[1 - JITTER, 1 + JITTER)`, so agents
 /// restarted together do not retry in lockstep.
 const JITTER: f64 = 0.2;
-
-/// The delay before retry number `failures` (1 for the first), before jitter:
-/// `BACKOFF_START × 2^(failures − 1)`, capped at [`BACKOFF_MAX`].
-pub(super) fn backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    BACKOFF_START
-        .saturating_mul(1 << doublings)
-        .min(BACKOFF_MAX)
-}
-
-/// `delay` scaled by jitter, `unit` uniform in `[0, 1)`; never above [`BACKOFF_MAX`].
-pub(super) fn jittered(delay: Duration, unit: f64) -> Duration {
-    delay
-        .mul_f64(1.0 - JITTER + 2.0 * JITTER * unit.clamp(0.0, 1.0))
-        .min(BACKOFF_MAX)
-}
 
 /// The state of a join that keeps retrying.
 #[derive(Debug, Default)]
@@ -73,7 +60,7 @@ impl JoinRetry {
             return None;
         }
         self.failures += 1;
-        let delay = jittered(backoff(self.failures), unit);
+        let delay = BACKOFF.jittered(self.failures, JITTER, unit);
         self.next_at = Some(now + delay);
         Some((self.failures, delay))
     }
@@ -108,33 +95,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_from_one_second_up_to_thirty() {
-        for (failures, secs) in [
-            (0, 1),
-            (1, 1),
-            (2, 2),
-            (3, 4),
-            (4, 8),
-            (5, 16),
-            (6, 30),
-            (7, 30),
-            (1000, 30),
-        ] {
-            assert_eq!(
-                backoff(failures),
-                Duration::from_secs(secs),
-                "failures = {failures}"
-            );
-        }
-    }
-
-    #[test]
-    fn jitter_stays_within_twenty_percent_and_the_cap() {
-        let d = Duration::from_secs(10);
-        assert_eq!(jittered(d, 0.0), Duration::from_secs(8));
-        assert_eq!(jittered(d, 0.5), Duration::from_secs(10));
-        assert!(jittered(d, 0.999) < Duration::from_secs(12));
-        assert_eq!(jittered(BACKOFF_MAX, 0.9), BACKOFF_MAX);
+    fn joins_retry_from_one_second_up_to_thirty_within_twenty_percent() {
+        assert_eq!(BACKOFF.delay(1), Duration::from_secs(1));
+        assert_eq!(BACKOFF.delay(6), Duration::from_secs(30));
+        assert_eq!(
+            BACKOFF.jittered(4, JITTER, 0.0),
+            Duration::from_secs(8).mul_f64(0.8)
+        );
+        assert!(BACKOFF.jittered(4, JITTER, 0.999) < Duration::from_secs(8).mul_f64(1.2));
     }
 
     #[test]

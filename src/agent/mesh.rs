@@ -15,10 +15,10 @@ use tokio::task::JoinHandle;
 
 use crate::agent::AgentError;
 use crate::agent::clock::Clock;
-use crate::agent::config::{MeshConfig, TlsSource};
-use crate::agent::driver::{self, Driver, Request};
+use crate::agent::driver::{self, Driver, Followers, Members, Request};
 use crate::agent::join::JoinRetry;
 use crate::agent::kv_view::{self, KvMaps};
+use crate::agent::mesh_config::{MeshConfig, TlsSource};
 use crate::proto::member::digest_of;
 use crate::proto::{Event, MemberInfo, Node, NodeOptions, NodeSigner, Stats, Time, Verifier, rng};
 use crate::stable_hash::StableHasher;
@@ -26,9 +26,6 @@ use crate::transport::{
     Identity, IdentityError, Transport, TransportOptions, TransportStats, peer_cert,
 };
 use crate::wire::{Name, Profile, Tags};
-
-/// An immutable snapshot of the membership, sorted by name, this node included.
-pub type Members = Arc<Vec<MemberInfo>>;
 
 /// Events buffered per subscriber; one that falls further behind sees `Lagged`.
 const EVENT_BUFFER: usize = 1024;
@@ -164,7 +161,10 @@ impl Mesh {
             signer,
             verifier: Verifier::new(),
             seed,
-            kv_epoch: wall_clock_micros(),
+            // Microseconds since the Unix epoch: above every version of a previous run
+            // as long as the clock did not go back (and if it did, the node finds out
+            // from its peers and moves above its old state).
+            kv_epoch: crate::wall_clock::unix_micros().max(1),
             proven: false,
         };
         let node = match Node::new(options, clock.now()) {
@@ -302,7 +302,7 @@ impl Mesh {
     /// thousands is one `MemberJoined` each, at once) that would overrun
     /// [`Mesh::subscribe`]'s buffer; the consumer must keep up on average. Dropping the
     /// receiver unsubscribes.
-    pub(crate) fn follow(&self) -> mpsc::UnboundedReceiver<Event> {
+    pub fn follow(&self) -> mpsc::UnboundedReceiver<Event> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.followers
             .lock()
@@ -423,9 +423,6 @@ impl Drop for Mesh {
         self.transport.close();
     }
 }
-
-/// The receivers of [`Mesh::follow`], shared with the driver that feeds them.
-pub(super) type Followers = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Event>>>>;
 
 /// Sends requests to a running mesh's driver; see [`Mesh::control`]. Once the mesh has
 /// stopped, every request answers [`AgentError::Stopped`].
@@ -603,19 +600,6 @@ impl MeshView {
     pub fn started_with_seeds(&self) -> bool {
         self.seeded
     }
-}
-
-/// Microseconds since the Unix epoch: the epoch of this run's replicated state, above
-/// every version of a previous run as long as the clock did not go back (and if it did,
-/// the node finds out from its peers and moves above its old state).
-#[expect(
-    clippy::disallowed_methods,
-    reason = "a restart marker for replicated state, not a protocol clock"
-)]
-fn wall_clock_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The node's RNG seed: from the operating system, or, if it has none to give, from the

@@ -9,32 +9,26 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `config` | [`MeshConfig`] and [`TlsSource`] |
+//! | `mesh_config` | [`MeshConfig`] and [`TlsSource`] |
 //! | `mesh` | [`Mesh`]: start, read the membership, subscribe, join, set tags, leave; [`MeshView`], a read-only handle for the HTTP API |
 //! | `driver` | the driver task and the requests it serves |
 //! | `join` | join retry with exponential backoff and jitter |
 //! | `seeds` | what a seed may be (`ip:port`, `host:port`, a name with SRV records) and its addresses now |
 //! | `kv_view` | read-only snapshots of every member's replicated key-value state |
 //! | `clock` | the one place the agent reads the clock: `tokio::time::Instant` ↔ [`crate::proto::Time`] |
-//! | `settings` | the deployment config of `muster agent` (TOML, defaults, validation) and how it becomes a [`MeshConfig`] |
-//! | `overrides` | merging file < environment (`MUSTER_*`) < flags |
-//! | `data_dir` | the state a restarted agent needs (name, last incarnation, member addresses), written atomically |
 
 mod clock;
-mod config;
-pub mod data_dir;
 mod driver;
 mod join;
 pub mod kv_view;
 mod mesh;
-pub mod node_key;
-pub mod overrides;
+mod mesh_config;
 pub mod seeds;
-pub mod settings;
 
-pub use config::{MeshConfig, TlsSource};
+pub use driver::Members;
 pub use kv_view::{KvMaps, KvValue, MemberKv};
-pub use mesh::{DriverEnd, Members, Mesh, MeshControl, MeshView};
+pub use mesh::{DriverEnd, Mesh, MeshControl, MeshView};
+pub use mesh_config::{MAX_CLUSTER_NAME_LEN, MeshConfig, TlsSource};
 
 use std::time::Duration;
 

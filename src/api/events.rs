@@ -6,7 +6,7 @@
 //! with a bare number of this run) first gets every held event after that id, then the
 //! live ones. When some cannot be given (too old, or the id is from another run of the
 //! agent, before it restarted, or the client fell more than
-//! [`SUBSCRIBER_BUFFER`](crate::api::journal::SUBSCRIBER_BUFFER) events behind), it gets
+//! [`SUBSCRIBER_BUFFER`](crate::events::journal::SUBSCRIBER_BUFFER) events behind), it gets
 //! a `reset` event instead, and should re-read `GET /v1/members`. Filters: `?event=`
 //! (repeatable or comma-separated kinds). Comment lines keep idle connections open
 //! through proxies. Streams end when the agent stops.
@@ -24,8 +24,8 @@ use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
-use crate::api::journal::{EventKind, EventRecord, Gap};
 use crate::api::{ApiError, ApiState};
+use crate::events::journal::{EventKind, EventRecord, Gap};
 
 /// Interval of the keep-alive comments on an idle stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);

@@ -5,7 +5,7 @@
 //! (any of the values matches); `tag` may repeat (every tag must match).
 
 use crate::api::error::ApiError;
-use crate::api::view::Status;
+use crate::events::Status;
 use crate::proto::MemberInfo;
 
 /// Which members `GET /v1/members` returns; the default matches all.

@@ -10,10 +10,7 @@
 //! | file | holds |
 //! |---|---|
 //! | `mod` | [`ApiState`], [`router`] and the read handlers |
-//! | `view` | the JSON shapes: [`MemberView`], [`ClusterView`], [`HealthView`] |
 //! | `filter` | the `GET /v1/members` filters and the name glob |
-//! | `journal` | the numbered event history, shared by the stream and the hooks |
-//! | `availability` | each member's alive share, flaps and last flap |
 //! | `events` | `GET /v1/events` (SSE, `Last-Event-ID`) |
 //! | `mutate` | join, leave, force-leave, tags |
 //! | `extract` | the JSON body and path extractors, whose refusals are JSON errors |
@@ -52,25 +49,23 @@
 
 pub mod access;
 mod auth;
-pub mod availability;
 pub mod client;
 mod error;
 mod events;
 pub mod extract;
 mod filter;
-pub mod journal;
 pub mod metrics;
 pub mod mutate;
 pub mod server;
 pub mod services;
 pub mod state;
-mod view;
 
+pub use crate::events::view::{ClusterView, HealthView, MemberRow, MemberView, StatusCounts};
+pub use crate::events::{Status, journal};
 pub use access::{Access, ConnAddrs};
 pub use auth::{ApiToken, MIN_TOKEN_LEN, TOKEN_FILE, TokenError, TokenFileError};
 pub use error::{ApiError, ErrorBody};
 pub use filter::{MemberFilter, glob_match};
-pub use view::{ClusterView, HealthView, MemberRow, MemberView, Status, StatusCounts};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,8 +83,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::agent::{AgentError, Mesh, MeshControl, MeshView};
 use crate::api::extract::PathParam;
-use crate::api::journal::Journal;
-use crate::api::metrics::MetricsSource;
+use crate::events::journal::Journal;
+use crate::metrics::MetricsSource;
 
 /// How the owner of a mesh is asked to leave: the sender gets the outcome once done.
 pub type LeaveRequest = oneshot::Sender<Result<(), AgentError>>;
@@ -450,7 +445,7 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         },
         &state.metrics,
     );
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
 }
 
 /// This API's OpenAPI description (`docs/openapi.yaml`), built into the binary.

@@ -34,7 +34,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use crate::api::ConnAddrs;
-use crate::api::metrics::{Exposition, Kind, MetricsSource};
+use crate::metrics::{Exposition, Kind, MetricsSource};
 
 /// Connections served at once unless configured (`api_max_connections`): far more than
 /// the local tools and scrapers an agent serves; [`ServerLimits::fitted`] lowers it to

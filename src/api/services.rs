@@ -23,19 +23,19 @@ use serde::{Deserialize, Serialize};
 use crate::api::extract::{JsonBody, PathParam, body_error};
 use crate::api::{Access, ApiError, ApiState};
 use crate::routing::router::{Caller, InstanceView, RouteAnswer, RouteError, RouteQuery, RuleView};
-use crate::routing::service::{CheckTarget, ServiceSpec};
 use crate::routing::services::{LocalService, PrimaryError, PrimaryView, ServicesError};
+use crate::routing::spec::{CheckTarget, ServiceSpec};
 
 /// Most instances a route answer may be asked for.
 pub const MAX_LIMIT: usize = 1000;
 
 fn services_error(e: ServicesError) -> ApiError {
     match e {
-        ServicesError::Invalid { field, reason } => ApiError::bad_body(field, reason),
+        ServicesError::Invalid(e) => ApiError::bad_body(e.field, e.reason),
         ServicesError::NotLocal(n) => ApiError::NotLocalService(n),
         ServicesError::Route(e) => route_error(e),
         ServicesError::Agent(e) => ApiError::Conflict(e.to_string()),
-        ServicesError::Settings(e) => ApiError::bad_body("body", e.to_string()),
+        ServicesError::Config(e) => ApiError::bad_body("body", e.to_string()),
     }
 }
 

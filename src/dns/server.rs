@@ -32,7 +32,7 @@ use super::limiter::{RateLimit, RateLimiter, Verdict};
 use super::message::{self, Authority, Transport, ZoneData};
 use super::zone::{AgentZone, MemberFeed, follow_members};
 use crate::agent::MeshView;
-use crate::api::metrics::{Exposition, Kind, MetricsSource};
+use crate::metrics::{Exposition, Kind, MetricsSource};
 use crate::routing::services::Services;
 
 /// Tasks sharing the UDP socket: one per core, up to four (each answers in a few

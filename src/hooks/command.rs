@@ -14,10 +14,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::api::journal::EventRecord;
+use crate::child::{kill_group, read_bounded};
+use crate::events::journal::EventRecord;
 use crate::hooks::error::HookError;
 
 /// Bytes of stderr kept for the log line of a failure: enough for an error message,
@@ -145,44 +146,6 @@ fn abort(reader: Option<tokio::task::JoinHandle<()>>) {
     }
 }
 
-/// Kills the command's process group, then the command itself (reaping it). Also used
-/// by exec health checks ([`crate::routing::check`]).
-pub(crate) async fn kill_group(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // No `libc` (unsafe is forbidden here): `kill(1)` signals the group by its
-        // negative id. The group id is the command's pid (`process_group(0)`).
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-    }
-    let _ = child.kill().await;
-}
-
-/// Reads `pipe` to its end, keeping `kept` at most `limit` bytes long (a buffer shared
-/// by two pipes holds the first bytes of either). It keeps reading past that, so the
-/// command never blocks on a full pipe.
-pub(crate) async fn read_bounded(
-    mut pipe: impl AsyncRead + Unpin,
-    kept: Arc<Mutex<Vec<u8>>>,
-    limit: usize,
-) {
-    let mut buf = [0u8; 1024];
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
-                let room = limit.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +177,7 @@ mod tests {
     #[test]
     fn a_primary_change_names_the_service_and_tells_the_new_primary_it_is_one() {
         let mut r = record(3, "b");
-        r.event = crate::api::journal::EventKind::PrimaryChanged;
+        r.event = crate::events::journal::EventKind::PrimaryChanged;
         r.node = "b".into();
         r.service = Some("db".into());
         r.primary = Some("b".into());

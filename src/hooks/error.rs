@@ -4,7 +4,7 @@
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use crate::agent::settings::duration::format_duration;
+use crate::duration::format_duration;
 
 /// Why one attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,34 +28,12 @@ pub enum HookError {
         /// The start of what it wrote to stderr, trimmed.
         stderr: String,
     },
-    /// No TCP connection to the webhook's host.
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        /// `host:port`.
-        addr: String,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The TLS handshake with an `https://` webhook failed (certificate, protocol).
-    #[error("tls handshake with {host}: {source}")]
-    Tls {
-        /// The host name checked against the certificate.
-        host: String,
-        /// What rustls said.
-        source: std::io::Error,
-    },
-    /// The webhook answered with a status outside 2xx.
-    #[error("answered HTTP {status}")]
-    Status {
-        /// The HTTP status code.
-        status: u16,
-    },
-    /// Sending the request or reading the answer failed midway.
+    /// A webhook's request failed (connection, TLS, a status outside 2xx, timeout).
+    #[error(transparent)]
+    Http(#[from] crate::http_client::HttpError),
+    /// Writing the event to the command or waiting for it failed midway.
     #[error("request failed: {0}")]
     Io(#[from] std::io::Error),
-    /// The answer is not HTTP/1.x.
-    #[error("bad response: {0}")]
-    Response(String),
 }
 
 fn stderr_note(stderr: &str) -> String {

@@ -9,7 +9,7 @@
 //! | `queue.rs` | the bounded, drop-oldest queue in front of each hook |
 //! | `worker.rs` | one hook's task: attempts, timeout, retries with [`Backoff`], logs, counters |
 //! | `command.rs` | running a command with the event on stdin and in `MUSTER_*` variables |
-//! | `webhook.rs` | a minimal HTTP/1.1 POST over TCP or TLS (rustls, ring) |
+//! | `config.rs` | [`HookConfig`]: a hook as the config file writes it, its defaults and checks |
 //! | `error.rs` | [`HookError`]: why one attempt failed |
 //!
 //! # Invariants
@@ -35,20 +35,23 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
-use crate::agent::settings::{HookAction, HookConfig, SettingsError};
-use crate::api::journal::EventRecord;
-use crate::api::metrics::{Exposition, Kind, MetricsSource};
+use crate::events::journal::EventRecord;
+use crate::field_error::FieldError;
+use crate::http_client::TlsClient;
+use crate::metrics::{Exposition, Kind, MetricsSource};
 
 pub(crate) mod command;
+pub mod config;
 mod error;
 mod queue;
-pub mod webhook;
 mod worker;
 
+pub use crate::backoff::Backoff;
 pub use command::{STDERR_KEPT, environment};
+pub use config::{HookAction, HookConfig};
 pub use error::HookError;
-pub use webhook::USER_AGENT;
-pub use worker::Backoff;
+
+pub use crate::http_client::USER_AGENT;
 
 use queue::Queue;
 use worker::{Action, Counters, Hook};
@@ -108,7 +111,7 @@ impl HookRunner {
     pub fn spawn(
         configs: &[HookConfig],
         events: broadcast::Receiver<Arc<EventRecord>>,
-    ) -> Result<HookRunner, SettingsError> {
+    ) -> Result<HookRunner, FieldError> {
         HookRunner::spawn_with(configs, events, RunnerOptions::default())
     }
 
@@ -117,7 +120,7 @@ impl HookRunner {
         configs: &[HookConfig],
         events: broadcast::Receiver<Arc<EventRecord>>,
         options: RunnerOptions,
-    ) -> Result<HookRunner, SettingsError> {
+    ) -> Result<HookRunner, FieldError> {
         let mut hooks = Vec::with_capacity(configs.len());
         // One TLS client for every https:// hook, built only if there is one.
         let mut tls = None;
@@ -128,7 +131,7 @@ impl HookRunner {
                 HookAction::Webhook(url) => Action::Webhook {
                     tls: url
                         .tls
-                        .then(|| tls.get_or_insert_with(webhook::TlsClient::new).clone()),
+                        .then(|| tls.get_or_insert_with(TlsClient::new).clone()),
                     url,
                     headers: config
                         .headers
@@ -272,8 +275,8 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::api::journal::EventKind;
     use crate::api::{MemberView, Status};
+    use crate::events::journal::EventKind;
     use crate::wire::Tags;
 
     /// A `member-failed` record about `member`.

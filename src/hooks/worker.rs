@@ -11,43 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::api::journal::{EventKind, EventRecord};
+use crate::backoff::Backoff;
+use crate::events::journal::{EventKind, EventRecord};
 use crate::hooks::command;
 use crate::hooks::error::HookError;
 use crate::hooks::queue::Queue;
-use crate::hooks::webhook::{self, TlsClient, WebhookUrl};
-
-/// Waits between attempts: `base`, then twice as long after each further failure, at
-/// most `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// Wait after the first failure.
-    pub base: Duration,
-    /// Longest wait.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Backoff {
-        // 1 s rides out a receiver's brief hiccup; 30 s (as for seed resolution) keeps a
-        // hook that is down for minutes from hammering it, while the bounded retries end
-        // the attempts before an alert goes stale.
-        Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait after failed attempt number `attempt` (from 1).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.max)
-    }
-}
+use crate::http_client::{self, HttpUrl, TlsClient};
 
 /// What a hook does, ready to run.
 #[derive(Debug)]
@@ -56,7 +25,7 @@ pub(crate) enum Action {
     Command(Vec<String>),
     /// POST to a URL.
     Webhook {
-        url: WebhookUrl,
+        url: HttpUrl,
         headers: Vec<(String, String)>,
         tls: Option<TlsClient>,
     },
@@ -80,7 +49,9 @@ impl Action {
         match self {
             Action::Command(argv) => command::run(argv, record, json, timeout).await,
             Action::Webhook { url, headers, tls } => {
-                webhook::post(url, headers, json, tls.as_ref(), timeout).await
+                http_client::post(url, headers, json, tls.as_ref(), timeout)
+                    .await
+                    .map_err(HookError::from)
             }
         }
     }
@@ -262,20 +233,5 @@ mod tests {
             lines[1].contains(r"member=c\nERROR forged by a member"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn backoff_doubles_from_the_base_up_to_the_cap() {
-        let b = Backoff::default();
-        let secs: Vec<u64> = (1..=8).map(|a| b.delay(a).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(b.delay(200), b.max);
-        let fast = Backoff {
-            base: Duration::from_millis(10),
-            max: Duration::from_millis(25),
-        };
-        assert_eq!(fast.delay(1), Duration::from_millis(10));
-        assert_eq!(fast.delay(2), Duration::from_millis(20));
-        assert_eq!(fast.delay(3), Duration::from_millis(25));
     }
 }

@@ -132,7 +132,7 @@ pub enum CommandError {
     Tags(#[from] TagsError),
     /// `SetKv` with a bad key or over the state's size bound.
     #[error("invalid state write: {0}")]
-    Kv(#[from] crate::proto::kv_sync::KvError),
+    Kv(#[from] KvError),
     /// A name or key given to a command holds a control character
     /// ([`crate::wire::has_control_char`]), which every peer would refuse. Only
     /// `SetKv`'s key is checked here; tags say so through [`TagsError`].
@@ -140,5 +140,29 @@ pub enum CommandError {
     ControlCharacter {
         /// Which input: `key`.
         field: &'static str,
+    },
+}
+
+/// Why a write to this node's replicated map was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// The key is empty.
+    #[error("the key is empty")]
+    EmptyKey,
+    /// The key is over [`crate::wire::MAX_KV_KEY_LEN`].
+    #[error("the key is {len} bytes, more than the limit of {max}")]
+    KeyTooLong {
+        /// Bytes of the key.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The map would be over the configured `kv_max_bytes`.
+    #[error("the state would take {len} bytes, more than the limit of {max}")]
+    TooLarge {
+        /// Bytes the map would take (keys plus values).
+        len: usize,
+        /// The limit.
+        max: usize,
     },
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::proto::event::{CommandError, Event};
+use crate::proto::event::{CommandError, Event, KvError};
 use crate::proto::kv::{self, KvMap, MAX_DELETION_MARKERS};
 use crate::proto::node::Node;
 use crate::proto::stats::Refusal;
@@ -47,30 +47,6 @@ const MAX_GAP_VERSIONS: usize = 64;
 
 /// Most bytes of maps in one push; the rest comes on a later exchange.
 const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
-
-/// Why a write to this node's replicated map was refused. Nothing changed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KvError {
-    /// The key is empty.
-    #[error("the key is empty")]
-    EmptyKey,
-    /// The key is over [`MAX_KV_KEY_LEN`].
-    #[error("the key is {len} bytes, more than the limit of {max}")]
-    KeyTooLong {
-        /// Bytes of the key.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The map would be over the configured `kv_max_bytes`.
-    #[error("the state would take {len} bytes, more than the limit of {max}")]
-    TooLarge {
-        /// Bytes the map would take (keys plus values).
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-}
 
 /// Which versions of one member's map gossip has brought: every version up to
 /// `contiguous` is accounted for, `above` are versions seen past a gap, open since

@@ -45,10 +45,10 @@ mod update;
 
 pub use certified::PeerCertificate;
 pub use config::{ConfigError, DEFAULT_MAX_MEMBERS, SwimConfig};
+pub use event::KvError;
 pub use event::{Channel, Command, CommandError, Event, Transmit};
 pub use identity::{KeyError, NodeSigner, Verifier};
 pub use kv::KvMap;
-pub use kv_sync::KvError;
 pub use member::{Member, MemberInfo, MemberTable};
 pub use node::{Node, NodeOptions};
 pub use probe::MAX_RELAYS;

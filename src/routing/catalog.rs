@@ -11,7 +11,7 @@ use crate::routing::primary::{Candidate, Election};
 use crate::routing::record::{self, ServiceRecord};
 use crate::routing::router::{Catalog, Instance};
 use crate::routing::rule::FailoverRule;
-use crate::routing::service::ServiceMode;
+use crate::routing::spec::ServiceMode;
 
 /// Every service record of the members' replicated state, decoded once: (member,
 /// service name, record), members in snapshot order (sorted by name), failed and left
@@ -145,7 +145,7 @@ mod tests {
     use crate::agent::{KvValue, MemberKv};
     use crate::proto::Time;
     use crate::routing::HealthStatus;
-    use crate::routing::service::ServiceSpec;
+    use crate::routing::spec::ServiceSpec;
     use crate::wire::{MemberState, Tags};
     use std::sync::Arc;
 

@@ -35,10 +35,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::agent::settings::SettingsError;
-use crate::hooks::webhook::TlsClient;
+use crate::field_error::FieldError;
+use crate::http_client::TlsClient;
 use crate::routing::HealthStatus;
-use crate::routing::service::{CheckSpec, CheckTarget, ServiceSpec, validate_services};
+use crate::routing::spec::{CheckSpec, CheckTarget, ServiceSpec, validate_services};
 
 mod probe;
 mod threshold;
@@ -172,7 +172,7 @@ impl Registered {
 impl HealthRunner {
     /// Starts the checks of `services` (on the current tokio runtime). Refuses a list
     /// that does not validate, naming the field as `services[INDEX].KEY`.
-    pub fn spawn(services: &[ServiceSpec]) -> Result<HealthRunner, SettingsError> {
+    pub fn spawn(services: &[ServiceSpec]) -> Result<HealthRunner, FieldError> {
         validate_services(services)?;
         let runner = HealthRunner {
             shared: Arc::new(Shared {
@@ -193,8 +193,8 @@ impl HealthRunner {
     /// replaces the service of the same name.
     /// A replacement with the same checks keeps them running, with their state; other
     /// checks start over (critical until their first result). Refuses a spec that does
-    /// not validate, as [`ServiceSpec::validate`] does: `(field, reason)`.
-    pub fn add(&self, spec: ServiceSpec) -> Result<(), (String, String)> {
+    /// not validate, as [`ServiceSpec::validate`] does.
+    pub fn add(&self, spec: ServiceSpec) -> Result<(), FieldError> {
         spec.validate()?;
         let mut registry = self.shared.lock();
         if let Some(existing) = registry.services.get_mut(&spec.name) {
@@ -357,7 +357,7 @@ impl CheckTask {
             target: self.spec.describe(),
             status,
             output: probed.output,
-            last_run_ms: Some(wall_clock_ms()),
+            last_run_ms: Some(crate::wall_clock::unix_millis()),
             consecutive_passes: threshold.passes(),
             consecutive_failures: threshold.failures(),
         };
@@ -388,17 +388,6 @@ impl CheckTask {
         });
         true
     }
-}
-
-/// Milliseconds since the Unix epoch, for `last_run_ms`.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "check states carry wall-clock time for people; the protocol never reads it"
-)]
-fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -528,7 +517,7 @@ mod tests {
             "{err}"
         );
         let runner = HealthRunner::spawn(&[]).unwrap();
-        let (field, _) = runner.add(bad).unwrap_err();
+        let field = runner.add(bad).unwrap_err().field;
         assert_eq!(field, "checks[0].timeout");
         assert!(runner.report().services.is_empty());
         assert!(!runner.remove("a"));

@@ -4,7 +4,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`rule`] | a service's failover rule: trigger, action, timeout, retry, failback |
-//! | [`service`] | a `[[services]]` entry: name, port, weight, tags, its health checks, its rule |
+//! | [`spec`] | what the config says of a service, [`spec::ServiceSpec`]: a `[[services]]` entry: name, port, weight, tags, its health checks, its rule |
 //! | [`check`] | the health-check runner: http, tcp and exec checks, thresholds, per-service status |
 //! | [`record`] | how an instance travels: a JSON record in its member's replicated state |
 //! | [`catalog`] | the router's input, read off the membership and replicated state |
@@ -21,8 +21,8 @@ pub mod primary;
 pub mod record;
 pub mod router;
 pub mod rule;
-pub mod service;
 pub mod services;
+pub mod spec;
 
 use serde::{Deserialize, Serialize};
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::routing::HealthStatus;
 use crate::routing::rule::FailoverRule;
-use crate::routing::service::{ServiceMode, ServiceSpec};
+use crate::routing::spec::{ServiceMode, ServiceSpec};
 
 /// Prefix of the replicated-state keys that hold service instances.
 pub const KEY_PREFIX: &str = "muster/svc/";

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::agent::settings::duration::{format_duration, parse_duration};
+use crate::duration::{format_duration, parse_duration};
+use crate::field_error::FieldError;
 
 /// Default time the trigger must hold before traffic moves: longer than one failed
 /// check interval plus gossip, so a single blip does not move traffic.
@@ -105,10 +106,10 @@ pub struct FailoverRule {
     #[serde(default = "default_action", with = "action_serde")]
     pub action: Action,
     /// How long the trigger must hold before acting.
-    #[serde(default = "default_timeout", with = "crate::agent::settings::duration")]
+    #[serde(default = "default_timeout", with = "crate::duration")]
     pub timeout: Duration,
     /// How often the rule is re-checked while it is pending or in force.
-    #[serde(default = "default_retry", with = "crate::agent::settings::duration")]
+    #[serde(default = "default_retry", with = "crate::duration")]
     pub retry: Duration,
     /// When traffic fails back.
     #[serde(default = "default_failback", with = "failback_serde")]
@@ -129,16 +130,22 @@ impl Default for FailoverRule {
 
 impl FailoverRule {
     /// Checks what serde cannot: a non-zero retry, region names in the action.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.retry.is_zero() {
-            return Err(("retry", "must be more than 0ms".into()));
+            return Err(FieldError::new("retry", "must be more than 0ms"));
         }
         if let Action::Regions(regions) = &self.action {
             if regions.is_empty() {
-                return Err(("action", "an empty region list; use \"nearest\"".into()));
+                return Err(FieldError::new(
+                    "action",
+                    "an empty region list; use \"nearest\"",
+                ));
             }
             if let Some(r) = regions.iter().find(|r| r.is_empty()) {
-                return Err(("action", format!("an empty region name {r:?}")));
+                return Err(FieldError::new(
+                    "action",
+                    format!("an empty region name {r:?}"),
+                ));
             }
         }
         Ok(())

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::agent::{AgentError, Mesh, MeshControl, MeshView};
+use crate::field_error::FieldError;
 use crate::routing::HealthStatus;
 use crate::routing::catalog;
 use crate::routing::check::{HealthReport, HealthRunner, ServiceHealth};
@@ -22,7 +23,7 @@ use crate::routing::router::{
     Caller, Catalog, RouteAnswer, RouteError, RouteQuery, Router, RuleChange,
 };
 use crate::routing::rule::FailoverRule;
-use crate::routing::service::ServiceSpec;
+use crate::routing::spec::ServiceSpec;
 
 /// A burst of changes is over once nothing has changed for this long...
 pub const DEBOUNCE_QUIET: Duration = Duration::from_millis(100);
@@ -88,15 +89,11 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 pub enum ServicesError {
     /// The services of the agent config are invalid (names `services[INDEX].KEY`).
     #[error(transparent)]
-    Settings(#[from] crate::agent::settings::SettingsError),
-    /// The service definition is invalid (`field` names the key, e.g. `checks[0].timeout`).
-    #[error("invalid service `{field}`: {reason}")]
-    Invalid {
-        /// The key at fault.
-        field: String,
-        /// Why.
-        reason: String,
-    },
+    Config(#[from] FieldError),
+    /// The service definition is invalid (the field names the key, e.g.
+    /// `checks[0].timeout`).
+    #[error("invalid service `{}`: {}", .0.field, .0.reason)]
+    Invalid(FieldError),
     /// This agent runs no service of that name.
     #[error("this agent runs no service named {0:?}")]
     NotLocal(String),
@@ -260,14 +257,13 @@ impl Services {
     /// Registers (or replaces) a local service: its checks start and its instance is
     /// published.
     pub fn register(&self, spec: ServiceSpec) -> Result<(), ServicesError> {
-        spec.validate()
-            .map_err(|(field, reason)| ServicesError::Invalid { field, reason })?;
+        spec.validate().map_err(ServicesError::Invalid)?;
         // `add` replaces a service of the same name in place (identical checks keep
         // running with their state).
         self.inner
             .runner
             .add(spec)
-            .map_err(|(field, reason)| ServicesError::Invalid { field, reason })?;
+            .map_err(ServicesError::Invalid)?;
         self.inner.republish.notify_one();
         Ok(())
     }
@@ -668,9 +664,9 @@ async fn feed_router(inner: Arc<Inner>) {
     }
 }
 
-impl crate::api::metrics::MetricsSource for Services {
-    fn write_metrics(&self, out: &mut crate::api::metrics::Exposition) {
-        use crate::api::metrics::Kind;
+impl crate::metrics::MetricsSource for Services {
+    fn write_metrics(&self, out: &mut crate::metrics::Exposition) {
+        use crate::metrics::Kind;
         let catalog = self.catalog();
         out.family(
             "muster_service_instances",

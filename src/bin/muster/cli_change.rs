@@ -37,7 +37,7 @@ pub(crate) enum TagsCmd {
         #[command(flatten)]
         api: ApiArgs,
         /// Tags to set.
-        #[arg(required = true, value_name = "K=V", value_parser = muster::agent::overrides::parse_tag)]
+        #[arg(required = true, value_name = "K=V", value_parser = muster::daemon::overrides::parse_tag)]
         tags: Vec<(String, String)>,
     },
     /// Remove tags by key, keeping the others.

@@ -100,8 +100,8 @@ impl ApiArgs {
             return Ok(named(dir.join(muster::api::TOKEN_FILE)));
         }
         if let Some(path) = &self.config {
-            let config =
-                muster::agent::settings::AgentConfig::from_file(path).map_err(|e| e.to_string())?;
+            let config = muster::daemon::settings::AgentConfig::from_file(path)
+                .map_err(|e| e.to_string())?;
             return Ok(match (config.api_token_file, config.data_dir) {
                 (Some(file), _) => named(file),
                 (None, Some(dir)) => named(dir.join(muster::api::TOKEN_FILE)),

@@ -82,8 +82,8 @@ pub fn run(cmd: &TlsCmd) -> ExitCode {
 }
 
 fn create_ca(args: &CaCreateArgs) -> Result<(), String> {
-    let ca =
-        pki::create_ca(&args.common_name, wall_clock(), args.days).map_err(|e| e.to_string())?;
+    let ca = pki::create_ca(&args.common_name, muster::wall_clock::now(), args.days)
+        .map_err(|e| e.to_string())?;
     let (cert, key) = write_pair(&args.out_dir, "ca", &ca)?;
     eprintln!(
         "muster: wrote the CA certificate {} and its key {} (mode 0600), valid {} days",
@@ -108,8 +108,8 @@ fn create_cert(args: &CertCreateArgs) -> Result<(), String> {
         cert: read(&args.ca)?,
         key: read(&args.ca_key)?,
     };
-    let node =
-        pki::issue_node(&ca, &args.name, wall_clock(), args.days).map_err(|e| e.to_string())?;
+    let node = pki::issue_node(&ca, &args.name, muster::wall_clock::now(), args.days)
+        .map_err(|e| e.to_string())?;
     let (cert, key) = write_pair(&args.out_dir, &args.name, &node)?;
     eprintln!(
         "muster: wrote {}'s certificate {} and key {} (mode 0600), valid {} days; start it with\n  \
@@ -124,15 +124,6 @@ fn create_cert(args: &CertCreateArgs) -> Result<(), String> {
         key.display()
     );
     Ok(())
-}
-
-/// Now, where a certificate's validity starts.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "a certificate is valid from the wall clock's now; nothing here is protocol"
-)]
-fn wall_clock() -> std::time::SystemTime {
-    std::time::SystemTime::now()
 }
 
 /// Writes `STEM.pem` (0644) and `STEM.key` (0600) in `dir`, neither overwriting a file;

@@ -414,7 +414,7 @@ impl Demo {
             screen: std::io::stdout().is_terminal(),
             introduced: false,
             changed: Arc::new(Notify::new()),
-            rng: rng::node_rng(crate::agent_run::random_seed()),
+            rng: rng::node_rng(muster::daemon::random_seed()),
             single_keys: false,
         })
     }

@@ -2,7 +2,7 @@
 //! within the check's timeout, never failing (every error is a `Critical` result whose
 //! output says why).
 //!
-//! - `http`: GET with the webhook client ([`crate::hooks::webhook`]); 2xx passes, 429
+//! - `http`: GET with the agent's HTTP client ([`crate::http_client`]); 2xx passes, 429
 //!   warns, any other status, no connection or no status line in time fails. Output:
 //!   `HTTP <status>`, then the first [`OUTPUT_KEPT`] bytes of the body.
 //! - `tcp`: a connection within the timeout passes, anything else fails.
@@ -19,11 +19,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-use crate::agent::settings::duration::format_duration;
-use crate::hooks::command::{kill_group, read_bounded};
-use crate::hooks::webhook::{self, TlsClient};
+use crate::child::{kill_group, read_bounded};
+use crate::duration::format_duration;
+use crate::http_client::{self, TlsClient};
 use crate::routing::HealthStatus;
-use crate::routing::service::CheckTarget;
+use crate::routing::spec::CheckTarget;
 
 /// Bytes of a check's output kept (body or program output): enough for a status page or
 /// an error message, bounded so a chatty endpoint cannot grow the agent.
@@ -58,7 +58,7 @@ pub(crate) async fn probe(
     tls: Option<&TlsClient>,
 ) -> Probed {
     match target {
-        CheckTarget::Http(url) => match webhook::get(url, tls, timeout, OUTPUT_KEPT).await {
+        CheckTarget::Http(url) => match http_client::get(url, tls, timeout, OUTPUT_KEPT).await {
             Ok(answer) => Probed {
                 status: match answer.status {
                     200..=299 => HealthStatus::Passing,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::agent::settings::duration::format_duration;
+use crate::duration::format_duration;
 use crate::proto::Time;
 use crate::routing::rule::{Action, Failback, FailoverRule};
 

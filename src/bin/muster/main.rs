@@ -1,37 +1,30 @@
 //! The `muster` command line: thin, it parses arguments and calls the library.
 //!
 //! - `muster agent`: runs an agent (config from a file, `MUSTER_*` variables and flags,
-//!   merged and validated by [`muster::agent::overrides`]); see `muster/agent_run.rs`;
-//! - `muster members`, `info`, `monitor`: what the local agent knows (`muster/cli_query.rs`,
-//!   `muster/cli_monitor.rs`);
+//!   merged and validated by [`muster::daemon::overrides`]); see `agent_run.rs`;
+//! - `muster members`, `info`, `monitor`: what the local agent knows (`cli_query.rs`,
+//!   `cli_monitor.rs`);
 //! - `muster join`, `leave`, `force-leave`, `tags`: changes through the local agent's API
-//!   (`muster/cli_change.rs`);
+//!   (`cli_change.rs`);
 //! - `muster route`, `services`, `drain`, `failover`, `state`: services, routing,
 //!   failover and replicated state through the local agent's API
-//!   (`muster/cli_services.rs`);
+//!   (`cli_services.rs`);
 //! - `muster keygen`: prints a new cluster key (or writes it to a 0600 file);
 //! - `muster tls ca create`, `muster tls cert create`: your own PKI's files
-//!   (`muster/cli_tls.rs`);
+//!   (`cli_tls.rs`);
 //! - `muster completions SHELL`, `muster man`: generated from this definition;
 //! - `muster demo`: a local cluster of dev agents in this process, crashing and
-//!   restarting nodes while it shows what they see; see `muster/demo.rs`;
+//!   restarting nodes while it shows what they see; see `demo.rs`;
 //! - `muster timing`: the protocol timing a profile gives a cluster of a given size.
 //!
 //! A bad config or bad arguments exit with code 2 and one line naming the field.
 
-#[path = "muster/agent_run.rs"]
 mod agent_run;
-#[path = "muster/cli_change.rs"]
 mod cli_change;
-#[path = "muster/cli_monitor.rs"]
 mod cli_monitor;
-#[path = "muster/cli_query.rs"]
 mod cli_query;
-#[path = "muster/cli_services.rs"]
 mod cli_services;
-#[path = "muster/cli_tls.rs"]
 mod cli_tls;
-#[path = "muster/demo.rs"]
 mod demo;
 
 use std::net::SocketAddr;
@@ -40,8 +33,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use muster::agent::overrides::{self, Environment, Overrides};
-use muster::agent::settings::{AgentConfig, Listen, LogFormat};
+use muster::daemon::overrides::{self, Environment, Overrides};
+use muster::daemon::settings::{AgentConfig, Listen, LogFormat};
 use muster::proto::SwimConfig;
 use muster::transport::ClusterKey;
 

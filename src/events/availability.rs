@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::api::view::Status;
+use crate::events::status::Status;
 use crate::proto::Time;
 
 /// The longer window reported (and the history kept).

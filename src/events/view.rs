@@ -5,53 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::availability::AvailabilityView;
+use crate::events::availability::AvailabilityView;
+use crate::events::status::Status;
 use crate::proto::{MemberInfo, Time};
-use crate::wire::{MemberState, Tags};
-
-/// A member's status as the API names it (`Dead` is `failed`, as operators say).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Answering probes.
-    Alive,
-    /// Missed probes; may yet refute.
-    Suspect,
-    /// Declared dead by the failure detector.
-    Failed,
-    /// Left gracefully (or was force-left).
-    Left,
-}
-
-impl Status {
-    /// Every status, in the order counts are shown.
-    pub const ALL: [Status; 4] = [Status::Alive, Status::Suspect, Status::Failed, Status::Left];
-
-    /// The API status of a protocol state.
-    pub fn of(state: MemberState) -> Status {
-        match state {
-            MemberState::Alive => Status::Alive,
-            MemberState::Suspect => Status::Suspect,
-            MemberState::Dead => Status::Failed,
-            MemberState::Left => Status::Left,
-        }
-    }
-
-    /// Parses the API name (`alive`, `suspect`, `failed`, `left`).
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|status| status.as_str() == s)
-    }
-
-    /// The API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Alive => "alive",
-            Status::Suspect => "suspect",
-            Status::Failed => "failed",
-            Status::Left => "left",
-        }
-    }
-}
+use crate::wire::Tags;
 
 /// One member, as `GET /v1/members`, `/v1/members/{name}` and `/v1/self` show it.
 /// Serialized through [`MemberFields`], the one definition of the record's shape.

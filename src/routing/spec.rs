@@ -35,9 +35,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::settings::SettingsError;
-use crate::agent::settings::duration::format_duration;
-use crate::hooks::webhook::WebhookUrl;
+use crate::duration::format_duration;
+use crate::field_error::FieldError;
+use crate::http_client::HttpUrl;
 use crate::routing::rule::FailoverRule;
 use crate::wire::Tags;
 
@@ -146,14 +146,11 @@ pub struct CheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<Vec<String>>,
     /// Time between the starts of two runs; the first run is at once.
-    #[serde(
-        default = "default_interval",
-        with = "crate::agent::settings::duration"
-    )]
+    #[serde(default = "default_interval", with = "crate::duration")]
     pub interval: Duration,
     /// Time one run may take (at most `interval`); past it the run fails (an `exec`
     /// program is killed).
-    #[serde(default = "default_timeout", with = "crate::agent::settings::duration")]
+    #[serde(default = "default_timeout", with = "crate::duration")]
     pub timeout: Duration,
     /// Consecutive passes before a failing (warning or critical) check passes.
     #[serde(default = "default_success_threshold")]
@@ -183,7 +180,7 @@ fn default_failure_threshold() -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckTarget {
     /// GET this URL.
-    Http(WebhookUrl),
+    Http(HttpUrl),
     /// Connect to this host (name or IP address, without brackets) and port.
     Tcp {
         /// Host name or IP address.
@@ -211,10 +208,10 @@ impl ServiceSpec {
         }
     }
 
-    /// Checks every key, naming the first that cannot work as `(field, reason)`, the
-    /// field relative to the entry: `port`, `checks[1].timeout`, `failover.retry`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |field: &str, reason: String| Err((field.to_owned(), reason));
+    /// Checks every key, naming the first that cannot work, the field relative to the
+    /// entry: `port`, `checks[1].timeout`, `failover.retry`.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let err = |field: &str, reason: String| Err(FieldError::new(field, reason));
         if let Err(reason) = check_name(&self.name) {
             return err("name", reason);
         }
@@ -242,11 +239,10 @@ impl ServiceSpec {
         for (index, check) in self.checks.iter().enumerate() {
             check
                 .validate()
-                .map_err(|(key, reason)| (format!("checks[{index}]{key}"), reason))?;
+                .map_err(|e| e.under(&format!("checks[{index}]")))?;
         }
         if let Some(rule) = &self.failover {
-            rule.validate()
-                .map_err(|(key, reason)| (format!("failover.{key}"), reason))?;
+            rule.validate().map_err(|e| e.under("failover"))?;
         }
         Ok(())
     }
@@ -310,34 +306,35 @@ impl CheckSpec {
         }
     }
 
-    /// What the check probes, as `(key, reason)` on error: exactly one of `http`, `tcp`
-    /// and `exec` must be set, and be well-formed.
-    pub fn target(&self) -> Result<CheckTarget, (&'static str, String)> {
+    /// What the check probes: exactly one of `http`, `tcp` and `exec` must be set, and
+    /// be well-formed (the error names the key, or none for the check as a whole).
+    pub fn target(&self) -> Result<CheckTarget, FieldError> {
         match (&self.http, &self.tcp, &self.exec) {
-            (None, None, None) => Err(("", "set one of http, tcp or exec".into())),
-            (Some(url), None, None) => WebhookUrl::parse(url)
+            (None, None, None) => Err(FieldError::new("", "set one of http, tcp or exec")),
+            (Some(url), None, None) => HttpUrl::parse(url)
                 .map(CheckTarget::Http)
-                .map_err(|e| ("http", e)),
+                .map_err(|e| FieldError::new("http", e)),
             (None, Some(addr), None) => {
-                let (host, port) = parse_host_port(addr).map_err(|e| ("tcp", e))?;
+                let (host, port) = parse_host_port(addr).map_err(|e| FieldError::new("tcp", e))?;
                 Ok(CheckTarget::Tcp { host, port })
             }
             (None, None, Some(argv)) => {
                 if argv.first().is_none_or(String::is_empty) {
-                    return Err((
+                    return Err(FieldError::new(
                         "exec",
-                        "must start with a program to run, e.g. [\"/usr/local/bin/check\", \"--quick\"]"
-                            .into(),
+                        "must start with a program to run, e.g. [\"/usr/local/bin/check\", \"--quick\"]",
                     ));
                 }
                 if argv.iter().any(|a| a.contains('\0')) {
-                    return Err(("exec", "must not contain NUL bytes".into()));
+                    return Err(FieldError::new("exec", "must not contain NUL bytes"));
                 }
                 Ok(CheckTarget::Exec(argv.clone()))
             }
             // Name the second key set, the one to drop.
-            (Some(_), Some(_), _) => Err(("tcp", "set only one of http, tcp or exec".into())),
-            (_, _, Some(_)) => Err(("exec", "set only one of http, tcp or exec".into())),
+            (Some(_), Some(_), _) => {
+                Err(FieldError::new("tcp", "set only one of http, tcp or exec"))
+            }
+            (_, _, Some(_)) => Err(FieldError::new("exec", "set only one of http, tcp or exec")),
         }
     }
 
@@ -352,15 +349,11 @@ impl CheckSpec {
         }
     }
 
-    /// Checks every key, as `(key, reason)` where the key starts with `.` (or is empty
-    /// for the entry as a whole), so the caller can prefix `checks[INDEX]`.
-    fn validate(&self) -> Result<(), (String, String)> {
-        let err = |key: &str, reason: String| Err((format!(".{key}"), reason));
-        match self.target() {
-            Err(("", reason)) => return Err((String::new(), reason)),
-            Err((key, reason)) => return err(key, reason),
-            Ok(_) => {}
-        }
+    /// Checks every key, naming the key relative to the check (empty for the check as a
+    /// whole), so the caller can put it under `checks[INDEX]`.
+    fn validate(&self) -> Result<(), FieldError> {
+        let err = |key: &str, reason: String| Err(FieldError::new(key, reason));
+        self.target()?;
         if !(MIN_CHECK_INTERVAL..=MAX_CHECK_INTERVAL).contains(&self.interval) {
             return err(
                 "interval",
@@ -423,23 +416,20 @@ fn parse_host_port(text: &str) -> Result<(String, u16), String> {
 
 /// Checks every `[[services]]` entry, then that names are unique; errors name the
 /// field as `services[INDEX].KEY`.
-pub fn validate_services(services: &[ServiceSpec]) -> Result<(), SettingsError> {
+pub fn validate_services(services: &[ServiceSpec]) -> Result<(), FieldError> {
     let mut names = BTreeMap::new();
     for (index, service) in services.iter().enumerate() {
         service
             .validate()
-            .map_err(|(field, reason)| SettingsError::InvalidEntry {
-                field: format!("services[{index}].{field}"),
-                reason,
-            })?;
+            .map_err(|e| e.under(&format!("services[{index}]")))?;
         if let Some(first) = names.insert(service.name.as_str(), index) {
-            return Err(SettingsError::InvalidEntry {
-                field: format!("services[{index}].name"),
-                reason: format!(
+            return Err(FieldError::new(
+                format!("services[{index}].name"),
+                format!(
                     "{:?} is already the name of services[{first}]",
                     service.name
                 ),
-            });
+            ));
         }
     }
     Ok(())
@@ -561,7 +551,7 @@ mod tests {
             ),
             (
                 "name = \"a\"\nport = 1\n[[checks]]\nhttp = \"http://h/\"\ninterval = \"1\"",
-                "expected a whole number",
+                "expected a number and a unit",
             ),
             ("name = \"a\"\nport = 1\nmode = \"active\"", "active"),
             ("name = \"a\"\nport = 70000", "70000"),
@@ -737,7 +727,10 @@ mod tests {
         ];
         for (spec, field, reason) in cases {
             match spec.validate() {
-                Err((f, r)) => {
+                Err(FieldError {
+                    field: f,
+                    reason: r,
+                }) => {
                     assert_eq!(f, field, "{r}");
                     assert!(r.contains(reason), "{field}: expected {reason:?} in {r:?}");
                 }

@@ -1,5 +1,5 @@
 //! The deployment config of a `muster agent`: [`AgentConfig`], as read from TOML, the
-//! environment and flags (see [`crate::agent::overrides`] for the merge), then checked by
+//! environment and flags (see [`crate::daemon::overrides`] for the merge), then checked by
 //! [`AgentConfig::validate`] (in `settings/validate.rs`) and turned into the library's
 //! runtime [`MeshConfig`].
 //!
@@ -18,11 +18,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::config::{MeshConfig, TlsSource};
 use crate::agent::seeds::{self, Seed};
+use crate::agent::{MeshConfig, TlsSource};
 use crate::api::ApiToken;
+use crate::backoff::Backoff;
+use crate::field_error::FieldError;
 use crate::proto::{ConfigError, SwimConfig};
-use crate::routing::service::ServiceSpec;
+use crate::routing::spec::ServiceSpec;
 use crate::transport::{ClusterKey, Identity, IdentityError, peer_cert};
 use crate::wire::{Name, Tags};
 
@@ -37,15 +39,10 @@ pub const DEFAULT_API_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LO
 /// `muster.` to it), on Consul's DNS port, so habits and resolver configs carry over.
 pub const DEFAULT_DNS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8600);
 
-pub mod duration;
-mod hook;
 pub mod listen;
 mod validate;
 
-pub use hook::{
-    ALL_EVENTS, DEFAULT_HOOK_RETRIES, DEFAULT_HOOK_TIMEOUT, HookAction, HookConfig,
-    MAX_HOOK_NAME_LEN, MAX_HOOK_RETRIES, MAX_HOOK_TIMEOUT,
-};
+pub use crate::hooks::config::HookConfig;
 
 /// Why a deployment config cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +70,8 @@ pub enum SettingsError {
     Invalid(#[from] ConfigError),
     /// A value inside an entry of a list of tables (`hooks[0].events`) that cannot
     /// work; the field is built from the entry's index, so it is not a `&'static str`.
-    #[error("invalid config field `{field}`: {reason}")]
-    InvalidEntry {
-        /// The entry and key, e.g. `hooks[0].events`.
-        field: String,
-        /// Why the value was refused.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidEntry(#[from] FieldError),
     /// Neither a cluster key, nor certificates, nor `--dev`.
     #[error(
         "refusing to start: pass --cluster-key FILE (make one with `muster keygen`), or \
@@ -125,7 +117,7 @@ pub struct AgentConfig {
     pub api_addr: Listen,
     /// The node key file (Ed25519, PKCS#8 PEM) this node signs its own records with;
     /// none means `<data_dir>/node.key`, generated on first start (no data dir: a key
-    /// for this run only). See `crate::agent::node_key`. Not with `tls_cert`: in PKI
+    /// for this run only). See `crate::daemon::node_key`. Not with `tls_cert`: in PKI
     /// mode the certificate's key is the node key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_key_file: Option<PathBuf>,
@@ -158,7 +150,7 @@ pub struct AgentConfig {
     #[serde(skip_serializing_if = "Listen::is_default")]
     pub dns_addr: Listen,
     /// TTL of every DNS record, and of negative answers: whole seconds.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::duration")]
     pub dns_ttl: Duration,
     /// UDP DNS answers per second to one source address (an IPv6 /64), with bursts of
     /// twice that; `0` turns the limit off (see [`crate::dns::RateLimit`]).
@@ -197,7 +189,7 @@ pub struct AgentConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookConfig>,
     /// Services this host runs, with their health checks (file only: no flag or
-    /// variable; see [`crate::routing::service`]).
+    /// variable; see [`crate::routing::spec`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
 }
@@ -657,18 +649,17 @@ fn check_key_matches(
 /// failback) for longer than any rule's timeout is likely to be.
 pub const MAX_DNS_TTL: Duration = Duration::from_secs(3600);
 
-/// First wait before resolving the seeds again when none resolved.
-pub const RESOLVE_RETRY_MIN: Duration = Duration::from_secs(1);
-
-/// Longest wait between seed resolution attempts.
-pub const RESOLVE_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Waits between seed resolution attempts: 1 s, doubling up to 30 s.
+pub const RESOLVE_RETRY: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(30),
+};
 
 /// Resolves the seeds again and again until at least one address comes back, waiting
-/// (through `sleep`) [`RESOLVE_RETRY_MIN`] before the first attempt and twice as long
-/// after each failure, up to [`RESOLVE_RETRY_MAX`]. For an agent whose configured seeds
-/// did not resolve at start (DNS not ready yet): it must join once they do, not stay a
-/// cluster of one. The resolver and the sleep are parameters so tests need no DNS or
-/// clock.
+/// (through `sleep`) as [`RESOLVE_RETRY`] says before each attempt. For an agent whose
+/// configured seeds did not resolve at start (DNS not ready yet): it must join once
+/// they do, not stay a cluster of one. The resolver and the sleep are parameters so
+/// tests need no DNS or clock.
 pub async fn resolve_with_backoff<R, RF, S, SF>(mut resolve: R, mut sleep: S) -> Vec<SocketAddr>
 where
     R: FnMut() -> RF,
@@ -676,14 +667,14 @@ where
     S: FnMut(Duration) -> SF,
     SF: Future<Output = ()>,
 {
-    let mut delay = RESOLVE_RETRY_MIN;
+    let mut attempt = 1;
     loop {
-        sleep(delay).await;
+        sleep(RESOLVE_RETRY.delay(attempt)).await;
         let seeds = resolve().await;
         if !seeds.is_empty() {
             return seeds;
         }
-        delay = (delay * 2).min(RESOLVE_RETRY_MAX);
+        attempt = attempt.saturating_add(1);
     }
 }
 
@@ -692,7 +683,6 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
-    /// A valid dev-mode config, for tests here and in `validate`.
     /// A self-signed node certificate for `name` on an Ed25519 key, as PKI mode needs.
     pub(super) fn self_signed(name: &str) -> rcgen::CertifiedKey<rcgen::KeyPair> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
@@ -962,5 +952,67 @@ k = 1
         assert_eq!(seeds.iter().filter(|s| **s == v4).count(), 1, "{seeds:?}");
         assert!(seeds.contains(&v6), "{seeds:?}");
         assert!(seeds.iter().all(|s| s.ip().is_loopback()), "{seeds:?}");
+    }
+
+    #[test]
+    fn hooks_parse_with_defaults_and_round_trip() {
+        let text = r#"
+            dev = true
+            name = "a"
+            bind = "127.0.0.1:7000"
+            [tags]
+            role = "web"
+
+            [[hooks]]
+            name = "page-oncall"
+            events = ["member-failed", "member-left"]
+            command = ["/usr/local/bin/page", "--team", "ops"]
+
+            [[hooks]]
+            events = ["*"]
+            webhook = "https://alerts.example.com/muster?x=1"
+            timeout = "500ms"
+            retries = 0
+            headers = { Authorization = "Bearer x" }
+        "#;
+        let c = AgentConfig::from_toml(text, Path::new("a.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.hooks.len(), 2);
+        let [page, web] = [&c.hooks[0], &c.hooks[1]];
+        assert_eq!(page.name_at(0), "page-oncall");
+        assert_eq!(page.timeout, crate::hooks::config::DEFAULT_HOOK_TIMEOUT);
+        assert_eq!(page.retries, crate::hooks::config::DEFAULT_HOOK_RETRIES);
+        assert_eq!(
+            page.kinds(0).unwrap(),
+            [
+                crate::events::journal::EventKind::MemberFailed,
+                crate::events::EventKind::MemberLeft
+            ]
+        );
+        assert_eq!(web.name_at(1), "hook-1");
+        assert_eq!(web.timeout, Duration::from_millis(500));
+        assert_eq!(web.retries, 0);
+        assert_eq!(
+            web.kinds(1).unwrap(),
+            crate::events::journal::EventKind::ALL
+        );
+        assert_eq!(web.headers["Authorization"], "Bearer x");
+        assert_eq!(c.tags["role"], "web");
+        let again = AgentConfig::from_toml(&c.to_toml(), Path::new("b.toml")).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn unknown_hook_keys_and_bad_durations_are_parse_errors() {
+        let text = "dev = true\n[[hooks]]\nevents = [\"*\"]\ncommand = [\"x\"]\ncmd = 1\n";
+        let err = AgentConfig::from_toml(text, Path::new("a.toml")).unwrap_err();
+        assert!(err.to_string().contains("cmd"), "{err}");
+        let text = "dev = true\n[[hooks]]\nevents = [\"*\"]\ncommand = [\"x\"]\ntimeout = \"10\"\n";
+        let err = AgentConfig::from_toml(text, Path::new("a.toml")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("line 5") && text.contains("expected a number and a unit"),
+            "{text}"
+        );
     }
 }

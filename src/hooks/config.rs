@@ -1,5 +1,5 @@
 //! `[[hooks]]` in the agent config: [`HookConfig`], one entry per hook, with its
-//! defaults and its checks. The runner that acts on them is [`crate::hooks`].
+//! defaults and its checks. The runner that acts on them is [`super::HookRunner`].
 //!
 //! Errors name the entry and key as `hooks[INDEX].KEY` (0-based, in file order), e.g.
 //! `hooks[0].events: unknown event "member-exploded"`.
@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::settings::SettingsError;
-use crate::api::journal::EventKind;
-use crate::hooks::webhook::WebhookUrl;
+use crate::events::journal::EventKind;
+use crate::field_error::FieldError;
+use crate::http_client::HttpUrl;
 
 /// Default time one attempt may take: long enough for a pager API on a slow day, short
 /// enough that a stuck hook is noticed and retried within a minute.
@@ -62,7 +62,7 @@ pub struct HookConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
     /// Time one attempt may take, e.g. `"10s"`.
-    #[serde(default = "default_timeout", with = "crate::agent::settings::duration")]
+    #[serde(default = "default_timeout", with = "crate::duration")]
     pub timeout: Duration,
     /// Extra attempts after a failed one.
     #[serde(default = "default_retries")]
@@ -86,15 +86,12 @@ pub enum HookAction {
     /// Run this program with these arguments.
     Command(Vec<String>),
     /// POST to this URL.
-    Webhook(WebhookUrl),
+    Webhook(HttpUrl),
 }
 
-/// A [`SettingsError::InvalidEntry`] for key `key` of hook `index`.
-fn invalid(index: usize, key: &str, reason: impl Into<String>) -> SettingsError {
-    SettingsError::InvalidEntry {
-        field: format!("hooks[{index}].{key}"),
-        reason: reason.into(),
-    }
+/// A [`FieldError`] for key `key` of hook `index`.
+fn invalid(index: usize, key: &str, reason: impl Into<String>) -> FieldError {
+    FieldError::new(format!("hooks[{index}].{key}"), reason)
 }
 
 impl HookConfig {
@@ -126,7 +123,7 @@ impl HookConfig {
     }
 
     /// The event kinds selected, in [`EventKind::ALL`] order, each once.
-    pub fn kinds(&self, index: usize) -> Result<Vec<EventKind>, SettingsError> {
+    pub fn kinds(&self, index: usize) -> Result<Vec<EventKind>, FieldError> {
         if self.events.is_empty() {
             return Err(invalid(
                 index,
@@ -158,7 +155,7 @@ impl HookConfig {
     }
 
     /// The command or webhook, checked: exactly one must be set.
-    pub fn action(&self, index: usize) -> Result<HookAction, SettingsError> {
+    pub fn action(&self, index: usize) -> Result<HookAction, FieldError> {
         match (&self.command, &self.webhook) {
             (Some(_), Some(_)) => Err(invalid(
                 index,
@@ -180,14 +177,14 @@ impl HookConfig {
                 Ok(HookAction::Command(command.clone()))
             }
             (None, Some(url)) => {
-                let url = WebhookUrl::parse(url).map_err(|e| invalid(index, "webhook", e))?;
+                let url = HttpUrl::parse(url).map_err(|e| invalid(index, "webhook", e))?;
                 Ok(HookAction::Webhook(url))
             }
         }
     }
 
     /// Checks every key of entry `index` (used for the error's field name).
-    pub fn validate(&self, index: usize) -> Result<(), SettingsError> {
+    pub fn validate(&self, index: usize) -> Result<(), FieldError> {
         if let Some(name) = &self.name {
             if name.is_empty() || name.len() > MAX_HOOK_NAME_LEN {
                 return Err(invalid(
@@ -212,7 +209,7 @@ impl HookConfig {
                 "timeout",
                 format!(
                     "must be more than 0ms and at most {}",
-                    crate::agent::settings::duration::format_duration(MAX_HOOK_TIMEOUT)
+                    crate::duration::format_duration(MAX_HOOK_TIMEOUT)
                 ),
             ));
         }
@@ -252,7 +249,7 @@ impl HookConfig {
 }
 
 /// Checks every hook, then that names are unique.
-pub(super) fn validate_hooks(hooks: &[HookConfig]) -> Result<(), SettingsError> {
+pub fn validate_hooks(hooks: &[HookConfig]) -> Result<(), FieldError> {
     let mut names = std::collections::BTreeSet::new();
     for (index, hook) in hooks.iter().enumerate() {
         hook.validate(index)?;
@@ -272,78 +269,17 @@ pub(super) fn validate_hooks(hooks: &[HookConfig]) -> Result<(), SettingsError> 
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::agent::settings::AgentConfig;
-    use crate::agent::settings::tests::dev;
 
     fn error(hooks: Vec<HookConfig>) -> String {
-        let c = AgentConfig { hooks, ..dev() };
-        match c.validate() {
-            Err(e @ SettingsError::InvalidEntry { .. }) => e.to_string(),
-            other => panic!("expected a hook entry to be named, got {other:?}"),
+        match validate_hooks(&hooks) {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("expected a hook entry to be named, got Ok for {hooks:?}"),
         }
     }
 
     fn failed() -> HookConfig {
         HookConfig::command(&["member-failed"], &["/bin/true"])
-    }
-
-    #[test]
-    fn hooks_parse_with_defaults_and_round_trip() {
-        let text = r#"
-            dev = true
-            name = "a"
-            bind = "127.0.0.1:7000"
-            [tags]
-            role = "web"
-
-            [[hooks]]
-            name = "page-oncall"
-            events = ["member-failed", "member-left"]
-            command = ["/usr/local/bin/page", "--team", "ops"]
-
-            [[hooks]]
-            events = ["*"]
-            webhook = "https://alerts.example.com/muster?x=1"
-            timeout = "500ms"
-            retries = 0
-            headers = { Authorization = "Bearer x" }
-        "#;
-        let c = AgentConfig::from_toml(text, Path::new("a.toml")).unwrap();
-        c.validate().unwrap();
-        assert_eq!(c.hooks.len(), 2);
-        let [page, web] = [&c.hooks[0], &c.hooks[1]];
-        assert_eq!(page.name_at(0), "page-oncall");
-        assert_eq!(page.timeout, DEFAULT_HOOK_TIMEOUT);
-        assert_eq!(page.retries, DEFAULT_HOOK_RETRIES);
-        assert_eq!(
-            page.kinds(0).unwrap(),
-            [EventKind::MemberFailed, EventKind::MemberLeft]
-        );
-        assert_eq!(web.name_at(1), "hook-1");
-        assert_eq!(web.timeout, Duration::from_millis(500));
-        assert_eq!(web.retries, 0);
-        assert_eq!(web.kinds(1).unwrap(), EventKind::ALL);
-        assert_eq!(web.headers["Authorization"], "Bearer x");
-        assert_eq!(c.tags["role"], "web");
-        let again = AgentConfig::from_toml(&c.to_toml(), Path::new("b.toml")).unwrap();
-        assert_eq!(again, c);
-    }
-
-    #[test]
-    fn unknown_hook_keys_and_bad_durations_are_parse_errors() {
-        let text = "dev = true\n[[hooks]]\nevents = [\"*\"]\ncommand = [\"x\"]\ncmd = 1\n";
-        let err = AgentConfig::from_toml(text, Path::new("a.toml")).unwrap_err();
-        assert!(err.to_string().contains("cmd"), "{err}");
-        let text = "dev = true\n[[hooks]]\nevents = [\"*\"]\ncommand = [\"x\"]\ntimeout = \"10\"\n";
-        let err = AgentConfig::from_toml(text, Path::new("a.toml")).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("line 5") && text.contains("expected a whole number"),
-            "{text}"
-        );
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct MeshConfig {
     pub incarnation: u64,
     /// The node key this node signs its records with (docs/protocol.md §17); `None`
     /// makes one for this run only (a restart is then a new key, see
-    /// [`crate::agent::node_key`]).
+    /// [`crate::daemon::node_key`]).
     pub node_key: Option<Arc<NodeSigner>>,
 }
 

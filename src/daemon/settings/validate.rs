@@ -7,9 +7,9 @@
 
 use std::net::IpAddr;
 
-use crate::agent::config::MAX_CLUSTER_NAME_LEN;
+use crate::agent::MAX_CLUSTER_NAME_LEN;
 use crate::agent::seeds::Seed;
-use crate::agent::settings::{AgentConfig, Listen, MAX_DNS_TTL, SettingsError, invalid};
+use crate::daemon::settings::{AgentConfig, Listen, MAX_DNS_TTL, SettingsError, invalid};
 use crate::proto::SwimConfig;
 use crate::wire::{MAX_NAME_LEN, has_control_char};
 
@@ -105,8 +105,8 @@ impl AgentConfig {
         self.validate_dns()?;
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| invalid("log_level", e.to_string()))?;
-        super::hook::validate_hooks(&self.hooks)?;
-        crate::routing::service::validate_services(&self.services)?;
+        crate::hooks::config::validate_hooks(&self.hooks)?;
+        crate::routing::spec::validate_services(&self.services)?;
         Ok(())
     }
 
@@ -174,7 +174,7 @@ impl AgentConfig {
                 "dns_ttl",
                 format!(
                     "must be at most {}: a cached answer would hide a failover that long",
-                    super::duration::format_duration(MAX_DNS_TTL)
+                    crate::duration::format_duration(MAX_DNS_TTL)
                 ),
             ));
         }
@@ -311,7 +311,8 @@ fn parse_seed(seed: &str) -> Result<Seed, SettingsError> {
 mod tests {
     use super::*;
     use crate::agent::TlsSource;
-    use crate::agent::settings::tests::dev;
+    use crate::daemon::settings::tests::dev;
+    use crate::field_error::FieldError;
 
     fn field(c: &AgentConfig) -> &'static str {
         match c.validate() {
@@ -596,7 +597,7 @@ mod tests {
         use std::time::Duration;
 
         use crate::routing::rule::FailoverRule;
-        use crate::routing::service::ServiceMode;
+        use crate::routing::spec::ServiceMode;
         let text = r#"
             dev = true
             name = "a"
@@ -648,16 +649,16 @@ mod tests {
         let err = AgentConfig::from_toml(text, std::path::Path::new("a.toml")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("line 7") && text.contains("timout"), "{text}");
-        let mut web = crate::routing::service::ServiceSpec::new("web", 80);
+        let mut web = crate::routing::spec::ServiceSpec::new("web", 80);
         web.checks
-            .push(crate::routing::service::CheckSpec::tcp("127.0.0.1:80"));
+            .push(crate::routing::spec::CheckSpec::tcp("127.0.0.1:80"));
         web.checks[0].timeout = std::time::Duration::from_secs(11);
         let c = AgentConfig {
-            services: vec![crate::routing::service::ServiceSpec::new("db", 1), web],
+            services: vec![crate::routing::spec::ServiceSpec::new("db", 1), web],
             ..dev()
         };
         match c.validate() {
-            Err(SettingsError::InvalidEntry { field, reason }) => {
+            Err(SettingsError::InvalidEntry(FieldError { field, reason })) => {
                 assert_eq!(field, "services[1].checks[0].timeout");
                 assert!(reason.contains("at most the interval"), "{reason}");
             }

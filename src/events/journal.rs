@@ -1,7 +1,7 @@
 //! The event journal: membership events numbered in order, the last
 //! [`HISTORY`] of them kept for clients that reconnect (`Last-Event-ID`), offered live to
 //! every subscriber (the `GET /v1/events` streams, the event hooks), and folded into each
-//! member's [availability](crate::api::availability) history.
+//! member's [availability](crate::events::availability) history.
 //!
 //! One task per agent follows the mesh's events; it runs off the protocol path (the
 //! driver queues each event for it without waiting, and never drops one:
@@ -18,8 +18,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::agent::{Mesh, MeshView};
-use crate::api::availability::{Availability, AvailabilityView};
-use crate::api::view::{MemberView, Status};
+use crate::events::Status;
+use crate::events::availability::{Availability, AvailabilityView};
+use crate::events::view::MemberView;
 use crate::proto::{Event, MemberInfo};
 use crate::routing::services::PrimaryChange;
 
@@ -188,17 +189,6 @@ pub struct Journal {
     mesh: MeshView,
 }
 
-/// Milliseconds since the Unix epoch, for event records.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "event records carry wall-clock time for people; the protocol never reads it"
-)]
-fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Journal {
     /// Starts following `mesh`'s events (on the current tokio runtime), seeded with its
     /// current membership.
@@ -217,7 +207,8 @@ impl Journal {
         // source); 8 hex digits are plenty to tell two runs of one agent apart.
         let run = {
             use std::hash::BuildHasher;
-            let h = std::collections::hash_map::RandomState::new().hash_one(wall_clock_ms());
+            let h = std::collections::hash_map::RandomState::new()
+                .hash_one(crate::wall_clock::unix_millis());
             format!("{:08x}", h as u32)
         };
         Journal {
@@ -277,7 +268,7 @@ impl Journal {
             seq: shared.next_seq,
             event: kind,
             node: self.mesh.name().to_string(),
-            time_ms: wall_clock_ms(),
+            time_ms: crate::wall_clock::unix_millis(),
             member,
             keys,
             service: None,
@@ -327,7 +318,7 @@ impl Journal {
             seq: shared.next_seq,
             event: EventKind::PrimaryChanged,
             node: self.mesh.name().to_string(),
-            time_ms: wall_clock_ms(),
+            time_ms: crate::wall_clock::unix_millis(),
             member,
             keys: None,
             service: Some(change.service.clone()),

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::agent::settings::Listen;
-use crate::agent::settings::{AgentConfig, LogFormat, SettingsError};
+use crate::daemon::settings::Listen;
+use crate::daemon::settings::{AgentConfig, LogFormat, SettingsError};
 use crate::proto::ConfigError;
 
 /// The process environment as the merge sees it: the `MUSTER_*` variables and the host
