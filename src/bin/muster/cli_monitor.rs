@@ -82,7 +82,7 @@ fn reset_json(data: &str) -> String {
 
 /// `muster monitor`.
 pub(crate) fn monitor(args: &MonitorArgs) -> ExitCode {
-    use std::io::{IsTerminal, Write};
+    use std::io::Write;
     let mut query = Vec::new();
     for e in &args.events {
         query.push(format!("event={}", client::encode(e)));
@@ -95,7 +95,7 @@ pub(crate) fn monitor(args: &MonitorArgs) -> ExitCode {
     } else {
         format!("/v1/events?{}", query.join("&"))
     };
-    let colour = std::io::stdout().is_terminal();
+    let colour = crate::cli_query::colour_wanted();
     let json = args.api.json;
     let token = match args.api.read_token() {
         Ok(token) => token,

@@ -251,19 +251,33 @@ fn tags(v: &Value) -> String {
     }
 }
 
-/// A status word, coloured when printing to a terminal.
+/// Whether to colour what goes to stdout: only on a terminal, and not when `NO_COLOR`
+/// is set to anything but the empty string (<https://no-color.org>).
+pub(crate) fn colour_wanted() -> bool {
+    colour_for(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+fn colour_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// A status word, padded to `width`, coloured when `colour`.
 pub(crate) fn paint(status: &str, width: usize, colour: bool) -> String {
+    use crossterm::style::Stylize;
     let padded = format!("{status:<width$}");
     if !colour {
         return padded;
     }
-    let code = match status {
-        "alive" => "32",
-        "suspect" => "33",
-        "failed" => "31",
-        _ => "2",
-    };
-    format!("\x1b[{code}m{padded}\x1b[0m")
+    match status {
+        "alive" => padded.green(),
+        "suspect" => padded.yellow(),
+        "failed" => padded.red(),
+        _ => padded.dim(),
+    }
+    .to_string()
 }
 
 /// Rows as aligned columns, the status column coloured on a terminal. (`muster demo`
@@ -275,7 +289,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>], status_col: Option<us
             *w = (*w).max(cell.chars().count());
         }
     }
-    let colour = std::io::stdout().is_terminal();
+    let colour = colour_wanted();
     let mut out = String::new();
     let line = |cells: Vec<String>| cells.join("  ").trim_end().to_owned() + "\n";
     out.push_str(&line(
@@ -427,6 +441,24 @@ pub(crate) fn info(args: &ApiArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_under_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_for(true, None));
+        assert!(
+            colour_for(true, Some(OsStr::new(""))),
+            "empty NO_COLOR is unset"
+        );
+        assert!(!colour_for(true, Some(OsStr::new("1"))));
+        assert!(!colour_for(false, None));
+        assert_eq!(paint("alive", 7, false), "alive  ");
+        let painted = paint("failed", 7, true);
+        assert!(
+            painted.contains("failed ") && painted.starts_with('\x1b'),
+            "{painted:?}"
+        );
+    }
 
     #[test]
     fn api_addresses_take_an_ip_a_name_or_a_url() {
