@@ -1,12 +1,16 @@
-//! A minimal client of the local API, for the CLI: blocking HTTP/1.1 over a plain TCP
-//! connection to the agent. Deliberately small: the agent is local and answers JSON;
-//! [`request`] reads one answer (by `Content-Length`, chunks, or to the close), and
-//! [`follow_events`] reads the event stream as it comes.
+//! The CLI's client of the local API, blocking, on ureq (plain HTTP/1.1: the API listens
+//! on loopback): [`request`] sends one call and reads the JSON answer, whatever its
+//! status, and [`follow_events`] reads the event stream as it comes ([`read_events`]
+//! parses Server-Sent Events). Blocking, so a CLI command needs no async runtime for
+//! one request; the agent's own HTTP client (webhooks, checks) is async, on hyper
+//! ([`crate::http_client`]).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::Duration;
+
+use ureq::http;
 
 /// How long the CLI waits on the local agent before giving up (a join waits up to 10 s
 /// for a seed, and a leave for the departure to spread: both fit).
@@ -19,11 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer accepted: a 10,000-member list is a few MiB.
 const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 
-/// Longest header or SSE line accepted.
+/// Longest SSE line accepted.
 const MAX_LINE: usize = 1024 * 1024;
-
-/// Most header lines read from an answer (the agent sends about ten).
-const MAX_HEADERS: usize = 256;
 
 /// Why a request to the agent failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,188 +78,83 @@ impl<'a> Call<'a> {
     }
 }
 
-fn connect(addr: SocketAddr, read_timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
-    let stream =
-        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut => {
-                ClientError::NotRunning { addr }
-            }
-            _ => ClientError::Io { addr, source: e },
-        })?;
-    let io = |source| ClientError::Io { addr, source };
-    stream.set_read_timeout(read_timeout).map_err(io)?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-    Ok(stream)
+/// The agent for one kind of call: connections within [`CONNECT_TIMEOUT`], the whole
+/// call within `timeout` (none for a stream, which may stay quiet for long), every
+/// status an answer (the API's errors are JSON bodies the CLI shows), no redirects, no
+/// proxy from the environment (the agent is local).
+fn agent(timeout: Option<Duration>) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(timeout)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent(concat!("muster/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
-fn send(
-    stream: &mut TcpStream,
+/// The request of `call` to the agent at `addr`, accepting `accept`.
+fn build(
     addr: SocketAddr,
     call: &Call<'_>,
     accept: &str,
-    extra: &str,
-) -> Result<(), ClientError> {
-    let mut request = format!(
-        "{} {} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n{extra}",
-        call.method, call.path
-    );
+    last_id: Option<&str>,
+) -> Result<http::Request<String>, ClientError> {
+    let mut builder = http::Request::builder()
+        .method(call.method)
+        .uri(format!("http://{addr}{}", call.path))
+        .header("accept", accept);
     if let Some(token) = call.token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        builder = builder.header("authorization", format!("Bearer {token}"));
     }
-    match call.body {
-        Some(body) => request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )),
-        None if call.method != "GET" => request.push_str("Content-Length: 0\r\n\r\n"),
-        None => request.push_str("\r\n"),
+    if let Some(id) = last_id {
+        builder = builder.header("last-event-id", id);
     }
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|source| ClientError::Io { addr, source })
-}
-
-/// The status line and headers of an answer (header names lowercased).
-struct Head {
-    status: u16,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    if call.body.is_some() {
+        builder = builder.header("content-type", "application/json");
     }
-
-    fn chunked(&self) -> bool {
-        self.header("transfer-encoding")
-            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    }
+    builder
+        .body(call.body.unwrap_or_default().to_owned())
+        .map_err(|_| ClientError::Malformed { addr })
 }
 
-fn read_line(reader: &mut impl BufRead, addr: SocketAddr) -> Result<Option<String>, ClientError> {
-    let mut line = Vec::new();
-    let n = reader
-        .take(MAX_LINE as u64)
-        .read_until(b'\n', &mut line)
-        .map_err(|source| ClientError::Io { addr, source })?;
-    if n == 0 {
-        return Ok(None);
-    }
-    let text = String::from_utf8(line).map_err(|_| ClientError::Malformed { addr })?;
-    Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
-}
-
-fn read_head(reader: &mut impl BufRead, addr: SocketAddr) -> Result<Head, ClientError> {
-    let status_line = read_line(reader, addr)?.ok_or(ClientError::Malformed { addr })?;
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or(ClientError::Malformed { addr })?;
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(reader, addr)?.ok_or(ClientError::Malformed { addr })?;
-        if line.is_empty() {
-            break;
-        }
-        if headers.len() == MAX_HEADERS {
-            return Err(ClientError::Malformed { addr });
-        }
-        let (k, v) = line
-            .split_once(':')
-            .ok_or(ClientError::Malformed { addr })?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-    }
-    Ok(Head { status, headers })
-}
-
-/// A reader of a chunked body's data.
-struct Chunked<R> {
-    inner: R,
-    left: usize,
-    done: bool,
-}
-
-impl<R: BufRead> Read for Chunked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunked encoding");
-        if self.done {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            let mut size = String::new();
-            if (&mut self.inner)
-                .take(MAX_LINE as u64)
-                .read_line(&mut size)?
-                == 0
-            {
-                return Ok(0);
-            }
-            let size = size.trim().split(';').next().unwrap_or("");
-            self.left = usize::from_str_radix(size, 16).map_err(|_| bad())?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(0);
-            }
-        }
-        let want = buf.len().min(self.left);
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.left -= n;
-        if self.left == 0 {
-            let mut crlf = [0u8; 2];
-            self.inner.read_exact(&mut crlf)?;
-        }
-        Ok(n)
-    }
-}
-
-/// Sends `call` to the agent's API at `addr`: the status code and the body.
-pub fn request(addr: SocketAddr, call: Call<'_>) -> Result<(u16, String), ClientError> {
-    let mut stream = connect(addr, Some(TIMEOUT))?;
-    send(&mut stream, addr, &call, "application/json", "")?;
-    read_response(BufReader::new(stream), addr)
-}
-
-/// Reads one answer from `reader`: its status code and its body, framed by
-/// `Content-Length`, by chunks, or by the end of the stream, at most [`MAX_RESPONSE`]
-/// bytes. `addr` only names the server in errors. (The fuzz target `http` feeds it
-/// arbitrary bytes.)
-pub fn read_response(
-    mut reader: impl BufRead,
+/// Sends `request`; a connection that is refused or not made in time means no agent.
+fn send(
+    agent: &ureq::Agent,
     addr: SocketAddr,
-) -> Result<(u16, String), ClientError> {
-    let io = |source| ClientError::Io { addr, source };
-    let head = read_head(&mut reader, addr)?;
-    let mut raw = Vec::new();
-    if head.chunked() {
-        Chunked {
-            inner: reader,
-            left: 0,
-            done: false,
+    request: http::Request<String>,
+) -> Result<http::Response<ureq::Body>, ClientError> {
+    agent.run(request).map_err(|e| match e {
+        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            ClientError::NotRunning { addr }
         }
-        .take(MAX_RESPONSE)
-        .read_to_end(&mut raw)
-        .map_err(io)?;
-    } else if let Some(len) = head.header("content-length") {
-        let len: u64 = len.parse().map_err(|_| ClientError::Malformed { addr })?;
-        reader
-            .take(len.min(MAX_RESPONSE))
-            .read_to_end(&mut raw)
-            .map_err(io)?;
-    } else {
-        reader
-            .take(MAX_RESPONSE)
-            .read_to_end(&mut raw)
-            .map_err(io)?;
-    }
-    let body = String::from_utf8(raw).map_err(|_| ClientError::Malformed { addr })?;
-    Ok((head.status, body))
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve)
+        | ureq::Error::ConnectionFailed => ClientError::NotRunning { addr },
+        ureq::Error::Io(source) => ClientError::Io { addr, source },
+        other => ClientError::Io {
+            addr,
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
+}
+
+/// Sends `call` to the agent's API at `addr`: the status code and the body (at most
+/// [`MAX_RESPONSE`] bytes), whatever the status.
+pub fn request(addr: SocketAddr, call: Call<'_>) -> Result<(u16, String), ClientError> {
+    let request = build(addr, &call, "application/json", None)?;
+    let mut response = send(&agent(Some(TIMEOUT)), addr, request)?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE)
+        .read_to_string()
+        .map_err(|e| match e {
+            ureq::Error::Io(source) => ClientError::Io { addr, source },
+            _ => ClientError::Malformed { addr },
+        })?;
+    Ok((status, body))
 }
 
 /// `GET path_and_query` from the agent's API at `addr`: the status code and the body.
@@ -286,40 +182,62 @@ pub enum StreamOutcome {
     Refused(u16, String),
 }
 
-/// Follows the event stream `call` asks for (a GET of e.g. `/v1/events?event=member-failed`), resuming
-/// after `last_id` if given, calling `on_event` for each event until it breaks or the
-/// stream ends.
+/// Follows the event stream `call` asks for (a GET of e.g.
+/// `/v1/events?event=member-failed`), resuming after `last_id` if given, calling
+/// `on_event` for each event until it breaks or the stream ends.
 pub fn follow_events(
     addr: SocketAddr,
     call: Call<'_>,
     last_id: Option<&str>,
-    mut on_event: impl FnMut(SseMessage) -> ControlFlow<()>,
+    on_event: impl FnMut(SseMessage) -> ControlFlow<()>,
 ) -> Result<StreamOutcome, ClientError> {
-    // No read timeout: a quiet cluster sends only keep-alive comments.
-    let mut stream = connect(addr, None)?;
-    let extra = last_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
-    send(&mut stream, addr, &call, "text/event-stream", &extra)?;
-    let mut reader = BufReader::new(stream);
-    let head = read_head(&mut reader, addr)?;
-    let mut body: Box<dyn BufRead> = if head.chunked() {
-        Box::new(BufReader::new(Chunked {
-            inner: reader,
-            left: 0,
-            done: false,
-        }))
-    } else {
-        Box::new(reader)
-    };
-    if head.status != 200 {
+    let request = build(addr, &call, "text/event-stream", last_id)?;
+    // No overall timeout: a quiet cluster sends only keep-alive comments.
+    let response = send(&agent(None), addr, request)?;
+    let status = response.status().as_u16();
+    let body = response.into_body().into_reader();
+    if status != 200 {
         let mut raw = Vec::new();
         let _ = body.take(MAX_RESPONSE).read_to_end(&mut raw);
         return Ok(StreamOutcome::Refused(
-            head.status,
+            status,
             String::from_utf8_lossy(&raw).into_owned(),
         ));
     }
+    read_events(BufReader::new(body), on_event).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => ClientError::Malformed { addr },
+        _ => ClientError::Io { addr, source: e },
+    })?;
+    Ok(StreamOutcome::Ended)
+}
+
+/// Reads Server-Sent Events from `reader` (the body of an event stream), calling
+/// `on_event` for each complete one until it breaks or the input ends. Comments
+/// (keep-alives) are skipped; a line longer than [`MAX_LINE`] or not UTF-8 is an
+/// `InvalidData` error. (The fuzz target `http` feeds it arbitrary bytes.)
+pub fn read_events(
+    mut reader: impl BufRead,
+    mut on_event: impl FnMut(SseMessage) -> ControlFlow<()>,
+) -> std::io::Result<()> {
     let mut message = SseMessage::default();
-    while let Some(line) = read_line(&mut body, addr)? {
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut raw)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if raw.len() > MAX_LINE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "event stream line too long",
+            ));
+        }
+        let line = std::str::from_utf8(&raw)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+            .trim_end_matches(['\r', '\n']);
         if line.is_empty() {
             if !message.data.is_empty() || !message.event.is_empty() {
                 let mut done = std::mem::take(&mut message);
@@ -327,7 +245,7 @@ pub fn follow_events(
                     done.event = "message".into();
                 }
                 if on_event(done).is_break() {
-                    return Ok(StreamOutcome::Ended);
+                    return Ok(());
                 }
             }
             continue;
@@ -335,7 +253,7 @@ pub fn follow_events(
         if line.starts_with(':') {
             continue;
         }
-        let (field, value) = line.split_once(':').unwrap_or((&line, ""));
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
             "id" => message.id = Some(value.to_owned()),
@@ -349,7 +267,6 @@ pub fn follow_events(
             _ => {}
         }
     }
-    Ok(StreamOutcome::Ended)
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass as they are).
@@ -388,16 +305,25 @@ mod tests {
     }
 
     #[test]
-    fn chunked_bodies_are_decoded() {
-        let raw = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n";
-        let mut out = String::new();
-        Chunked {
-            inner: &raw[..],
-            left: 0,
-            done: false,
-        }
-        .read_to_string(&mut out)
-        .expect("valid chunks");
-        assert_eq!(out, "hello, world");
+    fn server_sent_events_are_read_whole_and_comments_skipped() {
+        let raw = ": keep-alive\n\nid: 7\nevent: member-failed\ndata: {\"a\":\ndata: 1}\n\n\
+                   data: plain\r\n\r\nid: 9\ndata: cut off";
+        let mut seen = Vec::new();
+        read_events(raw.as_bytes(), |m| {
+            seen.push(m);
+            ControlFlow::Continue(())
+        })
+        .expect("valid events");
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0].id.as_deref(), Some("7"));
+        assert_eq!(seen[0].event, "member-failed");
+        assert_eq!(seen[0].data, "{\"a\":\n1}");
+        assert_eq!(
+            (seen[1].event.as_str(), seen[1].data.as_str()),
+            ("message", "plain")
+        );
+        let long = format!("data: {}\n\n", "x".repeat(MAX_LINE + 1));
+        let err = read_events(long.as_bytes(), |_| ControlFlow::Continue(())).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     }
 }

@@ -254,10 +254,12 @@ fn tags(v: &Value) -> String {
 /// Whether to colour what goes to stdout: only on a terminal, and not when `NO_COLOR`
 /// is set to anything but the empty string (<https://no-color.org>).
 pub(crate) fn colour_wanted() -> bool {
-    colour_for(
-        std::io::stdout().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
-    )
+    colour_on(std::io::stdout().is_terminal())
+}
+
+/// Whether to colour an output that is a terminal or not (`NO_COLOR` wins).
+pub(crate) fn colour_on(terminal: bool) -> bool {
+    colour_for(terminal, std::env::var_os("NO_COLOR").as_deref())
 }
 
 fn colour_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
