@@ -16,30 +16,23 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use muster::agent::{Mesh, MeshConfig, TlsSource};
-use muster::proto::{NodeSigner, Refusal, SwimConfig};
+use muster::proto::{NodeSigner, Refusal};
 use muster::transport::{ClusterKey, Identity, Transport, TransportOptions};
 use muster::wire::{
     self, ClusterId, DatagramBuilder, KvChange, MemberState, Message, Profile, SyncPhase, Tags,
 };
 use support::eventually_async as eventually;
+use support::meshes::{self, loopback};
 
 const CLUSTER: &str = "impostor";
 const KEY: &str = "muster/svc/web";
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().expect("a valid address")
-}
-
 async fn start(name: &str, tls: TlsSource, seeds: Vec<SocketAddr>) -> Mesh {
-    let config = MeshConfig {
-        swim: SwimConfig::local(),
-        cluster: CLUSTER.into(),
+    meshes::start_config(MeshConfig {
         seeds,
-        ..MeshConfig::new(name, loopback(), tls)
-    };
-    Mesh::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+        ..meshes::config(CLUSTER, name, tls)
+    })
+    .await
 }
 
 /// `b` as `mesh` holds it: (address, incarnation, state, its state entry).
@@ -203,17 +196,18 @@ async fn a_certificate_takes_back_a_name_that_another_key_claimed_first() {
         || format!("a: {:?}\ny: {:?}", a.members(), y.members()),
     )
     .await;
-    // The squatter again, at any incarnation: refused, y unchanged.
+    // The squatter again, at any incarnation: refused, y unchanged. (The count is read
+    // before the send, so a refusal that lands at once is not missed.)
+    let before = block_on(a.node_stats())
+        .expect("stats")
+        .refused
+        .of(Refusal::NotCertified);
     send(
         &forger,
         a.local_addr(),
         squatter.alive(cluster, profile(nowhere), u64::MAX, 0),
     )
     .await;
-    let before = block_on(a.node_stats())
-        .expect("stats")
-        .refused
-        .of(Refusal::NotCertified);
     eventually(
         "a refuses the squatter once y is certified",
         || block_on(a.node_stats()).is_ok_and(|s| s.refused.of(Refusal::NotCertified) > before),

@@ -43,9 +43,7 @@ fn dev() -> TlsSource {
 }
 
 async fn start(name: &str, tls: TlsSource, cluster: &str, seeds: Vec<SocketAddr>) -> Mesh {
-    Mesh::start(config(name, tls, cluster, seeds))
-        .await
-        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+    support::meshes::start_config(config(name, tls, cluster, seeds)).await
 }
 
 /// What a mesh sees, as `(name, incarnation, state)` sorted by name.

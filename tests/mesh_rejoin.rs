@@ -6,11 +6,12 @@
 //! seed dropped when it was declared failed, or the re-contact would go down a
 //! connection the new seed does not know.
 
+mod support;
+
 use std::time::Duration;
 
-use muster::agent::{Mesh, MeshConfig, TlsSource};
+use muster::agent::{Mesh, MeshConfig};
 use muster::proto::SwimConfig;
-use muster::transport::ClusterKey;
 use muster::wire::MemberState;
 use tokio::time::Instant;
 
@@ -34,13 +35,9 @@ async fn start(cluster: &str, name: &str, bind: &str, seeds: Vec<std::net::Socke
     loop {
         let config = MeshConfig {
             swim: swim(),
-            cluster: cluster.into(),
+            bind: bind.parse().expect("valid"),
             seeds: seeds.clone(),
-            ..MeshConfig::new(
-                name,
-                bind.parse().expect("valid"),
-                TlsSource::ClusterKey(ClusterKey::dev()),
-            )
+            ..support::meshes::dev_config(cluster, name)
         };
         match Mesh::start(config).await {
             Ok(mesh) => return mesh,
@@ -63,16 +60,9 @@ fn known(mesh: &Mesh) -> usize {
     mesh.members().len()
 }
 
+/// Waits for `check`, within this file's [`DEADLINE`].
 async fn eventually(what: &str, check: impl Fn() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    start.elapsed()
+    support::eventually_within(DEADLINE, what, check, String::new).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

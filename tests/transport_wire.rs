@@ -2,44 +2,27 @@
 //! garbage aimed at the gossip port. QUIC with mutual TLS on loopback, polling with
 //! generous deadlines.
 
+mod support;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use muster::agent::{Mesh, MeshConfig, TlsSource};
-use muster::proto::SwimConfig;
-use muster::transport::ClusterKey;
+use muster::agent::{Mesh, MeshConfig};
 use muster::wire::MemberState;
-use tokio::time::Instant;
 
-const DEADLINE: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
+use support::{DEADLINE, meshes};
 
 async fn start(name: &str, seeds: Vec<SocketAddr>) -> Mesh {
-    let config = MeshConfig {
-        swim: SwimConfig::local(),
-        cluster: "wire".into(),
+    meshes::start_config(MeshConfig {
         seeds,
-        ..MeshConfig::new(
-            name,
-            "127.0.0.1:0".parse().expect("valid"),
-            TlsSource::ClusterKey(ClusterKey::dev()),
-        )
-    };
-    Mesh::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+        ..meshes::dev_config("wire", name)
+    })
+    .await
 }
 
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    start.elapsed()
+/// Waits for `check`, within [`DEADLINE`].
+async fn eventually(what: &str, check: impl FnMut() -> bool) -> Duration {
+    support::eventually_within(DEADLINE, what, check, String::new).await
 }
 
 fn alive_count(mesh: &Mesh) -> usize {

@@ -25,6 +25,30 @@ pub async fn start(
     start_at(cluster, name, loopback(), place, tags, seeds).await
 }
 
+/// What every test mesh starts from: `name` in `cluster` (one per test, so tests running
+/// side by side never meet) on loopback port 0, `local` timing, the identity `tls`.
+/// Tests change the fields they need.
+pub fn config(cluster: &str, name: &str, tls: TlsSource) -> MeshConfig {
+    MeshConfig {
+        swim: SwimConfig::local(),
+        cluster: cluster.into(),
+        ..MeshConfig::new(name, loopback(), tls)
+    }
+}
+
+/// [`config`] with the development cluster key.
+pub fn dev_config(cluster: &str, name: &str) -> MeshConfig {
+    config(cluster, name, TlsSource::ClusterKey(ClusterKey::dev()))
+}
+
+/// Starts `config`; a mesh that cannot start fails the test, naming it.
+pub async fn start_config(config: MeshConfig) -> Mesh {
+    let (name, bind) = (config.name.clone(), config.bind);
+    Mesh::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("{name} did not start on {bind}: {e}"))
+}
+
 /// A dev-key mesh bound to `bind` in `cluster`, in `region`/`zone`, with `tags`.
 pub async fn start_at(
     cluster: &str,
@@ -34,18 +58,15 @@ pub async fn start_at(
     tags: &[(&str, &str)],
     seeds: Vec<SocketAddr>,
 ) -> Mesh {
-    let config = MeshConfig {
-        swim: SwimConfig::local(),
-        cluster: cluster.into(),
+    start_config(MeshConfig {
+        bind,
         seeds,
         region: place.0.into(),
         zone: place.1.into(),
         tags: Tags::from_pairs(tags.iter().copied()).expect("small tags"),
-        ..MeshConfig::new(name, bind, TlsSource::ClusterKey(ClusterKey::dev()))
-    };
-    Mesh::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("{name} did not start on {bind}: {e}"))
+        ..dev_config(cluster, name)
+    })
+    .await
 }
 
 /// Three meshes: `a` (eu/eu-1, role=db) starts the cluster, `b` (eu/eu-2, role=web,

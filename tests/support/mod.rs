@@ -275,6 +275,17 @@ pub fn start_dev_api(name: &str, join: Option<u16>, extra: &[&str]) -> Result<(A
 /// [`DEADLINE`]. Returns the time it took.
 pub async fn eventually_async(
     what: &str,
+    check: impl FnMut() -> bool,
+    describe: impl Fn() -> String,
+) -> Duration {
+    eventually_within(DEADLINE, what, check, describe).await
+}
+
+/// [`eventually_async`] with its own deadline, for waits that include a protocol period
+/// longer than [`DEADLINE`] allows.
+pub async fn eventually_within(
+    deadline: Duration,
+    what: &str,
     mut check: impl FnMut() -> bool,
     describe: impl Fn() -> String,
 ) -> Duration {
@@ -283,8 +294,8 @@ pub async fn eventually_async(
         if check() {
             return start.elapsed();
         }
-        if start.elapsed() > DEADLINE {
-            panic!("{what}: not within {DEADLINE:?}; last seen: {}", describe());
+        if start.elapsed() > deadline {
+            panic!("{what}: not within {deadline:?}; last seen: {}", describe());
         }
         tokio::time::sleep(POLL).await;
     }
