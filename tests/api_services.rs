@@ -13,7 +13,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use futures_util::StreamExt;
 use muster::Mesh;
 use muster::api::{self, Access, ApiState, ApiToken};
-use muster::events::journal::EventKind;
+use muster::events::journal::{EventDetail, EventKind};
 use muster::wire::MemberState;
 use serde_json::{Value, json};
 use support::meshes::{describe, start, three};
@@ -368,14 +368,19 @@ async fn state_changes_are_journaled_and_streamed_as_state_changed_events() {
         let record = tokio::time::timeout(DEADLINE, async {
             loop {
                 let record = journal.recv().await.expect("the journal runs");
-                if record.event == EventKind::StateChanged && record.member.name == "a" {
+                if record.kind() == EventKind::StateChanged && record.member.name == "a" {
                     return record;
                 }
             }
         })
         .await
         .unwrap_or_else(|_| panic!("{who} journals no state-changed event about a"));
-        assert_eq!(record.keys.as_deref(), Some(&["color".to_owned()][..]));
+        assert_eq!(
+            record.detail,
+            EventDetail::StateChanged {
+                keys: vec!["color".to_owned()]
+            }
+        );
         assert_eq!(record.node, who);
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use muster::agent::Mesh;
 use muster::api::{MemberView, Status};
-use muster::events::journal::{EventKind, EventRecord, Journal};
+use muster::events::journal::{EventDetail, EventRecord, Journal};
 use muster::hooks::HookConfig;
 use muster::hooks::{Backoff, HookRunner, HookStats, RunnerOptions, USER_AGENT};
 use muster::wire::{MAX_NAME_LEN, MemberState, Tags};
@@ -405,11 +405,7 @@ async fn a_member_name_with_shell_metacharacters_reaches_hooks_as_data_not_code(
 fn record(seq: u64, member: &str) -> Arc<EventRecord> {
     Arc::new(EventRecord {
         seq,
-        keys: None,
-        service: None,
-        primary: None,
-        previous: None,
-        event: EventKind::MemberFailed,
+        detail: EventDetail::MemberFailed,
         node: "a".into(),
         time_ms: 1,
         member: MemberView {

@@ -101,7 +101,7 @@ impl Cursor {
     fn wants(&self, record: &EventRecord) -> bool {
         self.kinds
             .as_ref()
-            .is_none_or(|k| k.contains(&record.event))
+            .is_none_or(|k| k.contains(&record.kind()))
     }
 
     /// The next item, or `None` when the stream ends.
@@ -139,7 +139,7 @@ fn record_event(run: &str, record: &EventRecord) -> SseEvent {
     let data = serde_json::to_string(record).expect("an event record serializes");
     SseEvent::default()
         .id(format!("{run}-{}", record.seq))
-        .event(record.event.as_str())
+        .event(record.kind().as_str())
         .data(data)
 }
 

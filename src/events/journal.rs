@@ -120,12 +120,14 @@ impl std::fmt::Display for EventKind {
 }
 
 /// One numbered event, as `GET /v1/events` sends it and hooks receive it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// As JSON (the API's event and the hooks' payload): `seq`, `event` (the kind's name),
+/// `node`, `time_ms`, `member`, then what the kind carries (`keys`; `service`,
+/// `primary`, `previous`), absent fields omitted.
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventRecord {
     /// Position in this agent's journal, from 1; the SSE event id.
     pub seq: u64,
-    /// What happened.
-    pub event: EventKind,
     /// The agent that saw it.
     pub node: String,
     /// Wall-clock time the agent recorded it, milliseconds since the Unix epoch (for
@@ -133,18 +135,128 @@ pub struct EventRecord {
     pub time_ms: u64,
     /// The member's record as of the event.
     pub member: MemberView,
-    /// For `state-changed`: the keys whose value changed (set, changed or deleted).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keys: Option<Vec<String>>,
-    /// For `primary-changed`: the service.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// For `primary-changed`: the node holding the role now (absent: none does).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub primary: Option<String>,
-    /// For `primary-changed`: the node that held it before (absent: none did).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous: Option<String>,
+    /// What happened, with what only that kind of event carries.
+    pub detail: EventDetail,
+}
+
+impl EventRecord {
+    /// What happened, by name.
+    pub fn kind(&self) -> EventKind {
+        self.detail.kind()
+    }
+}
+
+/// What happened to a member, by kind; the kinds that say more than the member's record
+/// carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventDetail {
+    /// First seen (or back after leaving).
+    MemberJoined,
+    /// A live member changed its address, region, zone or tags.
+    MemberUpdated,
+    /// Became suspect.
+    MemberSuspected,
+    /// Alive again after a suspicion or a failure.
+    MemberAlive,
+    /// Declared failed.
+    MemberFailed,
+    /// Left gracefully, or was force-left.
+    MemberLeft,
+    /// Forgotten after its retention time.
+    MemberReaped,
+    /// Keys of the member's replicated state changed.
+    StateChanged {
+        /// The keys whose value changed (set, changed or deleted).
+        keys: Vec<String>,
+    },
+    /// A `primary`-mode service's primary changed, as this agent computes it; the
+    /// record's member is the new primary, or the previous one when none holds the role.
+    PrimaryChanged {
+        /// The service.
+        service: String,
+        /// The node holding the role now (none: no instance does).
+        primary: Option<String>,
+        /// The node that held it before (none: none did).
+        previous: Option<String>,
+    },
+}
+
+impl EventDetail {
+    /// The detail of a membership kind (`member-*`); `None` for the kinds that carry more.
+    pub fn membership(kind: EventKind) -> Option<EventDetail> {
+        Some(match kind {
+            EventKind::MemberJoined => EventDetail::MemberJoined,
+            EventKind::MemberUpdated => EventDetail::MemberUpdated,
+            EventKind::MemberSuspected => EventDetail::MemberSuspected,
+            EventKind::MemberAlive => EventDetail::MemberAlive,
+            EventKind::MemberFailed => EventDetail::MemberFailed,
+            EventKind::MemberLeft => EventDetail::MemberLeft,
+            EventKind::MemberReaped => EventDetail::MemberReaped,
+            EventKind::StateChanged | EventKind::PrimaryChanged => return None,
+        })
+    }
+
+    /// The kind's name.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EventDetail::MemberJoined => EventKind::MemberJoined,
+            EventDetail::MemberUpdated => EventKind::MemberUpdated,
+            EventDetail::MemberSuspected => EventKind::MemberSuspected,
+            EventDetail::MemberAlive => EventKind::MemberAlive,
+            EventDetail::MemberFailed => EventKind::MemberFailed,
+            EventDetail::MemberLeft => EventKind::MemberLeft,
+            EventDetail::MemberReaped => EventKind::MemberReaped,
+            EventDetail::StateChanged { .. } => EventKind::StateChanged,
+            EventDetail::PrimaryChanged { .. } => EventKind::PrimaryChanged,
+        }
+    }
+}
+
+impl Serialize for EventRecord {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The JSON layout, one flat object (the shape the API and hooks have always sent).
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            seq: u64,
+            event: EventKind,
+            node: &'a str,
+            time_ms: u64,
+            member: &'a MemberView,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            keys: Option<&'a [String]>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            service: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            primary: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            previous: Option<&'a str>,
+        }
+        let mut wire = Wire {
+            seq: self.seq,
+            event: self.kind(),
+            node: &self.node,
+            time_ms: self.time_ms,
+            member: &self.member,
+            keys: None,
+            service: None,
+            primary: None,
+            previous: None,
+        };
+        match &self.detail {
+            EventDetail::StateChanged { keys } => wire.keys = Some(keys),
+            EventDetail::PrimaryChanged {
+                service,
+                primary,
+                previous,
+            } => {
+                wire.service = Some(service);
+                wire.primary = primary.as_deref();
+                wire.previous = previous.as_deref();
+            }
+            _ => {}
+        }
+        wire.serialize(serializer)
+    }
 }
 
 /// Where a resuming client starts.
@@ -240,7 +352,7 @@ impl Journal {
     /// Numbers, keeps and offers one event (ignoring this agent's own join and leave).
     fn record(&self, event: &Event) {
         let now = self.mesh.now();
-        let (kind, member, keys) = match event {
+        let (kind, member, detail) = match event {
             // Only the map's version moved: no value changed, nothing to tell.
             Event::KvChanged { keys, .. } if keys.is_empty() => return,
             Event::KvChanged { node, keys } => {
@@ -251,29 +363,29 @@ impl Journal {
                     return;
                 };
                 let view = MemberView::new(&members[i], now);
-                (EventKind::StateChanged, view, Some(keys.clone()))
+                let detail = EventDetail::StateChanged { keys: keys.clone() };
+                (EventKind::StateChanged, view, detail)
             }
             _ => {
                 let Some((kind, member)) = EventKind::of(event) else {
                     return;
                 };
                 let mut shared = self.lock();
+                let Some(detail) = EventDetail::membership(kind) else {
+                    return;
+                };
                 let status = (kind != EventKind::MemberReaped).then(|| Status::of(member.state));
                 shared.availability.record(&member.name, now, status);
-                (kind, MemberView::new(member, now), None)
+                (kind, MemberView::new(member, now), detail)
             }
         };
         let mut shared = self.lock();
         let record = Arc::new(EventRecord {
             seq: shared.next_seq,
-            event: kind,
             node: self.mesh.name().to_string(),
             time_ms: crate::wall_clock::unix_millis(),
             member,
-            keys,
-            service: None,
-            primary: None,
-            previous: None,
+            detail,
         });
         shared.next_seq += 1;
         *shared.counts.entry(kind.as_str()).or_default() += 1;
@@ -316,14 +428,14 @@ impl Journal {
         let mut shared = self.lock();
         let record = Arc::new(EventRecord {
             seq: shared.next_seq,
-            event: EventKind::PrimaryChanged,
             node: self.mesh.name().to_string(),
             time_ms: crate::wall_clock::unix_millis(),
             member,
-            keys: None,
-            service: Some(change.service.clone()),
-            primary: change.primary.clone(),
-            previous: change.previous.clone(),
+            detail: EventDetail::PrimaryChanged {
+                service: change.service.clone(),
+                primary: change.primary.clone(),
+                previous: change.previous.clone(),
+            },
         });
         shared.next_seq += 1;
         *shared
@@ -425,6 +537,65 @@ mod tests {
     use crate::agent::{MeshConfig, TlsSource};
     use crate::proto::SwimConfig;
     use crate::transport::ClusterKey;
+    use crate::wire::Tags;
+
+    fn record(detail: EventDetail) -> EventRecord {
+        EventRecord {
+            seq: 4,
+            node: "a".into(),
+            time_ms: 9,
+            member: MemberView {
+                name: "b".into(),
+                addr: "127.0.0.1:1".into(),
+                region: "eu".into(),
+                zone: "eu-1".into(),
+                status: Status::Alive,
+                incarnation: 1,
+                tags: Tags::new(),
+                status_changed_ms_ago: 0,
+                rtt_ms: None,
+                node_key: "00".repeat(32),
+                availability: None,
+            },
+            detail,
+        }
+    }
+
+    #[test]
+    fn records_keep_their_flat_json_shape_whatever_the_kind() {
+        let json = |d| serde_json::to_value(record(d)).expect("serializes");
+        let plain = json(EventDetail::MemberFailed);
+        assert_eq!(plain["event"], "member-failed");
+        assert_eq!(plain["seq"], 4);
+        for absent in ["keys", "service", "primary", "previous", "detail"] {
+            assert!(plain.get(absent).is_none(), "{absent}: {plain}");
+        }
+        let state = json(EventDetail::StateChanged {
+            keys: vec!["k".into()],
+        });
+        assert_eq!(state["event"], "state-changed");
+        assert_eq!(state["keys"], serde_json::json!(["k"]));
+        let primary = json(EventDetail::PrimaryChanged {
+            service: "db".into(),
+            primary: Some("b".into()),
+            previous: None,
+        });
+        assert_eq!(primary["service"], "db");
+        assert_eq!(primary["primary"], "b");
+        assert!(primary.get("previous").is_none(), "{primary}");
+        let text = serde_json::to_string(&record(EventDetail::MemberJoined)).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"seq":4,"event":"member-joined","node":"a","time_ms":9,"member":{"#
+            ),
+            "{text}"
+        );
+        for kind in EventKind::ALL {
+            if let Some(detail) = EventDetail::membership(kind) {
+                assert_eq!(detail.kind(), kind);
+            }
+        }
+    }
 
     #[tokio::test]
     async fn a_burst_larger_than_any_buffer_is_numbered_whole() {

@@ -14,6 +14,6 @@ pub mod journal;
 pub mod status;
 pub mod view;
 
-pub use journal::{EventKind, EventRecord, Journal};
+pub use journal::{EventDetail, EventKind, EventRecord, Journal};
 pub use status::Status;
 pub use view::{ClusterView, HealthView, MemberRow, MemberView, StatusCounts};

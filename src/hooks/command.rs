@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::child::{kill_group, read_bounded};
-use crate::events::journal::EventRecord;
+use crate::events::journal::{EventDetail, EventRecord};
 use crate::hooks::error::HookError;
 
 /// Bytes of stderr kept for the log line of a failure: enough for an error message,
@@ -33,7 +33,7 @@ const STDERR_GRACE: Duration = Duration::from_millis(100);
 pub fn environment(record: &EventRecord) -> Vec<(&'static str, String)> {
     let m = &record.member;
     let mut env = vec![
-        ("MUSTER_EVENT", record.event.as_str().to_owned()),
+        ("MUSTER_EVENT", record.kind().as_str().to_owned()),
         ("MUSTER_SEQ", record.seq.to_string()),
         ("MUSTER_NODE", record.node.clone()),
         ("MUSTER_TIME_MS", record.time_ms.to_string()),
@@ -44,24 +44,26 @@ pub fn environment(record: &EventRecord) -> Vec<(&'static str, String)> {
         ("MUSTER_MEMBER_ZONE", m.zone.clone()),
         ("MUSTER_MEMBER_INCARNATION", m.incarnation.to_string()),
     ];
-    // `primary-changed`: which service, and who holds the role now and held it before
-    // (empty when nobody does / did), so a hook can promote the new primary.
-    if let Some(service) = &record.service {
-        env.push(("MUSTER_SERVICE", service.clone()));
-        env.push(("MUSTER_PRIMARY", record.primary.clone().unwrap_or_default()));
-        env.push((
-            "MUSTER_PREVIOUS",
-            record.previous.clone().unwrap_or_default(),
-        ));
-        let is_me = record.primary.as_deref() == Some(record.node.as_str());
-        env.push((
-            "MUSTER_IS_PRIMARY",
-            if is_me { "1" } else { "0" }.to_owned(),
-        ));
-    }
-    // `state-changed`: the keys, comma-separated.
-    if let Some(keys) = &record.keys {
-        env.push(("MUSTER_KEYS", keys.join(",")));
+    match &record.detail {
+        // Which service, and who holds the role now and held it before (empty when
+        // nobody does / did), so a hook can promote the new primary.
+        EventDetail::PrimaryChanged {
+            service,
+            primary,
+            previous,
+        } => {
+            env.push(("MUSTER_SERVICE", service.clone()));
+            env.push(("MUSTER_PRIMARY", primary.clone().unwrap_or_default()));
+            env.push(("MUSTER_PREVIOUS", previous.clone().unwrap_or_default()));
+            let is_me = primary.as_deref() == Some(record.node.as_str());
+            env.push((
+                "MUSTER_IS_PRIMARY",
+                if is_me { "1" } else { "0" }.to_owned(),
+            ));
+        }
+        // The keys, comma-separated.
+        EventDetail::StateChanged { keys } => env.push(("MUSTER_KEYS", keys.join(","))),
+        _ => {}
     }
     env
 }
@@ -177,11 +179,12 @@ mod tests {
     #[test]
     fn a_primary_change_names_the_service_and_tells_the_new_primary_it_is_one() {
         let mut r = record(3, "b");
-        r.event = crate::events::journal::EventKind::PrimaryChanged;
+        r.detail = EventDetail::PrimaryChanged {
+            service: "db".into(),
+            primary: Some("b".into()),
+            previous: Some("a".into()),
+        };
         r.node = "b".into();
-        r.service = Some("db".into());
-        r.primary = Some("b".into());
-        r.previous = Some("a".into());
         let env: std::collections::BTreeMap<_, _> = environment(&r).into_iter().collect();
         assert_eq!(env["MUSTER_EVENT"], "primary-changed");
         assert_eq!(env["MUSTER_SERVICE"], "db");

@@ -240,12 +240,12 @@ async fn dispatch(mut events: broadcast::Receiver<Arc<EventRecord>>, hooks: Vec<
     loop {
         match events.recv().await {
             Ok(record) => {
-                for hook in hooks.iter().filter(|h| h.wants(record.event)) {
+                for hook in hooks.iter().filter(|h| h.wants(record.kind())) {
                     if let Some(old) = hook.queue.push(record.clone()) {
                         hook.counters.dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             hook = %hook.name,
-                            event = %old.event,
+                            event = %old.kind(),
                             seq = old.seq,
                             member = %old.member.name.escape_debug(),
                             "hook queue full; dropped its oldest event"
@@ -276,18 +276,14 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::api::{MemberView, Status};
-    use crate::events::journal::EventKind;
+    use crate::events::journal::EventDetail;
     use crate::wire::Tags;
 
     /// A `member-failed` record about `member`.
     pub(crate) fn record(seq: u64, member: &str) -> EventRecord {
         EventRecord {
             seq,
-            keys: None,
-            service: None,
-            primary: None,
-            previous: None,
-            event: EventKind::MemberFailed,
+            detail: EventDetail::MemberFailed,
             node: "a".into(),
             time_ms: 1_700_000_000_000,
             member: MemberView {
@@ -335,7 +331,7 @@ pub(crate) mod tests {
         let runner = HookRunner::spawn_with(&hooks, rx, fast()).unwrap();
         tx.send(Arc::new(record(1, "c"))).unwrap();
         let mut left = record(2, "c");
-        left.event = EventKind::MemberLeft;
+        left.detail = EventDetail::MemberLeft;
         tx.send(Arc::new(left)).unwrap();
         until("the left event is delivered", &runner, |s| s.delivered == 1).await;
         let s = &runner.stats()[0];

@@ -116,7 +116,7 @@ impl Hook {
                     bump(&self.counters.delivered);
                     tracing::debug!(
                         hook = %self.name,
-                        event = %record.event,
+                        event = %record.kind(),
                         seq = record.seq,
                         member = %record.member.name.escape_debug(),
                         attempt,
@@ -130,7 +130,7 @@ impl Hook {
                     tracing::warn!(
                         hook = %self.name,
                         kind = self.action.kind(),
-                        event = %record.event,
+                        event = %record.kind(),
                         seq = record.seq,
                         member = %record.member.name.escape_debug(),
                         attempt,
@@ -149,7 +149,7 @@ impl Hook {
         tracing::error!(
             hook = %self.name,
             kind = self.action.kind(),
-            event = %record.event,
+            event = %record.kind(),
             seq = record.seq,
             member = %record.member.name.escape_debug(),
             attempts,
