@@ -30,7 +30,7 @@ use muster::metrics::{Exposition, MetricsSource};
 use muster::routing::router::RouteQuery;
 use muster::routing::rule::{Failback, FailoverRule};
 use muster::routing::services::Services;
-use muster::routing::spec::{CheckSpec, ServiceSpec};
+use muster::routing::spec::{CheckSpec, ServiceMode, ServiceSpec};
 use muster::wire::MemberState;
 use support::DEADLINE;
 use support::meshes::describe;
@@ -247,8 +247,15 @@ async fn dns_answers_follow_the_route_answers_of_a_three_region_cluster() {
         let check = checks.get(i).map(|c| c.addr);
         let weight = [1, 3, 1, 2][i];
         let mut specs = vec![service("web", 8080 + i as u16, weight, check)];
+        // `db` in primary mode on eu-b and us-a: us-a, of higher priority, holds it.
+        let db = |priority| ServiceSpec {
+            mode: ServiceMode::Primary,
+            priority,
+            ..service("db", 5432, 1, None)
+        };
         match name {
-            "us-a" => specs.push(service("api", 9000, 1, None)),
+            "eu-b" => specs.push(db(5)),
+            "us-a" => specs.extend([service("api", 9000, 1, None), db(10)]),
             "ap-a" => specs.push(service("idle", 9100, 1, None)),
             _ => {}
         }
@@ -315,6 +322,34 @@ async fn dns_answers_follow_the_route_answers_of_a_three_region_cluster() {
     assert_eq!(
         ask(&r, "web.service.muster.", RecordType::AAAA).await,
         Answer::NoData
+    );
+
+    // RFC 2782's form of the same name answers the same SRV records.
+    let srv = ask(&r, "web.service.muster.", RecordType::SRV).await;
+    assert_eq!(
+        ask(&r, "_web._tcp.service.muster.", RecordType::SRV).await,
+        srv,
+        "_SERVICE._tcp names are the service's"
+    );
+
+    // The primary of a primary-mode service: us-a alone, whatever region asks.
+    let primary = until("primary.db answers us-a alone", || async {
+        let a = ask(&r, "primary.db.service.muster.", RecordType::A).await;
+        (a == records(&["127.0.0.4".into()]), a)
+    })
+    .await;
+    assert_eq!(primary, records(&["127.0.0.4".into()]));
+    assert_eq!(
+        ask(&r, "primary.db.service.muster.", RecordType::SRV).await,
+        Answer::Records(
+            vec!["1 1 5432 us-a.node.muster.".into()],
+            vec!["us-a.node.muster. 127.0.0.4".into()]
+        )
+    );
+    assert_eq!(
+        ask(&r, "primary.web.service.muster.", RecordType::A).await,
+        Answer::NxDomain,
+        "web is not in primary mode"
     );
 
     // Region-scoped names.

@@ -31,9 +31,9 @@ use muster::dns::records::Endpoint;
 use muster::dns::{Authority, MAX_UDP_PAYLOAD, Transport, ZoneData, respond};
 
 /// Labels the zone answers for, and the words of its names.
-const LABELS: [&str; 16] = [
+const LABELS: [&str; 19] = [
     "web", "idle", "big", "mid", "eu-a", "us-a", "EU-A", "service", "node", "eu", "us",
-    "muster", "MUSTER", "*", "-", "xn--nxasmq6b",
+    "muster", "MUSTER", "*", "-", "xn--nxasmq6b", "primary", "_web", "_tcp",
 ];
 
 /// A zone that never changes (as in `src/dns/message/tests.rs`).
@@ -56,6 +56,15 @@ impl ZoneData for Fixed {
                 .cloned()
                 .collect(),
         )
+    }
+
+    /// `web` is in primary mode, its first endpoint the primary; `idle` is too, with no
+    /// primary now; the others are not.
+    fn primary(&self, service: &str) -> Option<Vec<Endpoint>> {
+        match service {
+            "web" | "idle" => Some(self.services.get(service)?.iter().take(1).cloned().collect()),
+            _ => None,
+        }
     }
 
     fn node(&self, node: &str) -> Option<IpAddr> {

@@ -55,6 +55,10 @@ pub trait ZoneData {
     /// given), with SRV priorities; empty when none is healthy. `None` when no such
     /// service is registered, or no such region exists.
     fn service(&self, service: &str, region: Option<&str>) -> Option<Vec<Endpoint>>;
+    /// The current primary of `service` (one endpoint, SRV priority 1), or none when no
+    /// instance holds the role now. `None` when no such service is registered or it is
+    /// not in `primary` mode.
+    fn primary(&self, service: &str) -> Option<Vec<Endpoint>>;
     /// The address of the live member named `node`.
     fn node(&self, node: &str) -> Option<IpAddr>;
     /// Whether some live member is in `region`.
@@ -182,16 +186,12 @@ pub fn respond(
         Target::RegionBranch { region } => {
             zone.has_region(&region).then(|| (Vec::new(), Vec::new()))
         }
-        Target::Service { service, region } => {
-            zone.service(&service, region.as_deref())
-                .map(|endpoints| match qtype {
-                    RecordType::SRV => records::srv(owner, &endpoints, ttl),
-                    _ => (
-                        records::addresses(owner, endpoints.iter().map(|e| e.address), qtype, ttl),
-                        Vec::new(),
-                    ),
-                })
-        }
+        Target::Service { service, region } => zone
+            .service(&service, region.as_deref())
+            .map(|endpoints| service_records(owner, &endpoints, qtype, ttl)),
+        Target::Primary { service } => zone
+            .primary(&service)
+            .map(|endpoints| service_records(owner, &endpoints, qtype, ttl)),
         Target::Node { node } => zone
             .node(&node)
             .map(|address| (records::addresses(owner, [address], qtype, ttl), Vec::new())),
@@ -320,5 +320,21 @@ fn header_only(id: u16, flags: u8, rcode: ResponseCode) -> Reply {
     }
 }
 
+/// The records of a service-shaped answer: SRV records (with their targets' addresses
+/// as additionals) for an SRV query, else the endpoints' addresses of `qtype`.
+fn service_records(
+    owner: &Name,
+    endpoints: &[Endpoint],
+    qtype: RecordType,
+    ttl: u32,
+) -> (Vec<Record>, Vec<Record>) {
+    match qtype {
+        RecordType::SRV => records::srv(owner, endpoints, ttl),
+        _ => (
+            records::addresses(owner, endpoints.iter().map(|e| e.address), qtype, ttl),
+            Vec::new(),
+        ),
+    }
+}
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,8 @@
 //! | `muster.` | the zone apex: its SOA |
 //! | `SERVICE.service.muster.` | the healthy instances of SERVICE, in route order |
 //! | `SERVICE.service.REGION.muster.` | the same, restricted to REGION |
+//! | `_SERVICE._tcp.service.muster.`, `_SERVICE._tcp.service.REGION.muster.` | the same, in RFC 2782's form for SRV queries (`_udp` too: the protocol label selects nothing) |
+//! | `primary.SERVICE.service.muster.` | the current primary of a `primary`-mode SERVICE, as this agent elects it |
 //! | `NODE.node.muster.` | a live member's address; NODE may hold dots (`web1.example.com.node.muster.`) |
 //! | `service.muster.`, `node.muster.`, `service.REGION.muster.` | empty non-terminals: they exist (names below them do) but hold no records |
 //!
@@ -14,7 +16,9 @@
 //! Labels compare ASCII case-insensitively: [`parse`] lowercases them, so what a query
 //! asks for never depends on the case it was sent in (resolvers randomise it, RFC 4343
 //! and the "0x20" trick). A name whose second label from the right is `node` is a node
-//! name, so a region named `node` cannot be asked for with a region-scoped name.
+//! name, so a region named `node` cannot be asked for with a region-scoped name; and
+//! `primary.X.service.muster.` asks for X's primary, so a service named `primary` in a
+//! region named `service` cannot be asked for by its region-scoped name.
 
 use hickory_proto::rr::Name;
 
@@ -26,6 +30,12 @@ const SERVICE: &[u8] = b"service";
 
 /// The label under the apex that holds nodes.
 const NODE: &[u8] = b"node";
+
+/// The label before a service name that asks for its primary.
+const PRIMARY: &[u8] = b"primary";
+
+/// RFC 2782's protocol labels, accepted after `_SERVICE`.
+const PROTOCOLS: [&[u8]; 2] = [b"_tcp", b"_udp"];
 
 /// What a query name asks for. Strings are lowercased labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +55,11 @@ pub enum Target {
         service: String,
         /// The region, lowercased, for a region-scoped name.
         region: Option<String>,
+    },
+    /// `primary.SERVICE.service.muster.`.
+    Primary {
+        /// The service, lowercased.
+        service: String,
     },
     /// `NODE.node.muster.`.
     Node {
@@ -67,6 +82,22 @@ pub fn parse(name: &Name) -> Target {
         return Target::Outside;
     }
     let text = |label: &[u8]| String::from_utf8(label.to_vec()).ok();
+    // RFC 2782: `_SERVICE._PROTO.` in front of the service branch names SERVICE.
+    let srv_form: Vec<Vec<u8>>;
+    let rest = match rest {
+        [service, proto, branch, ..]
+            if branch.as_slice() == SERVICE
+                && PROTOCOLS.contains(&proto.as_slice())
+                && service.len() > 1
+                && service.starts_with(b"_") =>
+        {
+            srv_form = std::iter::once(service[1..].to_vec())
+                .chain(rest[2..].iter().cloned())
+                .collect();
+            srv_form.as_slice()
+        }
+        _ => rest,
+    };
     match rest {
         [] => Target::Apex,
         [branch] if branch.as_slice() == SERVICE || branch.as_slice() == NODE => Target::Branch,
@@ -74,6 +105,14 @@ pub fn parse(name: &Name) -> Target {
             Some(node) => Target::Node { node },
             None => Target::Missing,
         },
+        [primary, service, branch]
+            if primary.as_slice() == PRIMARY && branch.as_slice() == SERVICE =>
+        {
+            match text(service) {
+                Some(service) => Target::Primary { service },
+                None => Target::Missing,
+            }
+        }
         [service, branch] if branch.as_slice() == SERVICE => match text(service) {
             Some(service) => Target::Service {
                 service,
@@ -163,6 +202,28 @@ mod tests {
                 },
             ),
             ("service.service.muster.", service("service", None)),
+            ("_web._tcp.service.muster.", service("web", None)),
+            ("_WEB._TCP.Service.muster.", service("web", None)),
+            ("_web._udp.service.eu.muster.", service("web", Some("eu"))),
+            (
+                "__grpc-api._tcp.service.muster.",
+                service("_grpc-api", None),
+            ),
+            ("_._tcp.service.muster.", Target::Missing),
+            ("_web._sctp.service.muster.", Target::Missing),
+            (
+                "primary.db.service.muster.",
+                Target::Primary {
+                    service: "db".into(),
+                },
+            ),
+            (
+                "PRIMARY.DB.service.muster.",
+                Target::Primary {
+                    service: "db".into(),
+                },
+            ),
+            ("primary.service.muster.", service("primary", None)),
             ("web.service.eu.extra.muster.", Target::Missing),
             ("a.b.service.muster.", Target::Missing),
             ("other.muster.", Target::Missing),

@@ -24,7 +24,7 @@ use super::message::ZoneData;
 use super::records::{self, Endpoint};
 use crate::agent::{Members, MeshView};
 use crate::routing::router::RouteQuery;
-use crate::routing::services::{Services, settle};
+use crate::routing::services::{PrimaryError, Services, settle};
 
 /// What the zone knows of the membership: live members and their regions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,6 +152,22 @@ impl ZoneData for AgentZone {
         // Unknown here means it left between the two reads: it does not exist now.
         let answer = self.services.route(&name, None, &query).ok()?;
         Some(records::endpoints(&answer.instances, self.services.home()))
+    }
+
+    fn primary(&self, service: &str) -> Option<Vec<Endpoint>> {
+        let name = self.service_name(service)?;
+        match self.services.primary(&name) {
+            Ok(view) => Some(vec![Endpoint {
+                node: view.primary.node,
+                address: view.primary.address,
+                port: view.primary.port,
+                weight: view.primary.weight,
+                priority: 1,
+            }]),
+            // The service is in primary mode, and no instance holds the role now.
+            Err(PrimaryError::NoPrimary(_)) => Some(Vec::new()),
+            Err(PrimaryError::UnknownService(_) | PrimaryError::NotPrimaryMode(_)) => None,
+        }
     }
 
     fn node(&self, node: &str) -> Option<IpAddr> {

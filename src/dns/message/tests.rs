@@ -31,6 +31,22 @@ impl ZoneData for Fixed {
         )
     }
 
+    /// `web` is in primary mode, its first endpoint the primary; `idle` is too, with no
+    /// primary now; the others are not.
+    fn primary(&self, service: &str) -> Option<Vec<Endpoint>> {
+        match service {
+            "web" | "idle" => Some(
+                self.services
+                    .get(service)?
+                    .iter()
+                    .take(1)
+                    .cloned()
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
     fn node(&self, node: &str) -> Option<IpAddr> {
         self.nodes.get(node).copied()
     }
@@ -171,6 +187,43 @@ fn srv_gives_priority_weight_port_and_target_addresses() {
             "us-a.node.muster. ::1",
             "eu-c.node.muster. 127.0.0.2"
         ]
+    );
+}
+
+#[test]
+fn the_primary_name_answers_the_primary_alone() {
+    let m = ask("primary.web.service.muster.", RecordType::A);
+    assert_eq!(shown(&m.answers), ["127.0.0.2"]);
+    let m = ask("Primary.WEB.service.muster.", RecordType::SRV);
+    assert_eq!(shown(&m.answers), ["1 2 8080 eu-a.node.muster."]);
+    assert_eq!(m.additionals.len(), 1, "{m}");
+    // In primary mode with no primary now: the name exists, without records.
+    is_negative(
+        &ask("primary.idle.service.muster.", RecordType::A),
+        ResponseCode::NoError,
+    );
+    // Not in primary mode, or no such service: no such name.
+    is_negative(
+        &ask("primary.big.service.muster.", RecordType::A),
+        ResponseCode::NXDomain,
+    );
+    is_negative(
+        &ask("primary.nope.service.muster.", RecordType::A),
+        ResponseCode::NXDomain,
+    );
+}
+
+#[test]
+fn rfc_2782_names_answer_as_the_service_names_do() {
+    let plain = ask("web.service.muster.", RecordType::SRV);
+    let m = ask("_web._tcp.service.muster.", RecordType::SRV);
+    assert_eq!(shown(&m.answers), shown(&plain.answers));
+    assert_eq!(m.answers[0].name.to_string(), "_web._tcp.service.muster.");
+    let m = ask("_web._tcp.service.us.muster.", RecordType::SRV);
+    assert_eq!(shown(&m.answers), ["3 2 8080 us-a.node.muster."]);
+    is_negative(
+        &ask("_nope._tcp.service.muster.", RecordType::SRV),
+        ResponseCode::NXDomain,
     );
 }
 
