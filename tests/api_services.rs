@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use muster::Mesh;
 use muster::api::{self, Access, ApiState, ApiToken};
 use muster::events::journal::{EventDetail, EventKind};
+use muster::routing::router::RuleState;
 use muster::wire::MemberState;
 use serde_json::{Value, json};
 use support::meshes::{describe, start, three};
@@ -940,10 +941,9 @@ async fn route_answers_follow_the_callers_place_and_the_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_failover_sends_traffic_to_the_region_until_reset() {
     let (a, b, c) = three("api-failover").await;
-    let routers: Vec<Router> = [&a, &b, &c]
-        .iter()
-        .map(|m| api::router(ApiState::new(m)))
-        .collect();
+    let states: Vec<ApiState> = [&a, &b, &c].iter().map(|m| ApiState::new(m)).collect();
+    let routers: Vec<Router> = states.iter().map(|s| api::router(s.clone())).collect();
+    let mut journal_a = states[0].journal().subscribe();
     for r in &routers {
         let (status, body) = send_json(
             r,
@@ -979,6 +979,33 @@ async fn a_forced_failover_sends_traffic_to_the_region_until_reset() {
     assert_eq!(forced["service"], "web");
     assert_eq!(forced["rule"]["state"], "forced", "{forced}");
     assert_eq!(forced["rule"]["regions"], json!(["us"]), "{forced}");
+    // The change is an event too (for the stream and the hooks), about a itself.
+    let record = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let record = journal_a.recv().await.expect("the journal runs");
+            if record.kind() == EventKind::FailoverChanged {
+                return record;
+            }
+        }
+    })
+    .await
+    .expect("a journals a failover-changed event");
+    match &record.detail {
+        EventDetail::FailoverChanged {
+            service,
+            region,
+            to,
+            ..
+        } => {
+            assert_eq!((service.as_str(), region.as_str()), ("web", "eu"));
+            assert_eq!(*to, RuleState::Forced);
+        }
+        other => panic!("not a failover change: {other:?}"),
+    }
+    assert_eq!(record.member.name, "a");
+    let json = serde_json::to_value(&*record).expect("serializes");
+    assert_eq!(json["event"], "failover-changed", "{json}");
+    assert_eq!(json["to"], "forced", "{json}");
     let (_, route) = get(ra, "/v1/route/web").await;
     assert_eq!(route["rule"]["state"], "forced", "{route}");
     assert_eq!(nodes(&route), ["c"], "{route}");

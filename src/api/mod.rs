@@ -127,6 +127,7 @@ impl ApiState {
     pub fn with_services(mesh: &Mesh, services: Services) -> ApiState {
         let journal = Journal::start(mesh);
         journal.follow_primaries(services.subscribe_primaries());
+        journal.follow_failovers(services.subscribe_rule_changes());
         ApiState {
             journal,
             metrics: vec![Arc::new(services.clone()) as Arc<dyn MetricsSource>],

@@ -22,6 +22,7 @@ use crate::events::Status;
 use crate::events::availability::{Availability, AvailabilityView};
 use crate::events::view::MemberView;
 use crate::proto::{Event, MemberInfo};
+use crate::routing::router::{RuleChange, RuleState};
 use crate::routing::services::PrimaryChange;
 
 /// Events kept for resuming clients.
@@ -54,11 +55,15 @@ pub enum EventKind {
     /// names the service, the new primary and the previous one; `member` is the new
     /// primary's record, or the previous one's when no instance holds the role).
     PrimaryChanged,
+    /// A service's failover rule changed state for a caller region, as this agent
+    /// judges it (the record names the service, the region, the states from and to, and
+    /// why; `member` is this agent's own record).
+    FailoverChanged,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::MemberJoined,
         EventKind::MemberUpdated,
         EventKind::MemberSuspected,
@@ -68,6 +73,7 @@ impl EventKind {
         EventKind::MemberReaped,
         EventKind::StateChanged,
         EventKind::PrimaryChanged,
+        EventKind::FailoverChanged,
     ];
 
     /// The kind's name, e.g. `member-failed`.
@@ -82,6 +88,7 @@ impl EventKind {
             EventKind::MemberReaped => "member-reaped",
             EventKind::StateChanged => "state-changed",
             EventKind::PrimaryChanged => "primary-changed",
+            EventKind::FailoverChanged => "failover-changed",
         }
     }
 
@@ -123,7 +130,8 @@ impl std::fmt::Display for EventKind {
 ///
 /// As JSON (the API's event and the hooks' payload): `seq`, `event` (the kind's name),
 /// `node`, `time_ms`, `member`, then what the kind carries (`keys`; `service`,
-/// `primary`, `previous`), absent fields omitted.
+/// `primary`, `previous`; `service`, `region`, `from`, `to`, `reason`), absent fields
+/// omitted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRecord {
     /// Position in this agent's journal, from 1; the SSE event id.
@@ -179,6 +187,20 @@ pub enum EventDetail {
         /// The node that held it before (none: none did).
         previous: Option<String>,
     },
+    /// A service's failover rule changed state for callers in a region.
+    FailoverChanged {
+        /// The service.
+        service: String,
+        /// The caller region whose rule state changed.
+        region: String,
+        /// The state before (`normal`, `pending`, `failed-over`, `failing-back`,
+        /// `forced`, `remote`).
+        from: RuleState,
+        /// The state after.
+        to: RuleState,
+        /// Why, in a sentence.
+        reason: String,
+    },
 }
 
 impl EventDetail {
@@ -192,7 +214,9 @@ impl EventDetail {
             EventKind::MemberFailed => EventDetail::MemberFailed,
             EventKind::MemberLeft => EventDetail::MemberLeft,
             EventKind::MemberReaped => EventDetail::MemberReaped,
-            EventKind::StateChanged | EventKind::PrimaryChanged => return None,
+            EventKind::StateChanged | EventKind::PrimaryChanged | EventKind::FailoverChanged => {
+                return None;
+            }
         })
     }
 
@@ -208,6 +232,7 @@ impl EventDetail {
             EventDetail::MemberReaped => EventKind::MemberReaped,
             EventDetail::StateChanged { .. } => EventKind::StateChanged,
             EventDetail::PrimaryChanged { .. } => EventKind::PrimaryChanged,
+            EventDetail::FailoverChanged { .. } => EventKind::FailoverChanged,
         }
     }
 }
@@ -230,6 +255,14 @@ impl Serialize for EventRecord {
             primary: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             previous: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            region: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            from: Option<RuleState>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            to: Option<RuleState>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
         }
         let mut wire = Wire {
             seq: self.seq,
@@ -241,6 +274,10 @@ impl Serialize for EventRecord {
             service: None,
             primary: None,
             previous: None,
+            region: None,
+            from: None,
+            to: None,
+            reason: None,
         };
         match &self.detail {
             EventDetail::StateChanged { keys } => wire.keys = Some(keys),
@@ -252,6 +289,19 @@ impl Serialize for EventRecord {
                 wire.service = Some(service);
                 wire.primary = primary.as_deref();
                 wire.previous = previous.as_deref();
+            }
+            EventDetail::FailoverChanged {
+                service,
+                region,
+                from,
+                to,
+                reason,
+            } => {
+                wire.service = Some(service);
+                wire.region = Some(region);
+                wire.from = Some(*from);
+                wire.to = Some(*to);
+                wire.reason = Some(reason);
             }
             _ => {}
         }
@@ -352,7 +402,7 @@ impl Journal {
     /// Numbers, keeps and offers one event (ignoring this agent's own join and leave).
     fn record(&self, event: &Event) {
         let now = self.mesh.now();
-        let (kind, member, detail) = match event {
+        let (member, detail) = match event {
             // Only the map's version moved: no value changed, nothing to tell.
             Event::KvChanged { keys, .. } if keys.is_empty() => return,
             Event::KvChanged { node, keys } => {
@@ -363,8 +413,7 @@ impl Journal {
                     return;
                 };
                 let view = MemberView::new(&members[i], now);
-                let detail = EventDetail::StateChanged { keys: keys.clone() };
-                (EventKind::StateChanged, view, detail)
+                (view, EventDetail::StateChanged { keys: keys.clone() })
             }
             _ => {
                 let Some((kind, member)) = EventKind::of(event) else {
@@ -376,25 +425,10 @@ impl Journal {
                 };
                 let status = (kind != EventKind::MemberReaped).then(|| Status::of(member.state));
                 shared.availability.record(&member.name, now, status);
-                (kind, MemberView::new(member, now), detail)
+                (MemberView::new(member, now), detail)
             }
         };
-        let mut shared = self.lock();
-        let record = Arc::new(EventRecord {
-            seq: shared.next_seq,
-            node: self.mesh.name().to_string(),
-            time_ms: crate::wall_clock::unix_millis(),
-            member,
-            detail,
-        });
-        shared.next_seq += 1;
-        *shared.counts.entry(kind.as_str()).or_default() += 1;
-        if shared.history.len() == HISTORY {
-            shared.history.pop_front();
-        }
-        shared.history.push_back(record.clone());
-        // Under the lock, so `resume` sees each record in the backlog or live, never both.
-        let _ = self.live.send(record);
+        self.publish(member, detail);
     }
 
     /// Also records the primary changes `changes` delivers (from the agent's services),
@@ -425,27 +459,73 @@ impl Journal {
         else {
             return;
         };
+        self.publish(
+            member,
+            EventDetail::PrimaryChanged {
+                service: change.service.clone(),
+                primary: change.primary.clone(),
+                previous: change.previous.clone(),
+            },
+        );
+    }
+
+    /// Also records the failover rule changes `changes` delivers (from the agent's
+    /// services), until that channel closes.
+    pub fn follow_failovers(&self, mut changes: broadcast::Receiver<RuleChange>) {
+        let journal = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(change) => journal.record_failover(change),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "event journal missed failover rule changes")
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// Numbers, keeps and offers one failover rule change, about this agent itself (the
+    /// rule's state is this agent's judgement).
+    fn record_failover(&self, change: RuleChange) {
+        let now = self.mesh.now();
+        let members = self.mesh.members();
+        let me = self.mesh.name();
+        let Ok(i) = members.binary_search_by(|m| m.name.cmp(me)) else {
+            return;
+        };
+        let member = MemberView::new(&members[i], now);
+        self.publish(
+            member,
+            EventDetail::FailoverChanged {
+                service: change.service,
+                region: change.region,
+                from: change.from,
+                to: change.to,
+                reason: change.reason,
+            },
+        );
+    }
+
+    /// Numbers, keeps and offers one event that is not a membership event.
+    fn publish(&self, member: MemberView, detail: EventDetail) {
         let mut shared = self.lock();
+        let kind = detail.kind();
         let record = Arc::new(EventRecord {
             seq: shared.next_seq,
             node: self.mesh.name().to_string(),
             time_ms: crate::wall_clock::unix_millis(),
             member,
-            detail: EventDetail::PrimaryChanged {
-                service: change.service.clone(),
-                primary: change.primary.clone(),
-                previous: change.previous.clone(),
-            },
+            detail,
         });
         shared.next_seq += 1;
-        *shared
-            .counts
-            .entry(EventKind::PrimaryChanged.as_str())
-            .or_default() += 1;
+        *shared.counts.entry(kind.as_str()).or_default() += 1;
         if shared.history.len() == HISTORY {
             shared.history.pop_front();
         }
         shared.history.push_back(record.clone());
+        // Under the lock, so `resume` sees each record in the backlog or live, never both.
         let _ = self.live.send(record);
     }
 
@@ -583,6 +663,23 @@ mod tests {
         assert_eq!(primary["service"], "db");
         assert_eq!(primary["primary"], "b");
         assert!(primary.get("previous").is_none(), "{primary}");
+        let failover = json(EventDetail::FailoverChanged {
+            service: "web".into(),
+            region: "eu".into(),
+            from: RuleState::Pending,
+            to: RuleState::FailedOver,
+            reason: "no passing instance in eu".into(),
+        });
+        assert_eq!(failover["event"], "failover-changed");
+        assert_eq!(
+            (&failover["region"], &failover["from"], &failover["to"]),
+            (
+                &serde_json::json!("eu"),
+                &serde_json::json!("pending"),
+                &serde_json::json!("failed-over")
+            )
+        );
+        assert!(failover.get("primary").is_none(), "{failover}");
         let text = serde_json::to_string(&record(EventDetail::MemberJoined)).unwrap();
         assert!(
             text.starts_with(

@@ -63,6 +63,21 @@ pub fn environment(record: &EventRecord) -> Vec<(&'static str, String)> {
         }
         // The keys, comma-separated.
         EventDetail::StateChanged { keys } => env.push(("MUSTER_KEYS", keys.join(","))),
+        // Which service's rule, for callers in which region, from and to which state,
+        // and why: enough for a hook to move a load balancer's weights.
+        EventDetail::FailoverChanged {
+            service,
+            region,
+            from,
+            to,
+            reason,
+        } => {
+            env.push(("MUSTER_SERVICE", service.clone()));
+            env.push(("MUSTER_REGION", region.clone()));
+            env.push(("MUSTER_FROM", from.as_str().to_owned()));
+            env.push(("MUSTER_TO", to.as_str().to_owned()));
+            env.push(("MUSTER_REASON", reason.clone()));
+        }
         _ => {}
     }
     env

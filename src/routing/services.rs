@@ -132,6 +132,8 @@ struct Inner {
     changes: Mutex<Vec<RuleChange>>,
     /// Rule changes counted by service, for metrics.
     change_counts: Mutex<BTreeMap<String, u64>>,
+    /// Rule changes as they happen, for the event journal.
+    rule_events: broadcast::Sender<RuleChange>,
     /// Primary-role elections as of the last catalog update.
     primaries: Mutex<Primaries>,
     /// Claims this agent publishes for its primary-mode services, by service.
@@ -185,6 +187,10 @@ pub enum PrimaryError {
 
 /// Primary changes buffered per subscriber.
 const PRIMARY_EVENTS: usize = 256;
+
+/// Rule changes buffered for a slow event journal: a region failing over changes one
+/// rule per service, so a burst is the service count.
+const RULE_EVENTS: usize = 1024;
 
 /// The current primary of each `primary`-mode service, with when this agent first saw it.
 #[derive(Debug, Default)]
@@ -243,6 +249,7 @@ impl Services {
             home,
             changes: Mutex::new(Vec::new()),
             change_counts: Mutex::new(BTreeMap::new()),
+            rule_events: broadcast::channel(RULE_EVENTS).0,
             primaries: Mutex::new(Primaries::default()),
             claims: Mutex::new(BTreeMap::new()),
             primary_events: broadcast::channel(PRIMARY_EVENTS).0,
@@ -396,6 +403,11 @@ impl Services {
         lock(&self.inner.changes).clone()
     }
 
+    /// Failover rule changes from now on (for the event journal).
+    pub fn subscribe_rule_changes(&self) -> broadcast::Receiver<RuleChange> {
+        self.inner.rule_events.subscribe()
+    }
+
     /// Primary changes from now on (for the event journal).
     pub fn subscribe_primaries(&self) -> broadcast::Receiver<PrimaryChange> {
         self.inner.primary_events.subscribe()
@@ -462,6 +474,7 @@ fn collect_changes(inner: &Inner) {
             reason = %c.reason,
             "failover rule changed"
         );
+        let _ = inner.rule_events.send(c.clone());
         kept.push(c);
     }
     let excess = kept.len().saturating_sub(KEPT_CHANGES);
