@@ -18,8 +18,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -225,12 +225,49 @@ impl MetricsSource for DnsStats {
     }
 }
 
-/// What every task shares: the zone, the SOA settings, the counts, the UDP limiter.
+/// The UDP rate limit the tasks apply, and whether it is off: an agent that turned it
+/// off (`dns_rate_limit = 0`) answers every query without taking the limiter's lock.
+#[derive(Debug)]
+struct UdpLimit {
+    off: AtomicBool,
+    limiter: Mutex<RateLimiter>,
+}
+
+impl UdpLimit {
+    fn new(limit: RateLimit) -> UdpLimit {
+        UdpLimit {
+            off: AtomicBool::new(limit.is_off()),
+            limiter: Mutex::new(RateLimiter::new(limit)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RateLimiter> {
+        // A panic while checking leaves at worst one bucket off by a token.
+        self.limiter.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `limit` from now on, every source starting with a full bucket.
+    fn set(&self, limit: RateLimit) {
+        let mut limiter = self.lock();
+        *limiter = RateLimiter::new(limit);
+        self.off.store(limit.is_off(), Ordering::Relaxed);
+    }
+
+    /// The verdict on a query from `source` at `now`.
+    fn check(&self, source: std::net::IpAddr, now: tokio::time::Instant) -> Verdict {
+        if self.off.load(Ordering::Relaxed) {
+            return Verdict::Answer;
+        }
+        self.lock().check(source, now)
+    }
+}
+
+/// What every task shares: the zone, the SOA settings, the counts, the UDP limit.
 struct Shared<Z> {
     zone: Z,
     authority: Authority,
     stats: Arc<DnsStats>,
-    limiter: Arc<Mutex<RateLimiter>>,
+    limit: Arc<UdpLimit>,
 }
 
 impl<Z: ZoneData> Shared<Z> {
@@ -246,12 +283,7 @@ impl<Z: ZoneData> Shared<Z> {
         // The limiter's clock: `tokio::time::Instant` (the lint guards the std one),
         // read here only.
         let now = tokio::time::Instant::now();
-        let verdict = self
-            .limiter
-            .lock()
-            // A panic while checking leaves at worst one bucket off by a token.
-            .unwrap_or_else(PoisonError::into_inner)
-            .check(from.ip(), now);
+        let verdict = self.limit.check(from.ip(), now);
         match verdict {
             Verdict::Answer => self.respond(packet, Transport::Udp),
             Verdict::Slip => {
@@ -277,7 +309,7 @@ impl<Z: ZoneData> Shared<Z> {
 pub struct DnsServer {
     addr: SocketAddr,
     stats: Arc<DnsStats>,
-    limiter: Arc<Mutex<RateLimiter>>,
+    limit: Arc<UdpLimit>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -311,12 +343,12 @@ impl DnsServer {
     ) -> io::Result<DnsServer> {
         let addr = sockets.local_addr()?;
         let stats = Arc::new(DnsStats::default());
-        let limiter = Arc::new(Mutex::new(RateLimiter::new(RateLimit::default())));
+        let limit = Arc::new(UdpLimit::new(RateLimit::default()));
         let shared = Arc::new(Shared {
             zone,
             authority,
             stats: stats.clone(),
-            limiter: limiter.clone(),
+            limit: limit.clone(),
         });
         let udp = Arc::new(sockets.udp);
         let workers = std::thread::available_parallelism()
@@ -329,7 +361,7 @@ impl DnsServer {
         Ok(DnsServer {
             addr,
             stats,
-            limiter,
+            limit,
             tasks,
         })
     }
@@ -338,16 +370,13 @@ impl DnsServer {
     /// limit), every source starting with a full bucket. Meant right after
     /// [`DnsServer::start`] or [`DnsServer::serve`]: `DnsServer::start(..)?.with_rate_limit(..)`.
     pub fn with_rate_limit(self, limit: RateLimit) -> DnsServer {
-        *self.limiter.lock().unwrap_or_else(PoisonError::into_inner) = RateLimiter::new(limit);
+        self.limit.set(limit);
         self
     }
 
     /// The UDP rate limit per source it applies.
     pub fn rate_limit(&self) -> RateLimit {
-        self.limiter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .limit()
+        self.limit.lock().limit()
     }
 
     /// The address it serves (UDP and TCP).
@@ -457,5 +486,27 @@ async fn serve_connection<Z: ZoneData>(mut stream: TcpStream, shared: &Shared<Z>
             Ok(Ok(())) => {}
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_turned_off_answers_everything_and_one_turned_on_limits_again() {
+        let source: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let now = tokio::time::Instant::now();
+        let limit = UdpLimit::new(RateLimit::OFF);
+        assert!((0..10_000).all(|_| limit.check(source, now) == Verdict::Answer));
+        limit.set(RateLimit::per_second(1));
+        let verdicts: Vec<Verdict> = (0..5).map(|_| limit.check(source, now)).collect();
+        assert!(verdicts.contains(&Verdict::Answer), "{verdicts:?}");
+        assert!(
+            verdicts.iter().any(|v| *v != Verdict::Answer),
+            "a burst past the limit is limited: {verdicts:?}"
+        );
+        limit.set(RateLimit::OFF);
+        assert_eq!(limit.check(source, now), Verdict::Answer);
     }
 }
