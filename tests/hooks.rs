@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use muster::agent::Mesh;
 use muster::api::{MemberView, Status};
+use muster::backoff::Backoff;
 use muster::events::journal::{EventDetail, EventRecord, Journal};
 use muster::hooks::HookConfig;
-use muster::hooks::{Backoff, HookRunner, HookStats, RunnerOptions, USER_AGENT};
+use muster::hooks::{HookRunner, HookStats, RunnerOptions, USER_AGENT};
 use muster::wire::{MAX_NAME_LEN, MemberState, Tags};
 use serde_json::Value;
 use support::{eventually_async, meshes};

@@ -60,8 +60,8 @@ pub mod server;
 pub mod services;
 pub mod state;
 
+pub use crate::events::Status;
 pub use crate::events::view::{ClusterView, HealthView, MemberRow, MemberView, StatusCounts};
-pub use crate::events::{Status, journal};
 pub use access::{Access, ConnAddrs};
 pub use auth::{ApiToken, MIN_TOKEN_LEN, TOKEN_FILE, TokenError, TokenFileError};
 pub use error::{ApiError, ErrorBody};

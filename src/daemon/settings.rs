@@ -42,7 +42,7 @@ pub const DEFAULT_DNS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LO
 pub mod listen;
 mod validate;
 
-pub use crate::hooks::config::HookConfig;
+use crate::hooks::config::HookConfig;
 
 /// Why a deployment config cannot be used.
 #[derive(Debug, thiserror::Error)]

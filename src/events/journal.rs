@@ -158,19 +158,19 @@ impl EventRecord {
 /// carry it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventDetail {
-    /// First seen (or back after leaving).
+    /// [`EventKind::MemberJoined`].
     MemberJoined,
-    /// A live member changed its address, region, zone or tags.
+    /// [`EventKind::MemberUpdated`].
     MemberUpdated,
-    /// Became suspect.
+    /// [`EventKind::MemberSuspected`].
     MemberSuspected,
-    /// Alive again after a suspicion or a failure.
+    /// [`EventKind::MemberAlive`].
     MemberAlive,
-    /// Declared failed.
+    /// [`EventKind::MemberFailed`].
     MemberFailed,
-    /// Left gracefully, or was force-left.
+    /// [`EventKind::MemberLeft`].
     MemberLeft,
-    /// Forgotten after its retention time.
+    /// [`EventKind::MemberReaped`].
     MemberReaped,
     /// Keys of the member's replicated state changed.
     StateChanged {

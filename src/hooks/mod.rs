@@ -46,7 +46,7 @@ mod error;
 mod queue;
 mod worker;
 
-pub use crate::backoff::Backoff;
+use crate::backoff::Backoff;
 pub use command::{STDERR_KEPT, environment};
 pub use config::{HookAction, HookConfig};
 pub use error::HookError;

@@ -6,7 +6,7 @@
 //! HTTP/1.1 client connection (hyper is in the tree through axum, and its parser is the
 //! one the API's server uses). Every exchange is bounded: one deadline for the whole of
 //! it, at most `body_limit` bytes of body kept, and hyper's own limits on the head
-//! (400 KiB, 100 headers). Once the head is in, running out of time while reading the
+//! (408 KiB of buffer, 100 headers). Once the head is in, running out of time while reading the
 //! body keeps what came: a check's output is what the server managed to say.
 //!
 //! Why not hyper-util's pooled `Client`: it keeps connections alive and pools them per

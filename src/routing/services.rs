@@ -415,8 +415,14 @@ impl Services {
 
     /// The primary of `service`, as of the last catalog update.
     pub fn primary(&self, service: &str) -> Result<PrimaryView, PrimaryError> {
-        let catalog = self.catalog();
-        let Some(instances) = catalog.services.get(service) else {
+        // This service's instances only, not the whole catalog: the DNS interface asks
+        // this per query of `primary.SERVICE.service.muster.`.
+        let Some(instances) = lock(&self.inner.router)
+            .catalog()
+            .services
+            .get(service)
+            .cloned()
+        else {
             return Err(PrimaryError::UnknownService(service.to_owned()));
         };
         let primaries = lock(&self.inner.primaries);
